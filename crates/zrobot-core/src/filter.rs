@@ -1,0 +1,51 @@
+//! Service filters: the keys DESIGN.md gives for finding services.
+
+use serde::{Deserialize, Serialize};
+
+use crate::service::Service;
+
+/// Every key is optional; a service matches when it matches every key given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceFilter {
+    pub name: Option<String>,
+    pub guid: Option<String>,
+    /// A full template UID, or any suffix of it (`node`, `node/1.2.0`).
+    pub template_uid: Option<String>,
+    pub template_host: Option<String>,
+    pub template_account: Option<String>,
+    pub template_repo: Option<String>,
+    pub template_name: Option<String>,
+    pub template_version: Option<String>,
+}
+
+impl ServiceFilter {
+    pub fn by_name(name: &str) -> ServiceFilter {
+        ServiceFilter {
+            name: Some(name.to_owned()),
+            ..Default::default()
+        }
+    }
+
+    pub fn matches(&self, svc: &Service) -> bool {
+        if self.name.as_ref().is_some_and(|n| n != &svc.name) {
+            return false;
+        }
+        if self.guid.as_ref().is_some_and(|g| !g.eq_ignore_ascii_case(&svc.guid.to_string())) {
+            return false;
+        }
+        let t = svc.template();
+        let uid = &t.uid;
+        if let Some(r) = &self.template_uid {
+            let segments: Vec<&str> = r.trim_matches('/').split('/').collect();
+            if !uid.matches(&segments) {
+                return false;
+            }
+        }
+        let eq = |want: &Option<String>, have: &str| want.as_ref().is_none_or(|w| w.eq_ignore_ascii_case(have));
+        eq(&self.template_host, &uid.repo.host)
+            && eq(&self.template_account, &uid.repo.account)
+            && eq(&self.template_repo, &uid.repo.repo)
+            && eq(&self.template_name, &uid.name)
+            && eq(&self.template_version, &uid.version.to_string())
+    }
+}

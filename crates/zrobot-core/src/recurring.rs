@@ -1,0 +1,120 @@
+//! Recurring actions: one timer loop for the whole robot, not one per service.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::robot::{Robot, RobotInner};
+use crate::service::{Service, ServiceStatus};
+use crate::task::Priority;
+
+pub(crate) struct Entry {
+    pub due: Instant,
+    pub service: Weak<Service>,
+    pub action: String,
+    pub period: Duration,
+}
+
+struct Queued(Entry, u64);
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Queued {
+    // Reversed: the heap's top is the earliest due.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.0.due, other.1).cmp(&(self.0.due, self.1))
+    }
+}
+
+/// Hands entries to the timer loop.
+pub(crate) struct Recurring {
+    tx: mpsc::UnboundedSender<Entry>,
+}
+
+impl Recurring {
+    /// Starts the timer loop; it ends when the robot is dropped.
+    pub fn start(robot: Weak<RobotInner>) -> Recurring {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(robot, rx));
+        Recurring { tx }
+    }
+
+    /// Schedules `action` of `service` now and then every `period`.
+    pub fn add(&self, service: &Arc<Service>, action: &str, period: Duration) {
+        let _ = self.tx.send(Entry {
+            due: Instant::now(),
+            service: Arc::downgrade(service),
+            action: action.to_owned(),
+            period,
+        });
+    }
+}
+
+async fn run(robot: Weak<RobotInner>, mut rx: mpsc::UnboundedReceiver<Entry>) {
+    let mut heap: BinaryHeap<Queued> = BinaryHeap::new();
+    let mut seq = 0u64;
+    loop {
+        let next = heap.peek().map(|q| q.0.due);
+        tokio::select! {
+            entry = rx.recv() => match entry {
+                Some(e) => { seq += 1; heap.push(Queued(e, seq)); }
+                None => return,
+            },
+            _ = async { match next { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
+                let Some(inner) = robot.upgrade() else { return };
+                let robot = Robot::from_inner(inner);
+                let now = Instant::now();
+                while heap.peek().is_some_and(|q| q.0.due <= now) {
+                    let Queued(mut e, _) = heap.pop().expect("peeked");
+                    let Some(svc) = e.service.upgrade() else { continue };
+                    let status = svc.status();
+                    if status == ServiceStatus::Deleting || robot.service(svc.guid).is_none() {
+                        continue;
+                    }
+                    // Still listed in the manifest of the service's current template?
+                    if svc.template().policy(&e.action).recurring.is_none() {
+                        continue;
+                    }
+                    if status == ServiceStatus::Ok && !already_pending(&svc, &e.action) {
+                        let robot = robot.clone();
+                        let action = e.action.clone();
+                        tokio::spawn(async move {
+                            if let Err(err) = robot
+                                .schedule_with(&svc, &action, serde_json::Value::Null, Priority::Normal)
+                                .await
+                            {
+                                tracing::debug!(service = %svc.name, %action, "recurring action not scheduled: {err}");
+                            }
+                        });
+                    }
+                    e.due += e.period;
+                    if e.due <= now {
+                        e.due = now + e.period;
+                    }
+                    seq += 1;
+                    heap.push(Queued(e, seq));
+                }
+            }
+        }
+    }
+}
+
+/// Whether `action` already waits in the queue (never twice in the queue).
+fn already_pending(svc: &Service, action: &str) -> bool {
+    let inner = svc.lock();
+    let pending = inner.queue.iter().any(|t| t.lock().action_name == action);
+    pending
+}

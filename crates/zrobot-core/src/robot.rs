@@ -1,0 +1,802 @@
+//! The robot: owns the templates and services, and drives every service's task list.
+//!
+//! Services hold no thread and no tokio task while idle. Scheduling a task on
+//! an idle service spawns one tokio task that drains the service's queue, one
+//! task at a time, then ends: that single consumer is what makes data access
+//! race-free.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::engine::{category, ActionCall, ActionError, ActionOutcome, Callable, Engine, Hook};
+use crate::error::CoreError;
+use crate::filter::ServiceFilter;
+use crate::recurring::Recurring;
+use crate::service::{LogLevel, Service, ServiceStatus};
+use crate::store::{ServiceRecord, Store, StoreOp};
+use crate::task::{Eco, Priority, Task, TaskRecord, TaskState};
+use crate::template::{load_repository, RepoId, RepoLoad, Template, TemplateRegistry};
+use crate::waitgraph::WaitGraph;
+
+/// Bounds the robot applies where templates say nothing.
+#[derive(Debug, Clone)]
+pub struct RobotConfig {
+    /// An action without its own `timeout` is stopped after this long.
+    pub default_action_timeout: Duration,
+    /// `init`, `validate`, `update_data` and `migrate` are stopped after this long.
+    pub hook_timeout: Duration,
+    /// How long a deletion lets the running task finish before stopping it.
+    pub delete_running_bound: Duration,
+    /// The longest an `on_delete` action may run.
+    pub on_delete_bound: Duration,
+}
+
+impl Default for RobotConfig {
+    fn default() -> Self {
+        RobotConfig {
+            default_action_timeout: Duration::from_secs(3600),
+            hook_timeout: Duration::from_secs(60),
+            delete_running_bound: Duration::from_secs(30),
+            on_delete_bound: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What a new service is made of.
+#[derive(Debug, Clone, Default)]
+pub struct NewService {
+    /// A template reference: any unambiguous suffix of its UID.
+    pub template: String,
+    pub name: String,
+    pub data: Value,
+    pub public: bool,
+    /// Hashes of the secrets that will grant the service.
+    pub secrets: Vec<String>,
+}
+
+/// Why a wait on a task ended without the task being done.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WaitError {
+    #[error("deadlock: {0}; a task can never wait on one queued behind itself")]
+    Deadlock(String),
+    #[error("timed out after {0:?} waiting for the task")]
+    Timeout(Duration),
+}
+
+/// A handle on the robot; cheap to clone.
+#[derive(Clone)]
+pub struct Robot(Arc<RobotInner>);
+
+pub(crate) struct RobotInner {
+    config: RobotConfig,
+    templates: TemplateRegistry,
+    engine: Arc<dyn Engine>,
+    store: Arc<dyn Store>,
+    services: RwLock<Services>,
+    /// Queue order of tasks across the robot.
+    seq: AtomicU64,
+    recurring: Recurring,
+    waits: WaitGraph,
+}
+
+#[derive(Default)]
+struct Services {
+    by_guid: HashMap<Uuid, Arc<Service>>,
+    /// Names of listed services, and of services being created (reserved).
+    by_name: HashMap<String, Uuid>,
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Frees a reserved name unless the creation went through.
+struct NameReservation<'a> {
+    robot: &'a Robot,
+    name: String,
+    kept: bool,
+}
+
+impl Drop for NameReservation<'_> {
+    fn drop(&mut self) {
+        if !self.kept {
+            self.robot.services_mut().by_name.remove(&self.name);
+        }
+    }
+}
+
+impl Robot {
+    /// Makes a robot. Must be called inside a tokio runtime: the robot's timer
+    /// loop starts here.
+    pub fn new(config: RobotConfig, engine: Arc<dyn Engine>, store: Arc<dyn Store>) -> Robot {
+        Robot(Arc::new_cyclic(|weak| RobotInner {
+            config,
+            templates: TemplateRegistry::new(),
+            engine,
+            store,
+            services: RwLock::new(Services::default()),
+            seq: AtomicU64::new(1),
+            recurring: Recurring::start(weak.clone()),
+            waits: WaitGraph::default(),
+        }))
+    }
+
+    pub(crate) fn from_inner(inner: Arc<RobotInner>) -> Robot {
+        Robot(inner)
+    }
+
+    pub fn config(&self) -> &RobotConfig {
+        &self.0.config
+    }
+
+    pub fn templates(&self) -> &TemplateRegistry {
+        &self.0.templates
+    }
+
+    pub fn engine(&self) -> &Arc<dyn Engine> {
+        &self.0.engine
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.0.store
+    }
+
+    fn services(&self) -> std::sync::RwLockReadGuard<'_, Services> {
+        self.0.services.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn services_mut(&self) -> std::sync::RwLockWriteGuard<'_, Services> {
+        self.0.services.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Loads every template of the repository checked out at `root`, and adds
+    /// the good ones. Errors name each template that could not load.
+    pub fn load_repository(&self, root: &Path, repo: &RepoId) -> RepoLoad {
+        let load = load_repository(root, repo, self.0.engine.as_ref());
+        for t in &load.templates {
+            self.0.templates.add(t.clone());
+        }
+        load
+    }
+
+    /// The service with this guid.
+    pub fn service(&self, guid: Uuid) -> Option<Arc<Service>> {
+        self.services().by_guid.get(&guid).cloned()
+    }
+
+    /// The service with this name.
+    pub fn service_by_name(&self, name: &str) -> Option<Arc<Service>> {
+        let s = self.services();
+        s.by_name.get(name).and_then(|g| s.by_guid.get(g)).cloned()
+    }
+
+    /// A service named by its guid or its name.
+    pub fn lookup(&self, name_or_guid: &str) -> Option<Arc<Service>> {
+        Uuid::parse_str(name_or_guid)
+            .ok()
+            .and_then(|g| self.service(g))
+            .or_else(|| self.service_by_name(name_or_guid))
+    }
+
+    /// The services matching `filter`, sorted by name.
+    pub fn find_services(&self, filter: &ServiceFilter) -> Vec<Arc<Service>> {
+        let mut found: Vec<Arc<Service>> = match (&filter.name, &filter.guid) {
+            (Some(n), _) => self.service_by_name(n).into_iter().collect(),
+            (None, Some(g)) => Uuid::parse_str(g).ok().and_then(|g| self.service(g)).into_iter().collect(),
+            (None, None) => self.services().by_guid.values().cloned().collect(),
+        };
+        found.retain(|s| filter.matches(s));
+        found.sort_by(|a, b| a.name.cmp(&b.name));
+        found
+    }
+
+    pub fn service_count(&self) -> usize {
+        self.services().by_guid.len()
+    }
+
+    /// Creates a service: checks its data, runs `init` then `validate`, makes it
+    /// durable, then lists it. On any failure nothing of it remains.
+    pub async fn create_service(&self, req: NewService) -> Result<Arc<Service>, CoreError> {
+        if !valid_name(&req.name) {
+            return Err(CoreError::InvalidName(req.name));
+        }
+        let template = self.0.templates.resolve(&req.template)?;
+        let data = template.prepare_data(req.data)?;
+        let guid = Uuid::new_v4();
+        {
+            let mut s = self.services_mut();
+            if s.by_name.contains_key(&req.name) {
+                return Err(CoreError::NameTaken(req.name));
+            }
+            s.by_name.insert(req.name.clone(), guid);
+        }
+        let mut reservation = NameReservation {
+            robot: self,
+            name: req.name.clone(),
+            kept: false,
+        };
+        let svc = Arc::new(Service::new(
+            guid,
+            req.name.clone(),
+            template.clone(),
+            data,
+            req.public,
+            crate::time::now(),
+            ServiceStatus::Creating,
+        ));
+        svc.set_secret_hashes(req.secrets);
+        for hook in [Hook::Init, Hook::Validate] {
+            if template.has_hook(hook) {
+                self.run_hook(&svc, hook, Value::Null)
+                    .await
+                    .map_err(|message| CoreError::HookFailed {
+                        hook: hook.name().to_owned(),
+                        service: req.name.clone(),
+                        message,
+                    })?;
+            }
+        }
+        // Tasks the hooks scheduled become durable with the service itself.
+        let mut ops = vec![StoreOp::PutService(self.service_record(&svc))];
+        ops.extend(svc.waiting_tasks().iter().map(|t| StoreOp::PutTask(t.record())));
+        svc.lock().state_dirty = false;
+        self.0
+            .store
+            .commit(ops)
+            .await
+            .map_err(|e| CoreError::Storage(e.to_string()))?;
+        self.services_mut().by_guid.insert(guid, svc.clone());
+        reservation.kept = true;
+        svc.lock().status = ServiceStatus::Ok;
+        svc.log(LogLevel::Info, format!("created from template {}", template.uid));
+        self.start_recurring(&svc);
+        self.kick(&svc);
+        Ok(svc)
+    }
+
+    /// The service as the store keeps it.
+    pub fn service_record(&self, svc: &Service) -> ServiceRecord {
+        let inner = svc.lock();
+        ServiceRecord {
+            guid: svc.guid,
+            name: svc.name.clone(),
+            template_uid: svc.template_uid(),
+            public: svc.public,
+            data: (*inner.data).clone(),
+            state: inner.state.clone(),
+            secrets: inner.secrets.clone(),
+            created: svc.created,
+        }
+    }
+
+    fn start_recurring(&self, svc: &Arc<Service>) {
+        let template = svc.template();
+        for (action, policy) in &template.manifest.actions {
+            if let Some(period) = policy.recurring {
+                self.0.recurring.add(svc, action, period);
+            }
+        }
+    }
+
+    /// Runs a hook outside any task (the caller guarantees no task of the
+    /// service runs meanwhile). Data the hook changed is kept in memory.
+    async fn run_hook(&self, svc: &Arc<Service>, hook: Hook, arg: Value) -> Result<(), String> {
+        let template = svc.template();
+        let timeout = self.0.config.hook_timeout;
+        let call = ActionCall {
+            robot: self.clone(),
+            service: svc.clone(),
+            task: None,
+            callable: Callable::Hook(hook),
+            args: arg,
+            data: (*svc.data()).clone(),
+            deadline: Some(std::time::Instant::now() + timeout),
+        };
+        let outcome = self.run_call(&template, svc, call, timeout).await;
+        outcome.result.map_err(|e| e.message)?;
+        if let Some(mut data) = outcome.data {
+            template
+                .check_data(&mut data)
+                .map_err(|e| format!("{} left data that does not match the schema: {e}", hook.name()))?;
+            svc.lock().data = Arc::new(data);
+        }
+        Ok(())
+    }
+
+    /// Runs one call of a template's code under its time bound, stopping it
+    /// early if the service is being deleted.
+    async fn run_call(&self, template: &Template, svc: &Service, call: ActionCall, timeout: Duration) -> ActionOutcome {
+        let name = call.callable.name().to_owned();
+        let fut = template.code.run(call);
+        tokio::select! {
+            out = tokio::time::timeout(timeout, fut) => match out {
+                Ok(o) => o,
+                Err(_) => ActionOutcome {
+                    result: Err(ActionError::new(
+                        category::TIMEOUT,
+                        format!("`{name}` ran past its timeout of {}s and was stopped", timeout.as_secs_f64()),
+                    )),
+                    data: None,
+                },
+            },
+            _ = svc.stop_running.notified() => ActionOutcome {
+                result: Err(ActionError::new("action.stopped", format!("`{name}` was stopped: the service is being deleted"))),
+                data: None,
+            },
+        }
+    }
+
+    /// Queues `action` on `svc` with normal priority; returns once the task is durable.
+    pub async fn schedule(&self, svc: &Arc<Service>, action: &str, args: Value) -> Result<Arc<Task>, CoreError> {
+        self.schedule_with(svc, action, args, Priority::Normal).await
+    }
+
+    /// Queues `action` on `svc`; returns once the task is durable. Unknown
+    /// actions and arguments that fail the action's schema are refused here,
+    /// not when the task runs.
+    pub async fn schedule_with(
+        &self,
+        svc: &Arc<Service>,
+        action: &str,
+        args: Value,
+        priority: Priority,
+    ) -> Result<Arc<Task>, CoreError> {
+        let template = svc.template();
+        let args = match template.prepare_args(action, args)? {
+            Value::Null => Value::Object(Default::default()),
+            a => a,
+        };
+        let creating = match svc.status() {
+            ServiceStatus::Deleting => return Err(CoreError::ServiceDeleting(svc.name.clone())),
+            ServiceStatus::Creating => true,
+            _ => false,
+        };
+        let record = TaskRecord {
+            guid: Uuid::new_v4(),
+            service_guid: svc.guid,
+            service_name: svc.name.clone(),
+            template_uid: template.uid.to_string(),
+            action_name: action.to_owned(),
+            args,
+            priority,
+            seq: self.0.seq.fetch_add(1, Ordering::Relaxed),
+            state: TaskState::New,
+            attempt: 0,
+            created: crate::time::now(),
+            started: None,
+            duration: None,
+            result: None,
+            eco: None,
+        };
+        let task = Task::new(record.clone(), Arc::downgrade(svc));
+        if !creating {
+            self.0
+                .store
+                .commit(vec![StoreOp::PutTask(record)])
+                .await
+                .map_err(|e| CoreError::Storage(e.to_string()))?;
+        }
+        let spawn = {
+            let mut inner = svc.lock();
+            if inner.status == ServiceStatus::Deleting {
+                None
+            } else {
+                inner.queue.push(priority, task.clone());
+                let spawn = !inner.driving && inner.status == ServiceStatus::Ok;
+                if spawn {
+                    inner.driving = true;
+                }
+                Some(spawn)
+            }
+        };
+        let Some(spawn) = spawn else {
+            // Deleted while the task was being stored: it must not come back.
+            let _ = self.0.store.commit(vec![StoreOp::RemoveTask(task.guid)]).await;
+            return Err(CoreError::ServiceDeleting(svc.name.clone()));
+        };
+        if spawn {
+            tokio::spawn(self.clone().drive(svc.clone()));
+        }
+        Ok(task)
+    }
+
+    /// Starts draining the queue of `svc` if it has work and nobody drains it.
+    fn kick(&self, svc: &Arc<Service>) {
+        let spawn = {
+            let mut inner = svc.lock();
+            let spawn = !inner.driving && inner.status == ServiceStatus::Ok && !inner.queue.is_empty();
+            if spawn {
+                inner.driving = true;
+            }
+            spawn
+        };
+        if spawn {
+            tokio::spawn(self.clone().drive(svc.clone()));
+        }
+    }
+
+    /// The single consumer of a service's queue: runs its tasks one at a time
+    /// until the queue is empty or the service may not run tasks.
+    async fn drive(self, svc: Arc<Service>) {
+        loop {
+            let task = {
+                let mut inner = svc.lock();
+                let next = if inner.status == ServiceStatus::Ok {
+                    inner.queue.pop()
+                } else {
+                    None
+                };
+                match next {
+                    Some(t) => {
+                        inner.current = Some(t.clone());
+                        t
+                    }
+                    None => {
+                        inner.driving = false;
+                        inner.queue.shrink_if_idle();
+                        drop(inner);
+                        svc.idle.notify_waiters();
+                        return;
+                    }
+                }
+            };
+            self.run_task(&svc, &task).await;
+            svc.lock().current = None;
+        }
+    }
+
+    /// Runs one task to its end: its tries, its timeout, then makes the
+    /// outcome durable before anyone waiting on it is told.
+    async fn run_task(&self, svc: &Arc<Service>, task: &Arc<Task>) {
+        let template = svc.template();
+        let (action, args, mut attempt, started) = {
+            let mut r = task.lock();
+            r.state = TaskState::Running;
+            r.attempt += 1;
+            let started = crate::time::now();
+            r.started = Some(started);
+            (r.action_name.clone(), r.args.clone(), r.attempt, started)
+        };
+        // Handed over now, applied before the outcome: no need to wait on it.
+        drop(self.0.store.commit(vec![StoreOp::TaskStarted {
+            guid: task.guid,
+            attempt,
+            started,
+        }]));
+        let policy = template.policy(&action);
+        let tries = policy.retry.map(|r| r.tries).unwrap_or(1);
+        let timeout = policy.timeout.unwrap_or(self.0.config.default_action_timeout);
+        let mut eco: Option<Eco> = None;
+        let mut run = 1;
+        let (result, new_data) = loop {
+            let call = ActionCall {
+                robot: self.clone(),
+                service: svc.clone(),
+                task: Some(task.clone()),
+                callable: Callable::Action(action.clone()),
+                args: args.clone(),
+                data: (*svc.data()).clone(),
+                deadline: Some(std::time::Instant::now() + timeout),
+            };
+            let outcome = self.run_call(&template, svc, call, timeout).await;
+            let outcome = match outcome {
+                ActionOutcome {
+                    result: Ok(v),
+                    data: Some(mut d),
+                } => match template.check_data(&mut d) {
+                    Ok(()) => (Ok(v), Some(d)),
+                    Err(e) => (
+                        Err(ActionError::new(
+                            category::INVALID_DATA,
+                            format!("`{action}` left data that does not match the template's schema, so it was not saved: {e}"),
+                        )),
+                        None,
+                    ),
+                },
+                ActionOutcome { result, .. } => (result, None),
+            };
+            let err = match outcome {
+                (Ok(v), d) => break (Ok(v), d),
+                (Err(e), _) => e,
+            };
+            let now = crate::time::now();
+            let e = eco.get_or_insert_with(|| Eco {
+                category: String::new(),
+                message: String::new(),
+                trace: String::new(),
+                count: 0,
+                time_first: now,
+                time_last: now,
+            });
+            e.category = err.category.clone();
+            e.message = err.message.clone();
+            e.trace = err.trace.clone();
+            e.count += 1;
+            e.time_last = now;
+            svc.log(
+                LogLevel::Error,
+                format!("task {} `{action}` failed (run {run} of {tries}): [{}] {}", task.guid, err.category, err.message),
+            );
+            let stopped = err.category == "action.stopped" || svc.status() == ServiceStatus::Deleting;
+            if run >= tries || stopped {
+                break (Err(err), None);
+            }
+            run += 1;
+            let delay = policy.retry.map(|r| r.delay_before(run)).unwrap_or_default();
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = svc.stop_running.notified() => break (Err(err), None),
+            }
+            attempt += 1;
+            task.lock().attempt = attempt;
+            drop(self.0.store.commit(vec![StoreOp::TaskStarted {
+                guid: task.guid,
+                attempt,
+                started,
+            }]));
+        };
+        let mut record = task.record();
+        record.duration = Some((crate::time::now() - started).max(0.0));
+        match result {
+            Ok(v) => {
+                record.state = TaskState::Ok;
+                record.result = Some(v);
+            }
+            Err(_) => {
+                record.state = TaskState::Error;
+                record.result = None;
+            }
+        }
+        record.eco = eco;
+        let mut ops = vec![StoreOp::PutTask(record.clone())];
+        let new_data = new_data.map(Arc::new);
+        if let Some(d) = &new_data {
+            ops.push(StoreOp::SaveData {
+                service: svc.guid,
+                data: d.clone(),
+            });
+        }
+        let state = {
+            let mut inner = svc.lock();
+            std::mem::take(&mut inner.state_dirty).then(|| inner.state.clone())
+        };
+        if let Some(state) = state {
+            ops.push(StoreOp::SaveState {
+                service: svc.guid,
+                state,
+            });
+        }
+        match self.0.store.commit(ops).await {
+            Ok(()) => {
+                if let Some(d) = new_data {
+                    svc.lock().data = d;
+                }
+            }
+            Err(e) => {
+                svc.lock().state_dirty = true;
+                let now = crate::time::now();
+                record.state = TaskState::Error;
+                record.result = None;
+                record.eco = Some(Eco {
+                    category: category::STORAGE.to_owned(),
+                    message: format!("the outcome of the task could not be stored: {e}"),
+                    trace: String::new(),
+                    count: 1,
+                    time_first: now,
+                    time_last: now,
+                });
+            }
+        }
+        task.finish(record);
+    }
+
+    /// A task of `svc`, waiting, running or finished.
+    pub async fn task(&self, svc: &Service, guid: Uuid) -> Result<TaskRecord, CoreError> {
+        if let Some(t) = self.live_task(svc, guid) {
+            return Ok(t.record());
+        }
+        match self.0.store.task(svc.guid, guid).await {
+            Ok(Some(t)) if t.service_guid == svc.guid => Ok(t),
+            Ok(_) => Err(CoreError::TaskNotFound(guid.to_string())),
+            Err(e) => Err(CoreError::Storage(e.to_string())),
+        }
+    }
+
+    /// A waiting or running task of `svc`, as a handle one can wait on.
+    pub fn live_task(&self, svc: &Service, guid: Uuid) -> Option<Arc<Task>> {
+        let inner = svc.lock();
+        let found = inner
+            .current
+            .iter()
+            .chain(inner.queue.iter())
+            .find(|t| t.guid == guid)
+            .cloned();
+        found
+    }
+
+    /// The tasks of `svc`: the running one and the waiting ones in the order
+    /// they will run; with `all`, the kept finished ones before them.
+    pub async fn tasks(&self, svc: &Service, all: bool) -> Result<Vec<TaskRecord>, CoreError> {
+        let mut out = Vec::new();
+        if all {
+            out = self
+                .0
+                .store
+                .finished_tasks(svc.guid, usize::MAX)
+                .await
+                .map_err(|e| CoreError::Storage(e.to_string()))?;
+        }
+        let inner = svc.lock();
+        out.extend(inner.current.iter().chain(inner.queue.iter()).map(|t| t.record()));
+        Ok(out)
+    }
+
+    /// Cancels a waiting task; it ends in `error` with a `task.cancelled` eco.
+    pub async fn cancel_task(&self, svc: &Service, guid: Uuid) -> Result<(), CoreError> {
+        let removed = svc.lock().queue.remove(guid);
+        let Some(task) = removed else {
+            let record = self.task(svc, guid).await?;
+            return Err(CoreError::TaskNotCancellable {
+                guid: guid.to_string(),
+                state: record.state.to_string(),
+            });
+        };
+        let now = crate::time::now();
+        let mut record = task.record();
+        record.state = TaskState::Error;
+        record.duration = Some(0.0);
+        record.eco = Some(Eco {
+            category: "task.cancelled".to_owned(),
+            message: "the task was cancelled before it ran".to_owned(),
+            trace: String::new(),
+            count: 1,
+            time_first: now,
+            time_last: now,
+        });
+        self.0
+            .store
+            .commit(vec![StoreOp::PutTask(record.clone())])
+            .await
+            .map_err(|e| CoreError::Storage(e.to_string()))?;
+        task.finish(record);
+        Ok(())
+    }
+
+    /// Waits until `target` is done. When the wait comes from an action (its
+    /// task is `waiter`), a wait that could never end fails at once.
+    pub async fn wait_task(
+        &self,
+        waiter: Option<&Arc<Task>>,
+        target: &Arc<Task>,
+        timeout: Option<Duration>,
+    ) -> Result<TaskRecord, WaitError> {
+        let _edge = match waiter {
+            Some(w) => Some(self.0.waits.begin(w, target).map_err(WaitError::Deadlock)?),
+            None => None,
+        };
+        match timeout {
+            Some(t) => tokio::time::timeout(t, target.done())
+                .await
+                .map_err(|_| WaitError::Timeout(t)),
+            None => Ok(target.done().await),
+        }
+    }
+
+    /// Deletes a service: drops its waiting tasks, lets the running one finish
+    /// (within a bound), runs its `on_delete` actions in order (each within a
+    /// bound), then removes it.
+    pub async fn delete_service(&self, guid: Uuid) -> Result<(), CoreError> {
+        let svc = self
+            .service(guid)
+            .ok_or_else(|| CoreError::ServiceNotFound(guid.to_string()))?;
+        let dropped = {
+            let mut inner = svc.lock();
+            if inner.status == ServiceStatus::Deleting {
+                return Err(CoreError::ServiceDeleting(svc.name.clone()));
+            }
+            inner.status = ServiceStatus::Deleting;
+            inner.queue.drain()
+        };
+        svc.log(LogLevel::Info, "deleting");
+        let now = crate::time::now();
+        for t in dropped {
+            let mut r = t.record();
+            r.state = TaskState::Error;
+            r.eco = Some(Eco {
+                category: category::SERVICE_DELETED.to_owned(),
+                message: format!("service `{}` was deleted before the task ran", svc.name),
+                trace: String::new(),
+                count: 1,
+                time_first: now,
+                time_last: now,
+            });
+            t.finish(r);
+        }
+        if !self.wait_idle(&svc, self.0.config.delete_running_bound).await {
+            svc.stop_running.notify_waiters();
+            self.wait_idle(&svc, Duration::from_secs(5)).await;
+        }
+        let template = svc.template();
+        for action in &template.manifest.on_delete {
+            let record = TaskRecord {
+                guid: Uuid::new_v4(),
+                service_guid: svc.guid,
+                service_name: svc.name.clone(),
+                template_uid: template.uid.to_string(),
+                action_name: action.clone(),
+                args: Value::Object(Default::default()),
+                priority: Priority::System,
+                seq: self.0.seq.fetch_add(1, Ordering::Relaxed),
+                state: TaskState::New,
+                attempt: 0,
+                created: crate::time::now(),
+                started: None,
+                duration: None,
+                result: None,
+                eco: None,
+            };
+            let task = Task::new(record, Arc::downgrade(&svc));
+            svc.lock().current = Some(task.clone());
+            let bound = self.0.config.on_delete_bound;
+            let run = tokio::time::timeout(bound, self.run_task(&svc, &task)).await;
+            svc.lock().current = None;
+            match (run, task.state()) {
+                (Err(_), _) => svc.log(
+                    LogLevel::Error,
+                    format!("on_delete action `{action}` ran past {}s and was stopped", bound.as_secs_f64()),
+                ),
+                (Ok(()), TaskState::Error) => {
+                    tracing::warn!(service = %svc.name, %action, "on_delete action failed; deleting anyway")
+                }
+                _ => {}
+            }
+        }
+        if let Err(e) = self.0.store.commit(vec![StoreOp::DeleteService(svc.guid)]).await {
+            svc.lock().status = ServiceStatus::Ok;
+            return Err(CoreError::Storage(e.to_string()));
+        }
+        {
+            let mut s = self.services_mut();
+            s.by_guid.remove(&svc.guid);
+            s.by_name.remove(&svc.name);
+        }
+        tracing::info!(service = %svc.name, guid = %svc.guid, "service deleted");
+        Ok(())
+    }
+
+    /// Waits until no task of `svc` runs; false if `bound` passed first.
+    async fn wait_idle(&self, svc: &Service, bound: Duration) -> bool {
+        let deadline = Instant::now() + bound;
+        loop {
+            let idle = svc.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            {
+                let inner = svc.lock();
+                if !inner.driving && inner.current.is_none() {
+                    return true;
+                }
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                return false;
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Robot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Robot").field("services", &self.service_count()).finish()
+    }
+}

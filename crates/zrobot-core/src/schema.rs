@@ -1,0 +1,176 @@
+//! JSON Schema checks of service data and action arguments, with defaults applied.
+
+use serde_json::{Map, Value};
+
+/// A compiled JSON Schema, with the raw schema kept to apply its defaults.
+pub struct Schema {
+    raw: Value,
+    validator: jsonschema::Validator,
+}
+
+impl std::fmt::Debug for Schema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Schema").field("raw", &self.raw).finish()
+    }
+}
+
+impl Schema {
+    /// Compiles `raw`; the error says why it is not a valid JSON Schema.
+    pub fn compile(raw: &Value) -> Result<Schema, String> {
+        let validator = jsonschema::validator_for(raw).map_err(|e| {
+            let at = e.instance_path().to_string();
+            if at.is_empty() {
+                format!("not a valid JSON Schema: {e}")
+            } else {
+                format!("not a valid JSON Schema at `{at}`: {e}")
+            }
+        })?;
+        Ok(Schema {
+            raw: raw.clone(),
+            validator,
+        })
+    }
+
+    /// The schema as written.
+    pub fn raw(&self) -> &Value {
+        &self.raw
+    }
+
+    /// Fills in the defaults the schema declares for absent properties, then
+    /// checks the result. `null` counts as an empty object when the schema
+    /// describes an object.
+    pub fn prepare(&self, mut value: Value) -> Result<Value, String> {
+        if value.is_null() && schema_type_is(&self.raw, "object") {
+            value = Value::Object(Map::new());
+        }
+        apply_defaults(&self.raw, &mut value);
+        self.check(&value)?;
+        Ok(value)
+    }
+
+    /// Checks `value`; the error names the first failing field and why.
+    pub fn check(&self, value: &Value) -> Result<(), String> {
+        let mut errors = self.validator.iter_errors(value);
+        match errors.next() {
+            None => Ok(()),
+            Some(e) => {
+                let at = e.instance_path().to_string();
+                let field = if at.is_empty() { "(root)".to_owned() } else { at };
+                let more = errors.count();
+                let mut msg = format!("field `{field}`: {e}");
+                if more > 0 {
+                    msg.push_str(&format!(" (and {more} more problem{})", if more == 1 { "" } else { "s" }));
+                }
+                Err(msg)
+            }
+        }
+    }
+
+    /// Scripting languages cannot tell an empty list from an empty map: make
+    /// every empty container match what the schema expects at its place.
+    pub fn coerce_empty_containers(&self, value: &mut Value) {
+        coerce(&self.raw, value)
+    }
+}
+
+fn schema_type_is(schema: &Value, ty: &str) -> bool {
+    match schema.get("type") {
+        Some(Value::String(t)) => t == ty,
+        Some(Value::Array(ts)) => ts.iter().any(|t| t == ty),
+        _ => ty == "object" && schema.get("properties").is_some(),
+    }
+}
+
+fn apply_defaults(schema: &Value, value: &mut Value) {
+    let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+        return;
+    };
+    let Value::Object(obj) = value else { return };
+    for (key, prop) in props {
+        match obj.get_mut(key) {
+            Some(v) => apply_defaults(prop, v),
+            None => {
+                if let Some(default) = prop.get("default") {
+                    let mut d = default.clone();
+                    apply_defaults(prop, &mut d);
+                    obj.insert(key.clone(), d);
+                }
+            }
+        }
+    }
+}
+
+fn coerce(schema: &Value, value: &mut Value) {
+    match value {
+        Value::Object(obj) if obj.is_empty() => {
+            if schema_type_is(schema, "array") && !schema_type_is(schema, "object") {
+                *value = Value::Array(Vec::new());
+            }
+        }
+        Value::Array(arr) if arr.is_empty() => {
+            if schema_type_is(schema, "object") && !schema_type_is(schema, "array") {
+                *value = Value::Object(Map::new());
+            }
+        }
+        Value::Object(obj) => {
+            let props = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+            for (k, v) in obj.iter_mut() {
+                if let Some(p) = props.and_then(|p| p.get(k)).or(additional) {
+                    coerce(p, v);
+                }
+            }
+        }
+        Value::Array(arr) => {
+            if let Some(items) = schema.get("items").filter(|i| i.is_object()) {
+                for v in arr.iter_mut() {
+                    coerce(items, v);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn defaults_are_applied_and_checked() {
+        let s = Schema::compile(&json!({
+            "type": "object", "required": ["hostname"],
+            "properties": {
+                "hostname": {"type": "string"},
+                "port": {"type": "integer", "default": 22},
+                "vms": {"type": "array", "items": {"type": "string"}, "default": []}
+            }
+        }))
+        .unwrap();
+        let v = s.prepare(json!({"hostname": "h"})).unwrap();
+        assert_eq!(v, json!({"hostname": "h", "port": 22, "vms": []}));
+        let err = s.prepare(json!({"hostname": "h", "port": "x"})).unwrap_err();
+        assert!(err.contains("/port"), "{err}");
+        let err = s.prepare(json!({})).unwrap_err();
+        assert!(err.contains("hostname"), "{err}");
+    }
+
+    #[test]
+    fn empty_containers_follow_the_schema() {
+        let s = Schema::compile(&json!({
+            "type": "object",
+            "properties": {"vms": {"type": "array"}, "tags": {"type": "object"}}
+        }))
+        .unwrap();
+        let mut v = json!({"vms": {}, "tags": []});
+        s.coerce_empty_containers(&mut v);
+        assert_eq!(v, json!({"vms": [], "tags": {}}));
+    }
+
+    #[test]
+    fn a_bad_schema_is_refused() {
+        let err = Schema::compile(&json!({"type": "nonsense"})).unwrap_err();
+        assert!(err.contains("not a valid JSON Schema"), "{err}");
+    }
+}

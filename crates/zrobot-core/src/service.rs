@@ -1,0 +1,297 @@
+//! Services: instances of a template, with their data, state table, task queue and log.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::task::{Task, TaskQueue};
+use crate::template::Template;
+
+/// The state of one tag of a category.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TagState {
+    Ok,
+    Error,
+    Warning,
+    Skipped,
+}
+
+impl TagState {
+    pub fn parse(s: &str) -> Option<TagState> {
+        match s {
+            "ok" => Some(TagState::Ok),
+            "error" => Some(TagState::Error),
+            "warning" => Some(TagState::Warning),
+            "skipped" => Some(TagState::Skipped),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TagState::Ok => "ok",
+            TagState::Error => "error",
+            TagState::Warning => "warning",
+            TagState::Skipped => "skipped",
+        }
+    }
+}
+
+/// `category -> tag -> state`.
+pub type StateTable = BTreeMap<String, BTreeMap<String, TagState>>;
+
+/// Where a service is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceStatus {
+    /// `init` and `validate` are running; the service is not listed yet.
+    Creating,
+    /// Processing its task list.
+    Ok,
+    /// `validate` failed (after a restart or an upgrade): no task runs until it passes.
+    Invalid(String),
+    /// Being deleted: no new task is accepted.
+    Deleting,
+}
+
+/// One line of a service's own log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogLine {
+    pub time: f64,
+    pub level: LogLevel,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warning,
+    Error,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "DEBUG",
+            LogLevel::Info => "INFO",
+            LogLevel::Warning => "WARNING",
+            LogLevel::Error => "ERROR",
+        }
+    }
+}
+
+/// How many lines and bytes one service's log keeps: the oldest go first.
+const LOG_MAX_LINES: usize = 1000;
+const LOG_MAX_BYTES: usize = 128 * 1024;
+
+#[derive(Default)]
+struct ServiceLog {
+    lines: VecDeque<LogLine>,
+    bytes: usize,
+}
+
+/// A service. Its data is touched only by its own running task (the single
+/// consumer of its queue); everything here is behind short, uncontended locks.
+pub struct Service {
+    pub guid: Uuid,
+    pub name: String,
+    pub public: bool,
+    pub created: f64,
+    /// Changes only when the service moves to another template version.
+    template: RwLock<Arc<Template>>,
+    pub(crate) inner: Mutex<ServiceInner>,
+    /// Allocated on the first line, so that a quiet service costs nothing here.
+    log: Mutex<Option<Box<ServiceLog>>>,
+    /// Woken when the service stops running tasks (its queue ran dry, or it was told to stop).
+    pub(crate) idle: Notify,
+    /// Woken to stop the running action (the service is being deleted).
+    pub(crate) stop_running: Notify,
+}
+
+pub(crate) struct ServiceInner {
+    pub data: Arc<Value>,
+    pub state: StateTable,
+    /// The state changed since it was last saved.
+    pub state_dirty: bool,
+    pub status: ServiceStatus,
+    pub queue: TaskQueue,
+    pub current: Option<Arc<Task>>,
+    /// A tokio task is draining the queue.
+    pub driving: bool,
+    /// Hashes of the secrets that grant this service.
+    pub secrets: Vec<String>,
+}
+
+impl Service {
+    pub(crate) fn new(
+        guid: Uuid,
+        name: String,
+        template: Arc<Template>,
+        data: Value,
+        public: bool,
+        created: f64,
+        status: ServiceStatus,
+    ) -> Service {
+        Service {
+            guid,
+            name,
+            public,
+            created,
+            template: RwLock::new(template),
+            inner: Mutex::new(ServiceInner {
+                data: Arc::new(data),
+                state: StateTable::new(),
+                state_dirty: false,
+                status,
+                queue: TaskQueue::default(),
+                current: None,
+                driving: false,
+                secrets: Vec::new(),
+            }),
+            log: Mutex::new(None),
+            idle: Notify::new(),
+            stop_running: Notify::new(),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, ServiceInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn template(&self) -> Arc<Template> {
+        self.template.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn set_template(&self, template: Arc<Template>) {
+        *self.template.write().unwrap_or_else(|e| e.into_inner()) = template;
+    }
+
+    pub fn template_uid(&self) -> String {
+        self.template().uid.to_string()
+    }
+
+    /// The service data (private: shown to no one but god mode and the service's own actions).
+    pub fn data(&self) -> Arc<Value> {
+        self.lock().data.clone()
+    }
+
+    pub fn status(&self) -> ServiceStatus {
+        self.lock().status.clone()
+    }
+
+    /// The whole state table.
+    pub fn state(&self) -> StateTable {
+        self.lock().state.clone()
+    }
+
+    pub fn state_set(&self, category: &str, tag: &str, state: TagState) {
+        let mut inner = self.lock();
+        let old = inner
+            .state
+            .entry(category.to_owned())
+            .or_default()
+            .insert(tag.to_owned(), state);
+        if old != Some(state) {
+            inner.state_dirty = true;
+        }
+    }
+
+    /// The states of `category` (all its tags, or just `tag`).
+    pub fn state_get(&self, category: &str, tag: Option<&str>) -> BTreeMap<String, TagState> {
+        let inner = self.lock();
+        let Some(cat) = inner.state.get(category) else {
+            return BTreeMap::new();
+        };
+        match tag {
+            None => cat.clone(),
+            Some(t) => cat.get(t).map(|s| (t.to_owned(), *s)).into_iter().collect(),
+        }
+    }
+
+    pub fn state_delete(&self, category: &str, tag: Option<&str>) {
+        let mut inner = self.lock();
+        let changed = match tag {
+            None => inner.state.remove(category).is_some(),
+            Some(t) => {
+                let changed = inner
+                    .state
+                    .get_mut(category)
+                    .is_some_and(|c| c.remove(t).is_some());
+                if inner.state.get(category).is_some_and(|c| c.is_empty()) {
+                    inner.state.remove(category);
+                }
+                changed
+            }
+        };
+        if changed {
+            inner.state_dirty = true;
+        }
+    }
+
+    /// Waiting tasks, in the order they will run.
+    pub fn waiting_tasks(&self) -> Vec<Arc<Task>> {
+        self.lock().queue.iter().cloned().collect()
+    }
+
+    /// The running task, if any.
+    pub fn running_task(&self) -> Option<Arc<Task>> {
+        self.lock().current.clone()
+    }
+
+    /// How many tasks wait in the queue.
+    pub fn queue_len(&self) -> usize {
+        self.lock().queue.len()
+    }
+
+    /// Hashes of the secrets that grant this service.
+    pub fn secret_hashes(&self) -> Vec<String> {
+        self.lock().secrets.clone()
+    }
+
+    pub(crate) fn set_secret_hashes(&self, secrets: Vec<String>) {
+        self.lock().secrets = secrets;
+    }
+
+    /// Appends a line to the service's own log.
+    pub fn log(&self, level: LogLevel, message: impl Into<String>) {
+        let message = message.into();
+        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let log = log.get_or_insert_with(Default::default);
+        log.bytes += message.len();
+        log.lines.push_back(LogLine {
+            time: crate::time::now(),
+            level,
+            message,
+        });
+        while log.lines.len() > LOG_MAX_LINES || (log.bytes > LOG_MAX_BYTES && log.lines.len() > 1) {
+            if let Some(old) = log.lines.pop_front() {
+                log.bytes -= old.message.len();
+            }
+        }
+    }
+
+    /// The service's log, oldest line first.
+    pub fn log_lines(&self) -> Vec<LogLine> {
+        self.log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|l| l.lines.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("guid", &self.guid)
+            .field("name", &self.name)
+            .finish()
+    }
+}

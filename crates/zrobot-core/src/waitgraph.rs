@@ -1,0 +1,79 @@
+//! Deadlock detection for actions that wait on other tasks.
+//!
+//! A task that waits is blocked by the task it waits on; a waiting (`new`)
+//! task is itself blocked by the running task of its service, since a service
+//! runs one task at a time. Following those edges from the task waited on,
+//! reaching the waiter again means the wait could never end. Cycles can only
+//! appear when a wait begins, so each new wait checks, under one lock that
+//! only waits take (never the task hot path).
+
+use std::sync::{Arc, Mutex};
+
+use crate::task::{Task, TaskState};
+
+#[derive(Default)]
+pub(crate) struct WaitGraph {
+    lock: Mutex<()>,
+}
+
+/// Clears the waiter's edge when the wait ends, however it ends.
+pub(crate) struct WaitEdge {
+    waiter: Arc<Task>,
+}
+
+impl Drop for WaitEdge {
+    fn drop(&mut self) {
+        *self.waiter.waiting_on.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+fn describe(t: &Task) -> String {
+    let r = t.lock();
+    format!("`{}` of service `{}`", r.action_name, r.service_name)
+}
+
+impl WaitGraph {
+    /// Records that `waiter` waits on `target`, or returns the cycle this wait
+    /// would close, described from the waiter round to itself.
+    pub fn begin(&self, waiter: &Arc<Task>, target: &Arc<Task>) -> Result<WaitEdge, String> {
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut chain = vec![describe(waiter)];
+        let mut current = target.clone();
+        // Bounded: a chain is no longer than the tasks that exist, but a bound
+        // keeps a bug from turning into a hang.
+        for _ in 0..100_000 {
+            let blocker = match current.state() {
+                TaskState::Ok | TaskState::Error => break,
+                TaskState::Running => {
+                    if Arc::ptr_eq(&current, waiter) {
+                        chain.push(describe(waiter));
+                        return Err(chain.join(" -> "));
+                    }
+                    chain.push(describe(&current));
+                    current.clone()
+                }
+                TaskState::New => {
+                    chain.push(format!("{} (queued)", describe(&current)));
+                    let Some(running) = current.service.upgrade().and_then(|s| s.running_task()) else {
+                        break;
+                    };
+                    if Arc::ptr_eq(&running, waiter) {
+                        chain.push(describe(waiter));
+                        return Err(chain.join(" -> "));
+                    }
+                    chain.push(describe(&running));
+                    running
+                }
+            };
+            let next = blocker.waiting_on.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            match next {
+                Some(n) => current = n,
+                None => break,
+            }
+        }
+        *waiter.waiting_on.lock().unwrap_or_else(|e| e.into_inner()) = Some(target.clone());
+        Ok(WaitEdge {
+            waiter: waiter.clone(),
+        })
+    }
+}
