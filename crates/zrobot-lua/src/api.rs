@@ -1,0 +1,610 @@
+//! The `robot` global and the handles actions get: `self`, its `state` and
+//! `log`, service handles and task handles. Every call that waits is async:
+//! it suspends only the calling action.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use mlua::{
+    Function, Lua, LuaSerdeExt, MultiValue, Table, UserData, UserDataFields, UserDataMethods,
+    Value as LuaValue,
+};
+use serde_json::Value;
+use zrobot_core::engine::TemplateSource;
+use zrobot_core::robot::NewService;
+use zrobot_core::service::LogLevel;
+use zrobot_core::{Robot, Service, ServiceFilter, TagState, Task, TaskState};
+
+use crate::convert;
+use crate::engine::LuaConfig;
+
+/// What all states of the engine share: the HTTP client keeps its connections.
+#[derive(Default)]
+pub(crate) struct Shared {
+    http: OnceLock<Result<reqwest::Client, String>>,
+}
+
+impl Shared {
+    fn http(&self) -> Result<reqwest::Client, String> {
+        self.http
+            .get_or_init(|| {
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                reqwest::Client::builder()
+                    .pool_idle_timeout(Duration::from_secs(60))
+                    .build()
+                    .map_err(|e| format!("cannot build the HTTP client: {e}"))
+            })
+            .clone()
+    }
+}
+
+/// What the running action may reach, kept in the state's app data for the
+/// length of one call.
+pub(crate) struct CallContext {
+    pub robot: Robot,
+    pub service: Arc<Service>,
+    pub task: Option<Arc<Task>>,
+    /// The service data, until the action first reads `self.data`.
+    pub data: Option<Value>,
+}
+
+fn ctx<R>(lua: &Lua, f: impl FnOnce(&CallContext) -> R) -> mlua::Result<R> {
+    match lua.app_data_ref::<CallContext>() {
+        Some(c) => Ok(f(&c)),
+        None => Err(mlua::Error::runtime(
+            "this call works only while an action runs, not when the template's code is loaded",
+        )),
+    }
+}
+
+fn rt(msg: impl Into<String>) -> mlua::Error {
+    mlua::Error::runtime(msg.into())
+}
+
+fn json_arg(lua: &Lua, v: LuaValue, what: &str) -> mlua::Result<Value> {
+    convert::to_json(lua, v).map_err(|m| rt(format!("{what}: {m}")))
+}
+
+/// Builds `self` for one call and makes the call's context current.
+pub(crate) fn make_self(lua: &Lua, context: CallContext) -> mlua::Result<Table> {
+    let svc = &context.service;
+    let template = svc.template();
+    let t = lua.create_table_with_capacity(0, 8)?;
+    t.raw_set("name", svc.name.as_str())?;
+    t.raw_set("guid", svc.guid.to_string())?;
+    t.raw_set("template_uid", template.uid.to_string())?;
+    t.raw_set("version", template.uid.version.to_string())?;
+    t.raw_set("state", StateHandle(svc.clone()))?;
+    t.raw_set("log", LogHandle(svc.clone()))?;
+    let meta: Table = lua.named_registry_value("zrobot.self_meta")?;
+    t.set_metatable(Some(meta))?;
+    lua.set_app_data(context);
+    Ok(t)
+}
+
+/// Installs the `robot` global and what `self` needs.
+pub(crate) fn install(lua: &Lua, source: &TemplateSource, config: &LuaConfig, shared: &Arc<crate::api::Shared>) -> mlua::Result<()> {
+    let g = lua.globals();
+
+    // `self.data` is made on first read; `self:schedule_action`.
+    let load_data = lua.create_function(|lua, ()| {
+        let data = lua
+            .app_data_mut::<CallContext>()
+            .and_then(|mut c| c.data.take())
+            .unwrap_or(Value::Null);
+        lua.to_value(&data)
+    })?;
+    let self_methods = lua.create_table()?;
+    self_methods.set(
+        "schedule_action",
+        lua.create_async_function(|lua, (_this, action, args): (LuaValue, String, LuaValue)| async move {
+            let (robot, svc) = ctx(&lua, |c| (c.robot.clone(), c.service.clone()))?;
+            let args = json_arg(&lua, args, "schedule_action arguments")?;
+            let task = robot.schedule(&svc, &action, args).await.map_err(|e| rt(e.to_string()))?;
+            Ok(TaskHandle(task))
+        })?,
+    )?;
+    let meta: Table = lua
+        .load(
+            r#"
+local load_data, methods = ...
+return { __index = function(t, k)
+  if k == "data" then local d = load_data(); rawset(t, "data", d); return d end
+  return methods[k]
+end }"#,
+        )
+        .set_name("=self")
+        .call((load_data, self_methods))?;
+    lua.set_named_registry_value("zrobot.self_meta", meta)?;
+
+    let robot = lua.create_table()?;
+    robot.set("template_dir", source.dir.display().to_string())?;
+    robot.set("services", services_table(lua)?)?;
+    robot.set("robots", robots_table(lua)?)?;
+    robot.set(
+        "sleep",
+        lua.create_async_function(|_, s: f64| async move {
+            if !(s.is_finite() && s >= 0.0) {
+                return Err(rt("robot.sleep: give a number of seconds, zero or more"));
+            }
+            tokio::time::sleep(Duration::from_secs_f64(s.min(1e9))).await;
+            Ok(())
+        })?,
+    )?;
+    robot.set("now", lua.create_function(|_, ()| Ok(zrobot_core::time::now()))?)?;
+    robot.set("uuid", lua.create_function(|_, ()| Ok(uuid::Uuid::new_v4().to_string()))?)?;
+    robot.set("exec", exec_function(lua, config.allow_exec)?)?;
+    let http = lua.create_table()?;
+    http.set("request", http_function(lua, shared.clone())?)?;
+    robot.set("http", http)?;
+
+    let json = lua.create_table()?;
+    json.set(
+        "encode",
+        lua.create_function(|lua, v: LuaValue| {
+            let v = json_arg(lua, v, "robot.json.encode")?;
+            serde_json::to_string(&v).map_err(|e| rt(format!("robot.json.encode: {e}")))
+        })?,
+    )?;
+    json.set(
+        "decode",
+        lua.create_function(|lua, s: mlua::LuaString| {
+            let v: Value = serde_json::from_slice(&s.as_bytes())
+                .map_err(|e| rt(format!("robot.json.decode: not valid JSON: {e}")))?;
+            lua.to_value(&v)
+        })?,
+    )?;
+    robot.set("json", json)?;
+    let yaml = lua.create_table()?;
+    yaml.set(
+        "encode",
+        lua.create_function(|lua, v: LuaValue| {
+            let v = json_arg(lua, v, "robot.yaml.encode")?;
+            serde_saphyr::to_string(&v).map_err(|e| rt(format!("robot.yaml.encode: {e}")))
+        })?,
+    )?;
+    yaml.set(
+        "decode",
+        lua.create_function(|lua, s: String| {
+            let v: Value =
+                serde_saphyr::from_str(&s).map_err(|e| rt(format!("robot.yaml.decode: not valid YAML: {e}")))?;
+            lua.to_value(&v)
+        })?,
+    )?;
+    robot.set("yaml", yaml)?;
+    g.set("robot", robot)?;
+
+    g.set(
+        "print",
+        lua.create_function(|lua, args: MultiValue| {
+            let line = args
+                .iter()
+                .map(|v| v.to_string().unwrap_or_else(|_| "?".into()))
+                .collect::<Vec<_>>()
+                .join("\t");
+            ctx(lua, |c| c.service.log(LogLevel::Info, line))
+        })?,
+    )?;
+    Ok(())
+}
+
+fn filter_from(lua: &Lua, v: LuaValue) -> mlua::Result<ServiceFilter> {
+    if v.is_nil() {
+        return Ok(ServiceFilter::default());
+    }
+    lua.from_value::<ServiceFilter>(v).map_err(|e| {
+        rt(format!(
+            "bad service filter ({}); its keys are name, guid, template_uid, template_host, template_account, template_repo, template_name, template_version",
+            convert::message_of(&e)
+        ))
+    })
+}
+
+fn describe(filter: &ServiceFilter) -> String {
+    serde_json::to_string(filter)
+        .unwrap_or_default()
+        .replace(",\"", ", \"")
+}
+
+fn services_table(lua: &Lua) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.set(
+        "find",
+        lua.create_function(|lua, (_this, filter): (LuaValue, LuaValue)| {
+            let filter = filter_from(lua, filter)?;
+            let robot = ctx(lua, |c| c.robot.clone())?;
+            let found: Vec<ServiceHandle> = robot.find_services(&filter).into_iter().map(ServiceHandle).collect();
+            Ok(found)
+        })?,
+    )?;
+    t.set(
+        "exists",
+        lua.create_function(|lua, (_this, filter): (LuaValue, LuaValue)| {
+            let filter = filter_from(lua, filter)?;
+            let robot = ctx(lua, |c| c.robot.clone())?;
+            Ok(!robot.find_services(&filter).is_empty())
+        })?,
+    )?;
+    t.set(
+        "get",
+        lua.create_function(|lua, (_this, filter): (LuaValue, LuaValue)| {
+            let filter = filter_from(lua, filter)?;
+            let robot = ctx(lua, |c| c.robot.clone())?;
+            let mut found = robot.find_services(&filter);
+            match found.len() {
+                1 => Ok(ServiceHandle(found.remove(0))),
+                0 => Err(rt(format!("no service matches {}", describe(&filter)))),
+                n => Err(rt(format!(
+                    "{n} services match {}: {}; narrow the filter",
+                    describe(&filter),
+                    found.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                ))),
+            }
+        })?,
+    )?;
+    t.set(
+        "create",
+        lua.create_async_function(
+            |lua, (_this, template, name, data, opts): (LuaValue, String, String, LuaValue, Option<Table>)| async move {
+                let robot = ctx(&lua, |c| c.robot.clone())?;
+                let data = json_arg(&lua, data, "service data")?;
+                let public = match &opts {
+                    Some(o) => o.get::<Option<bool>>("public")?.unwrap_or(false),
+                    None => false,
+                };
+                let svc = robot
+                    .create_service(NewService {
+                        template,
+                        name,
+                        data,
+                        public,
+                        secrets: Vec::new(),
+                    })
+                    .await
+                    .map_err(|e| rt(e.to_string()))?;
+                Ok(ServiceHandle(svc))
+            },
+        )?,
+    )?;
+    t.set(
+        "find_or_create",
+        lua.create_async_function(
+            |lua, (_this, template, name, data): (LuaValue, String, String, LuaValue)| async move {
+                let robot = ctx(&lua, |c| c.robot.clone())?;
+                if let Some(svc) = robot.service_by_name(&name) {
+                    let wanted = robot.templates().resolve(&template).map_err(|e| rt(e.to_string()))?;
+                    let have = svc.template();
+                    if have.uid.repo != wanted.uid.repo || have.uid.name != wanted.uid.name {
+                        return Err(rt(format!(
+                            "a service named `{name}` exists, but from template {} rather than {}",
+                            have.uid, wanted.uid
+                        )));
+                    }
+                    return Ok(ServiceHandle(svc));
+                }
+                let data = json_arg(&lua, data, "service data")?;
+                let svc = robot
+                    .create_service(NewService {
+                        template,
+                        name,
+                        data,
+                        public: false,
+                        secrets: Vec::new(),
+                    })
+                    .await
+                    .map_err(|e| rt(e.to_string()))?;
+                Ok(ServiceHandle(svc))
+            },
+        )?,
+    )?;
+    Ok(t)
+}
+
+fn robots_table(lua: &Lua) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.set(
+        "get",
+        lua.create_function(|_, (_this, name): (LuaValue, String)| -> mlua::Result<()> {
+            Err(rt(format!(
+                "remote robot `{name}`: this robot does not reach remote robots yet"
+            )))
+        })?,
+    )?;
+    let meta = lua.create_table()?;
+    meta.set(
+        "__index",
+        lua.create_function(|_, (_t, name): (LuaValue, String)| -> mlua::Result<()> {
+            Err(rt(format!(
+                "no remote robot named `{name}`: this robot does not reach remote robots yet"
+            )))
+        })?,
+    )?;
+    t.set_metatable(Some(meta))?;
+    Ok(t)
+}
+
+fn exec_function(lua: &Lua, allowed: bool) -> mlua::Result<Function> {
+    lua.create_async_function(move |lua, (argv, opts): (Vec<String>, Option<Table>)| async move {
+        if !allowed {
+            return Err(rt("robot.exec is turned off on this robot (it was started with --no-exec)"));
+        }
+        let Some((program, args)) = argv.split_first() else {
+            return Err(rt("robot.exec: give the command as a list, e.g. {\"ls\", \"-l\"}"));
+        };
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
+            .kill_on_drop(true)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut timeout = Duration::from_secs(3600);
+        let mut stdin = None;
+        if let Some(o) = &opts {
+            if let Some(t) = o.get::<Option<f64>>("timeout")? {
+                if !(t.is_finite() && t > 0.0) {
+                    return Err(rt("robot.exec: timeout must be a positive number of seconds"));
+                }
+                timeout = Duration::from_secs_f64(t.min(1e9));
+            }
+            if let Some(cwd) = o.get::<Option<String>>("cwd")? {
+                cmd.current_dir(cwd);
+            }
+            if let Some(env) = o.get::<Option<Table>>("env")? {
+                for pair in env.pairs::<String, String>() {
+                    let (k, v) = pair?;
+                    cmd.env(k, v);
+                }
+            }
+            stdin = o.get::<Option<mlua::LuaString>>("stdin")?.map(|s| s.as_bytes().to_vec());
+        }
+        cmd.stdin(if stdin.is_some() {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        });
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| rt(format!("robot.exec: cannot run `{program}`: {e}")))?;
+        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            use tokio::io::AsyncWriteExt;
+            tokio::spawn(async move {
+                let _ = pipe.write_all(&input).await;
+            });
+        }
+        let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+            Ok(r) => r.map_err(|e| rt(format!("robot.exec: `{program}` failed: {e}")))?,
+            Err(_) => {
+                return Err(rt(format!(
+                    "robot.exec: `{program}` ran past its timeout of {}s and was killed",
+                    timeout.as_secs_f64()
+                )))
+            }
+        };
+        let r = lua.create_table()?;
+        r.set("status", out.status.code().unwrap_or(-1))?;
+        r.set("stdout", lua.create_string(&out.stdout)?)?;
+        r.set("stderr", lua.create_string(&out.stderr)?)?;
+        Ok(r)
+    })
+}
+
+fn http_function(lua: &Lua, shared: Arc<Shared>) -> mlua::Result<Function> {
+    lua.create_async_function(move |lua, req: Table| {
+        let shared = shared.clone();
+        async move {
+            let client = shared.http().map_err(rt)?;
+            let url: String = req
+                .get::<Option<String>>("url")?
+                .ok_or_else(|| rt("robot.http.request: `url` is required"))?;
+            let method: String = req.get::<Option<String>>("method")?.unwrap_or_else(|| "GET".into());
+            let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+                .map_err(|_| rt(format!("robot.http.request: `{method}` is not an HTTP method")))?;
+            let timeout = req.get::<Option<f64>>("timeout")?.unwrap_or(30.0);
+            if !(timeout.is_finite() && timeout > 0.0) {
+                return Err(rt("robot.http.request: timeout must be a positive number of seconds"));
+            }
+            let mut rb = client
+                .request(method, &url)
+                .timeout(Duration::from_secs_f64(timeout.min(1e6)));
+            if let Some(h) = req.get::<Option<Table>>("headers")? {
+                for pair in h.pairs::<String, String>() {
+                    let (k, v) = pair?;
+                    rb = rb.header(k, v);
+                }
+            }
+            if let Some(body) = req.get::<Option<mlua::LuaString>>("body")? {
+                rb = rb.body(body.as_bytes().to_vec());
+            }
+            let resp = rb
+                .send()
+                .await
+                .map_err(|e| rt(format!("robot.http.request: {url}: {}", error_chain(&e))))?;
+            let status = resp.status().as_u16();
+            let headers = lua.create_table()?;
+            for (k, v) in resp.headers() {
+                headers.set(k.as_str(), lua.create_string(v.as_bytes())?)?;
+            }
+            let body = resp
+                .bytes()
+                .await
+                .map_err(|e| rt(format!("robot.http.request: {url}: reading the body: {}", error_chain(&e))))?;
+            let r = lua.create_table()?;
+            r.set("status", status)?;
+            r.set("headers", headers)?;
+            r.set("body", lua.create_string(&body)?)?;
+            Ok(r)
+        }
+    })
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// `self.state`.
+struct StateHandle(Arc<Service>);
+
+fn parse_state(s: &str) -> mlua::Result<TagState> {
+    TagState::parse(s).ok_or_else(|| rt(format!("`{s}` is not a state: use ok, error, warning or skipped")))
+}
+
+impl UserData for StateHandle {
+    fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
+        m.add_method("set", |_, this, (cat, tag, st): (String, String, String)| {
+            let st = parse_state(&st)?;
+            this.0.state_set(&cat, &tag, st);
+            Ok(())
+        });
+        m.add_method("get", |lua, this, (cat, tag): (String, Option<String>)| {
+            let found = this.0.state_get(&cat, tag.as_deref());
+            if found.is_empty() {
+                return Ok(LuaValue::Nil);
+            }
+            let t = lua.create_table()?;
+            for (k, v) in found {
+                t.set(k, v.as_str())?;
+            }
+            Ok(LuaValue::Table(t))
+        });
+        m.add_method("check", |_, this, (cat, tag, st): (String, String, String)| {
+            let want = parse_state(&st)?;
+            let have = this.0.state_get(&cat, Some(&tag)).remove(&tag);
+            if have != Some(want) {
+                return Err(rt(format!(
+                    "state check failed: {cat}/{tag} is {}, expected {}",
+                    have.map(|h| h.as_str()).unwrap_or("not set"),
+                    want.as_str()
+                )));
+            }
+            Ok(())
+        });
+        m.add_method("delete", |_, this, (cat, tag): (String, Option<String>)| {
+            this.0.state_delete(&cat, tag.as_deref());
+            Ok(())
+        });
+    }
+}
+
+/// `self.log`.
+struct LogHandle(Arc<Service>);
+
+impl UserData for LogHandle {
+    fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
+        for (name, level) in [
+            ("debug", LogLevel::Debug),
+            ("info", LogLevel::Info),
+            ("warning", LogLevel::Warning),
+            ("error", LogLevel::Error),
+        ] {
+            m.add_method(name, move |_, this, msg: LuaValue| {
+                let text = msg.to_string().unwrap_or_else(|_| "?".into());
+                this.0.log(level, text);
+                Ok(())
+            });
+        }
+    }
+}
+
+fn state_table(lua: &Lua, svc: &Service) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    for (cat, tags) in svc.state() {
+        let c = lua.create_table()?;
+        for (tag, st) in tags {
+            c.set(tag, st.as_str())?;
+        }
+        t.set(cat, c)?;
+    }
+    Ok(t)
+}
+
+/// A handle on a service of this robot.
+pub(crate) struct ServiceHandle(Arc<Service>);
+
+impl UserData for ServiceHandle {
+    fn add_fields<F: UserDataFields<Self>>(f: &mut F) {
+        f.add_field_method_get("name", |_, this| Ok(this.0.name.clone()));
+        f.add_field_method_get("guid", |_, this| Ok(this.0.guid.to_string()));
+        f.add_field_method_get("template_uid", |_, this| Ok(this.0.template_uid()));
+    }
+
+    fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
+        m.add_method("state", |lua, this, ()| state_table(lua, &this.0));
+        m.add_method("actions", |_, this, ()| Ok(this.0.template().actions().to_vec()));
+        m.add_async_method("schedule_action", |lua, this, (action, args): (String, LuaValue)| async move {
+            let robot = ctx(&lua, |c| c.robot.clone())?;
+            let args = json_arg(&lua, args, "schedule_action arguments")?;
+            let task = robot
+                .schedule(&this.0, &action, args)
+                .await
+                .map_err(|e| rt(format!("service `{}`: {e}", this.0.name)))?;
+            Ok(TaskHandle(task))
+        });
+        m.add_async_method("delete", |lua, this, ()| async move {
+            let robot = ctx(&lua, |c| c.robot.clone())?;
+            let me = ctx(&lua, |c| c.service.guid)?;
+            if me == this.0.guid {
+                return Err(rt("a service cannot delete itself from one of its own actions"));
+            }
+            robot.delete_service(this.0.guid).await.map_err(|e| rt(e.to_string()))
+        });
+        m.add_meta_method("__tostring", |_, this, ()| Ok(format!("service {} ({})", this.0.name, this.0.guid)));
+    }
+}
+
+/// A handle on a task.
+pub(crate) struct TaskHandle(Arc<Task>);
+
+impl UserData for TaskHandle {
+    fn add_fields<F: UserDataFields<Self>>(f: &mut F) {
+        f.add_field_method_get("guid", |_, this| Ok(this.0.guid.to_string()));
+    }
+
+    fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
+        m.add_method("state", |_, this, ()| Ok(this.0.state().as_str()));
+        m.add_method("result", |lua, this, ()| {
+            let r = this.0.record();
+            match (r.state, r.result) {
+                (TaskState::Ok, Some(v)) => lua.to_value(&v),
+                _ => Ok(LuaValue::Nil),
+            }
+        });
+        m.add_async_method("wait", |lua, this, timeout: Option<f64>| async move {
+            let timeout = match timeout {
+                None => None,
+                Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t.min(1e9))),
+                Some(_) => return Err(rt("task:wait: the timeout must be a positive number of seconds")),
+            };
+            let (robot, waiter) = ctx(&lua, |c| (c.robot.clone(), c.task.clone()))?;
+            let record = robot
+                .wait_task(waiter.as_ref(), &this.0, timeout)
+                .await
+                .map_err(|e| {
+                    let r = this.0.record();
+                    rt(format!("waiting on `{}` of service `{}`: {e}", r.action_name, r.service_name))
+                })?;
+            if record.state == TaskState::Ok {
+                lua.to_value(&record.result.unwrap_or(Value::Null))
+            } else {
+                let msg = record.eco.map(|e| e.message).unwrap_or_else(|| "failed".into());
+                Err(rt(format!(
+                    "task `{}` of service `{}` failed: {msg}",
+                    record.action_name, record.service_name
+                )))
+            }
+        });
+        m.add_async_method("cancel", |lua, this, ()| async move {
+            let robot = ctx(&lua, |c| c.robot.clone())?;
+            let svc = robot
+                .service(this.0.service_guid())
+                .ok_or_else(|| rt("task:cancel: its service no longer exists"))?;
+            robot.cancel_task(&svc, this.0.guid).await.map_err(|e| rt(e.to_string()))
+        });
+        m.add_meta_method("__tostring", |_, this, ()| Ok(format!("task {}", this.0.guid)));
+    }
+}
