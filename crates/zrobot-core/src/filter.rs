@@ -6,6 +6,7 @@ use crate::service::Service;
 
 /// Every key is optional; a service matches when it matches every key given.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServiceFilter {
     pub name: Option<String>,
     pub guid: Option<String>,

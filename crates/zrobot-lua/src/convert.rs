@@ -66,8 +66,9 @@ pub(crate) fn action_error(e: &mlua::Error, action: Option<&str>) -> ActionError
     } else {
         traces.first().cloned().unwrap_or_default()
     };
-    // Errors raised by the robot API carry no position: take it from the trace.
-    let message = if message.contains(".lua:") {
+    // Errors raised by the robot API (callbacks) carry no position of their
+    // own: take it from the trace. Errors raised by Lua start with theirs.
+    let message = if traces.is_empty() {
         message.to_owned()
     } else {
         match position(&trace) {
