@@ -27,6 +27,7 @@ pub mod store;
 pub mod task;
 pub mod template;
 pub mod time;
+pub mod yaml;
 mod waitgraph;
 
 pub use error::{CoreError, TemplateError};

@@ -167,7 +167,7 @@ end }"#,
         "decode",
         lua.create_function(|lua, s: String| {
             let v: Value =
-                serde_saphyr::from_str(&s).map_err(|e| rt(format!("robot.yaml.decode: not valid YAML: {e}")))?;
+                zrobot_core::yaml::from_str(&s).map_err(|e| rt(format!("robot.yaml.decode: not valid YAML: {e}")))?;
             lua.to_value(&v)
         })?,
     )?;

@@ -162,7 +162,14 @@ load = function(chunk, name, mode, env)
 end
 dofile, loadfile, collectgarbage = nil, nil, nil
 string.dump = nil
-coroutine = setmetatable({}, { __index = function(_, k)
+"#;
+
+/// Run after the robot API is installed: the async machinery loads the
+/// coroutine library for itself and keeps reading `coroutine.yield` when it
+/// builds async methods, so only `yield` (harmless: the action resumes at
+/// once) stays.
+const NO_COROUTINES: &str = r#"
+coroutine = setmetatable({ yield = coroutine.yield }, { __index = function(_, k)
   error("coroutine." .. tostring(k) .. " is not available in templates: actions already run asynchronously; use robot.sleep or task:wait to wait", 2)
 end })
 "#;
@@ -184,6 +191,10 @@ pub(crate) fn new_vm(
         .map_err(|e| fail("cannot prepare the sandbox", e))?;
     install_require(&lua, source).map_err(|e| fail("cannot prepare require", e))?;
     api::install(&lua, source, config, shared).map_err(|e| fail("cannot install the robot API", e))?;
+    lua.load(NO_COROUTINES)
+        .set_name("=prelude")
+        .exec()
+        .map_err(|e| fail("cannot prepare the sandbox", e))?;
 
     let chunk_name = format!("@{}", display_path(&source.repo_root, path));
     let module = lua

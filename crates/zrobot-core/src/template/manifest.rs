@@ -100,7 +100,7 @@ fn seconds(path: &Path, field: &str, v: f64) -> Result<Duration, TemplateError> 
 impl Manifest {
     /// Parses and checks the manifest text of `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Manifest, TemplateError> {
-        let raw: RawManifest = serde_saphyr::from_str(text).map_err(|e| {
+        let raw: RawManifest = crate::yaml::from_str(text).map_err(|e| {
             let msg = e.to_string();
             if msg.contains("unknown field") {
                 TemplateError::new(path, None, format!("{msg} (the known keys are: {KNOWN_KEYS})"))
