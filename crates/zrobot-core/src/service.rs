@@ -168,10 +168,6 @@ impl Service {
         self.template.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    pub(crate) fn set_template(&self, template: Arc<Template>) {
-        *self.template.write().unwrap_or_else(|e| e.into_inner()) = template;
-    }
-
     pub fn template_uid(&self) -> String {
         self.template().uid.to_string()
     }
