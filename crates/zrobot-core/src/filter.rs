@@ -31,7 +31,11 @@ impl ServiceFilter {
         if self.name.as_ref().is_some_and(|n| n != &svc.name) {
             return false;
         }
-        if self.guid.as_ref().is_some_and(|g| !g.eq_ignore_ascii_case(&svc.guid.to_string())) {
+        if self
+            .guid
+            .as_ref()
+            .is_some_and(|g| !g.eq_ignore_ascii_case(&svc.guid.to_string()))
+        {
             return false;
         }
         let t = svc.template();
@@ -42,7 +46,9 @@ impl ServiceFilter {
                 return false;
             }
         }
-        let eq = |want: &Option<String>, have: &str| want.as_ref().is_none_or(|w| w.eq_ignore_ascii_case(have));
+        let eq = |want: &Option<String>, have: &str| {
+            want.as_ref().is_none_or(|w| w.eq_ignore_ascii_case(have))
+        };
         eq(&self.template_host, &uid.repo.host)
             && eq(&self.template_account, &uid.repo.account)
             && eq(&self.template_repo, &uid.repo.repo)

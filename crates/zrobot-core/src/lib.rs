@@ -27,8 +27,8 @@ pub mod store;
 pub mod task;
 pub mod template;
 pub mod time;
-pub mod yaml;
 mod waitgraph;
+pub mod yaml;
 
 pub use error::{CoreError, TemplateError};
 pub use filter::ServiceFilter;

@@ -193,7 +193,11 @@ impl Robot {
     pub fn find_services(&self, filter: &ServiceFilter) -> Vec<Arc<Service>> {
         let mut found: Vec<Arc<Service>> = match (&filter.name, &filter.guid) {
             (Some(n), _) => self.service_by_name(n).into_iter().collect(),
-            (None, Some(g)) => Uuid::parse_str(g).ok().and_then(|g| self.service(g)).into_iter().collect(),
+            (None, Some(g)) => Uuid::parse_str(g)
+                .ok()
+                .and_then(|g| self.service(g))
+                .into_iter()
+                .collect(),
             (None, None) => self.services().by_guid.values().cloned().collect(),
         };
         found.retain(|s| filter.matches(s));
@@ -249,7 +253,11 @@ impl Robot {
         }
         // Tasks the hooks scheduled become durable with the service itself.
         let mut ops = vec![StoreOp::PutService(self.service_record(&svc))];
-        ops.extend(svc.waiting_tasks().iter().map(|t| StoreOp::PutTask(t.record())));
+        ops.extend(
+            svc.waiting_tasks()
+                .iter()
+                .map(|t| StoreOp::PutTask(t.record())),
+        );
         svc.lock().state_dirty = false;
         self.0
             .store
@@ -259,7 +267,10 @@ impl Robot {
         self.services_mut().by_guid.insert(guid, svc.clone());
         reservation.kept = true;
         svc.lock().status = ServiceStatus::Ok;
-        svc.log(LogLevel::Info, format!("created from template {}", template.uid));
+        svc.log(
+            LogLevel::Info,
+            format!("created from template {}", template.uid),
+        );
         self.start_recurring(&svc);
         self.kick(&svc);
         Ok(svc)
@@ -306,9 +317,12 @@ impl Robot {
         let outcome = self.run_call(&template, svc, call, timeout).await;
         outcome.result.map_err(|e| e.message)?;
         if let Some(mut data) = outcome.data {
-            template
-                .check_data(&mut data)
-                .map_err(|e| format!("{} left data that does not match the schema: {e}", hook.name()))?;
+            template.check_data(&mut data).map_err(|e| {
+                format!(
+                    "{} left data that does not match the schema: {e}",
+                    hook.name()
+                )
+            })?;
             svc.lock().data = Arc::new(data);
         }
         Ok(())
@@ -316,7 +330,13 @@ impl Robot {
 
     /// Runs one call of a template's code under its time bound, stopping it
     /// early if the service is being deleted.
-    async fn run_call(&self, template: &Template, svc: &Service, call: ActionCall, timeout: Duration) -> ActionOutcome {
+    async fn run_call(
+        &self,
+        template: &Template,
+        svc: &Service,
+        call: ActionCall,
+        timeout: Duration,
+    ) -> ActionOutcome {
         let name = call.callable.name().to_owned();
         let fut = template.code.run(call);
         tokio::select! {
@@ -338,8 +358,14 @@ impl Robot {
     }
 
     /// Queues `action` on `svc` with normal priority; returns once the task is durable.
-    pub async fn schedule(&self, svc: &Arc<Service>, action: &str, args: Value) -> Result<Arc<Task>, CoreError> {
-        self.schedule_with(svc, action, args, Priority::Normal).await
+    pub async fn schedule(
+        &self,
+        svc: &Arc<Service>,
+        action: &str,
+        args: Value,
+    ) -> Result<Arc<Task>, CoreError> {
+        self.schedule_with(svc, action, args, Priority::Normal)
+            .await
     }
 
     /// Queues `action` on `svc`; returns once the task is durable. Unknown
@@ -402,7 +428,11 @@ impl Robot {
         };
         let Some(spawn) = spawn else {
             // Deleted while the task was being stored: it must not come back.
-            let _ = self.0.store.commit(vec![StoreOp::RemoveTask(task.guid)]).await;
+            let _ = self
+                .0
+                .store
+                .commit(vec![StoreOp::RemoveTask(task.guid)])
+                .await;
             return Err(CoreError::ServiceDeleting(svc.name.clone()));
         };
         if spawn {
@@ -415,7 +445,8 @@ impl Robot {
     fn kick(&self, svc: &Arc<Service>) {
         let spawn = {
             let mut inner = svc.lock();
-            let spawn = !inner.driving && inner.status == ServiceStatus::Ok && !inner.queue.is_empty();
+            let spawn =
+                !inner.driving && inner.status == ServiceStatus::Ok && !inner.queue.is_empty();
             if spawn {
                 inner.driving = true;
             }
@@ -476,7 +507,9 @@ impl Robot {
         }]));
         let policy = template.policy(&action);
         let tries = policy.retry.map(|r| r.tries).unwrap_or(1);
-        let timeout = policy.timeout.unwrap_or(self.0.config.default_action_timeout);
+        let timeout = policy
+            .timeout
+            .unwrap_or(self.0.config.default_action_timeout);
         let mut eco: Option<Eco> = None;
         let mut run = 1;
         let (result, new_data) = loop {
@@ -526,14 +559,21 @@ impl Robot {
             e.time_last = now;
             svc.log(
                 LogLevel::Error,
-                format!("task {} `{action}` failed (run {run} of {tries}): [{}] {}", task.guid, err.category, err.message),
+                format!(
+                    "task {} `{action}` failed (run {run} of {tries}): [{}] {}",
+                    task.guid, err.category, err.message
+                ),
             );
-            let stopped = err.category == "action.stopped" || svc.status() == ServiceStatus::Deleting;
+            let stopped =
+                err.category == "action.stopped" || svc.status() == ServiceStatus::Deleting;
             if run >= tries || stopped {
                 break (Err(err), None);
             }
             run += 1;
-            let delay = policy.retry.map(|r| r.delay_before(run)).unwrap_or_default();
+            let delay = policy
+                .retry
+                .map(|r| r.delay_before(run))
+                .unwrap_or_default();
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = svc.stop_running.notified() => break (Err(err), None),
@@ -638,7 +678,13 @@ impl Robot {
                 .map_err(|e| CoreError::Storage(e.to_string()))?;
         }
         let inner = svc.lock();
-        out.extend(inner.current.iter().chain(inner.queue.iter()).map(|t| t.record()));
+        out.extend(
+            inner
+                .current
+                .iter()
+                .chain(inner.queue.iter())
+                .map(|t| t.record()),
+        );
         Ok(out)
     }
 
@@ -723,7 +769,10 @@ impl Robot {
             });
             t.finish(r);
         }
-        if !self.wait_idle(&svc, self.0.config.delete_running_bound).await {
+        if !self
+            .wait_idle(&svc, self.0.config.delete_running_bound)
+            .await
+        {
             svc.stop_running.notify_waiters();
             self.wait_idle(&svc, Duration::from_secs(5)).await;
         }
@@ -754,7 +803,10 @@ impl Robot {
             match (run, task.state()) {
                 (Err(_), _) => svc.log(
                     LogLevel::Error,
-                    format!("on_delete action `{action}` ran past {}s and was stopped", bound.as_secs_f64()),
+                    format!(
+                        "on_delete action `{action}` ran past {}s and was stopped",
+                        bound.as_secs_f64()
+                    ),
                 ),
                 (Ok(()), TaskState::Error) => {
                     tracing::warn!(service = %svc.name, %action, "on_delete action failed; deleting anyway")
@@ -762,7 +814,12 @@ impl Robot {
                 _ => {}
             }
         }
-        if let Err(e) = self.0.store.commit(vec![StoreOp::DeleteService(svc.guid)]).await {
+        if let Err(e) = self
+            .0
+            .store
+            .commit(vec![StoreOp::DeleteService(svc.guid)])
+            .await
+        {
             svc.lock().status = ServiceStatus::Ok;
             return Err(CoreError::Storage(e.to_string()));
         }
@@ -797,6 +854,8 @@ impl Robot {
 
 impl std::fmt::Debug for Robot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Robot").field("services", &self.service_count()).finish()
+        f.debug_struct("Robot")
+            .field("services", &self.service_count())
+            .finish()
     }
 }

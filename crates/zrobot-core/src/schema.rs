@@ -55,11 +55,18 @@ impl Schema {
             None => Ok(()),
             Some(e) => {
                 let at = e.instance_path().to_string();
-                let field = if at.is_empty() { "(root)".to_owned() } else { at };
+                let field = if at.is_empty() {
+                    "(root)".to_owned()
+                } else {
+                    at
+                };
                 let more = errors.count();
                 let mut msg = format!("field `{field}`: {e}");
                 if more > 0 {
-                    msg.push_str(&format!(" (and {more} more problem{})", if more == 1 { "" } else { "s" }));
+                    msg.push_str(&format!(
+                        " (and {more} more problem{})",
+                        if more == 1 { "" } else { "s" }
+                    ));
                 }
                 Err(msg)
             }
@@ -102,15 +109,19 @@ fn apply_defaults(schema: &Value, value: &mut Value) {
 
 fn coerce(schema: &Value, value: &mut Value) {
     match value {
-        Value::Object(obj) if obj.is_empty() => {
-            if schema_type_is(schema, "array") && !schema_type_is(schema, "object") {
-                *value = Value::Array(Vec::new());
-            }
+        Value::Object(obj)
+            if obj.is_empty()
+                && schema_type_is(schema, "array")
+                && !schema_type_is(schema, "object") =>
+        {
+            *value = Value::Array(Vec::new());
         }
-        Value::Array(arr) if arr.is_empty() => {
-            if schema_type_is(schema, "object") && !schema_type_is(schema, "array") {
-                *value = Value::Object(Map::new());
-            }
+        Value::Array(arr)
+            if arr.is_empty()
+                && schema_type_is(schema, "object")
+                && !schema_type_is(schema, "array") =>
+        {
+            *value = Value::Object(Map::new());
         }
         Value::Object(obj) => {
             let props = schema.get("properties").and_then(Value::as_object);
@@ -150,7 +161,9 @@ mod tests {
         .unwrap();
         let v = s.prepare(json!({"hostname": "h"})).unwrap();
         assert_eq!(v, json!({"hostname": "h", "port": 22, "vms": []}));
-        let err = s.prepare(json!({"hostname": "h", "port": "x"})).unwrap_err();
+        let err = s
+            .prepare(json!({"hostname": "h", "port": "x"}))
+            .unwrap_err();
         assert!(err.contains("/port"), "{err}");
         let err = s.prepare(json!({})).unwrap_err();
         assert!(err.contains("hostname"), "{err}");

@@ -165,7 +165,10 @@ impl Service {
     }
 
     pub fn template(&self) -> Arc<Template> {
-        self.template.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.template
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn template_uid(&self) -> String {
@@ -265,7 +268,8 @@ impl Service {
             level,
             message,
         });
-        while log.lines.len() > LOG_MAX_LINES || (log.bytes > LOG_MAX_BYTES && log.lines.len() > 1) {
+        while log.lines.len() > LOG_MAX_LINES || (log.bytes > LOG_MAX_BYTES && log.lines.len() > 1)
+        {
             if let Some(old) = log.lines.pop_front() {
                 log.bytes -= old.message.len();
             }

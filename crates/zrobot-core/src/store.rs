@@ -43,12 +43,25 @@ pub enum StoreOp {
     /// Create or replace a task (waiting, or finished).
     PutTask(TaskRecord),
     /// A run of a waiting task started.
-    TaskStarted { guid: Uuid, attempt: u32, started: f64 },
+    TaskStarted {
+        guid: Uuid,
+        attempt: u32,
+        started: f64,
+    },
     /// Drop a waiting task that never ran.
     RemoveTask(Uuid),
-    SaveData { service: Uuid, data: Arc<Value> },
-    SaveState { service: Uuid, state: StateTable },
-    SaveTemplate { service: Uuid, template_uid: String },
+    SaveData {
+        service: Uuid,
+        data: Arc<Value>,
+    },
+    SaveState {
+        service: Uuid,
+        state: StateTable,
+    },
+    SaveTemplate {
+        service: Uuid,
+        template_uid: String,
+    },
 }
 
 /// What a robot finds in its store at start.
@@ -91,10 +104,18 @@ pub trait Store: Send + Sync + 'static {
     fn load(&self) -> BoxFuture<'static, Result<Loaded, StoreError>>;
 
     /// One task of a service, finished or not.
-    fn task(&self, service: Uuid, guid: Uuid) -> BoxFuture<'static, Result<Option<TaskRecord>, StoreError>>;
+    fn task(
+        &self,
+        service: Uuid,
+        guid: Uuid,
+    ) -> BoxFuture<'static, Result<Option<TaskRecord>, StoreError>>;
 
     /// The newest finished tasks of a service, oldest first.
-    fn finished_tasks(&self, service: Uuid, limit: usize) -> BoxFuture<'static, Result<Vec<TaskRecord>, StoreError>>;
+    fn finished_tasks(
+        &self,
+        service: Uuid,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Vec<TaskRecord>, StoreError>>;
 
     /// Whether the last commits went through.
     fn healthy(&self) -> bool;
@@ -139,19 +160,22 @@ impl MemoryStore {
             }
             StoreOp::PutTask(t) => {
                 let (guid, service, done) = (t.guid, t.service_guid, t.state.is_done());
-                if inner.tasks.insert(guid, t).is_none() || done {
-                    if done {
-                        let list = inner.finished.entry(service).or_default();
-                        list.push_back(guid);
-                        let now = crate::time::now();
-                        while list.len() > self.retention.max_tasks
-                            || list.front().and_then(|g| inner.tasks.get(g)).is_some_and(|t| {
-                                now - t.created > self.retention.max_age_secs
-                            })
-                        {
-                            if let Some(old) = list.pop_front() {
-                                inner.tasks.remove(&old);
-                            }
+                let was_done = inner
+                    .tasks
+                    .insert(guid, t)
+                    .is_some_and(|old| old.state.is_done());
+                if done && !was_done {
+                    let list = inner.finished.entry(service).or_default();
+                    list.push_back(guid);
+                    let now = crate::time::now();
+                    while list.len() > self.retention.max_tasks
+                        || list
+                            .front()
+                            .and_then(|g| inner.tasks.get(g))
+                            .is_some_and(|t| now - t.created > self.retention.max_age_secs)
+                    {
+                        if let Some(old) = list.pop_front() {
+                            inner.tasks.remove(&old);
                         }
                     }
                 }
@@ -219,7 +243,11 @@ impl Store for MemoryStore {
         Box::pin(std::future::ready(Ok(loaded)))
     }
 
-    fn task(&self, _service: Uuid, guid: Uuid) -> BoxFuture<'static, Result<Option<TaskRecord>, StoreError>> {
+    fn task(
+        &self,
+        _service: Uuid,
+        guid: Uuid,
+    ) -> BoxFuture<'static, Result<Option<TaskRecord>, StoreError>> {
         let t = self
             .inner
             .lock()
@@ -230,14 +258,21 @@ impl Store for MemoryStore {
         Box::pin(std::future::ready(Ok(t)))
     }
 
-    fn finished_tasks(&self, service: Uuid, limit: usize) -> BoxFuture<'static, Result<Vec<TaskRecord>, StoreError>> {
+    fn finished_tasks(
+        &self,
+        service: Uuid,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Vec<TaskRecord>, StoreError>> {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let list: Vec<TaskRecord> = inner
             .finished
             .get(&service)
             .map(|l| {
                 let skip = l.len().saturating_sub(limit);
-                l.iter().skip(skip).filter_map(|g| inner.tasks.get(g).cloned()).collect()
+                l.iter()
+                    .skip(skip)
+                    .filter_map(|g| inner.tasks.get(g).cloned())
+                    .collect()
             })
             .unwrap_or_default();
         Box::pin(std::future::ready(Ok(list)))

@@ -99,7 +99,9 @@ pub struct Task {
 
 impl std::fmt::Debug for Task {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Task").field("record", &self.record()).finish()
+        f.debug_struct("Task")
+            .field("record", &self.record())
+            .finish()
     }
 }
 

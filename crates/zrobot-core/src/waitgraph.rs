@@ -23,7 +23,11 @@ pub(crate) struct WaitEdge {
 
 impl Drop for WaitEdge {
     fn drop(&mut self) {
-        *self.waiter.waiting_on.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self
+            .waiter
+            .waiting_on
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
 
@@ -54,7 +58,8 @@ impl WaitGraph {
                 }
                 TaskState::New => {
                     chain.push(format!("{} (queued)", describe(&current)));
-                    let Some(running) = current.service.upgrade().and_then(|s| s.running_task()) else {
+                    let Some(running) = current.service.upgrade().and_then(|s| s.running_task())
+                    else {
                         break;
                     };
                     if Arc::ptr_eq(&running, waiter) {
@@ -65,7 +70,11 @@ impl WaitGraph {
                     running
                 }
             };
-            let next = blocker.waiting_on.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let next = blocker
+                .waiting_on
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
             match next {
                 Some(n) => current = n,
                 None => break,

@@ -15,6 +15,9 @@ mod tests {
     #[test]
     fn norway_stays_a_string() {
         let v: serde_json::Value = super::from_str("country: no\nflag: y\nreal: true\n").unwrap();
-        assert_eq!(v, serde_json::json!({"country": "no", "flag": "y", "real": true}));
+        assert_eq!(
+            v,
+            serde_json::json!({"country": "no", "flag": "y", "real": true})
+        );
     }
 }

@@ -83,7 +83,12 @@ pub(crate) fn make_self(lua: &Lua, context: CallContext) -> mlua::Result<Table> 
 }
 
 /// Installs the `robot` global and what `self` needs.
-pub(crate) fn install(lua: &Lua, source: &TemplateSource, config: &LuaConfig, shared: &Arc<crate::api::Shared>) -> mlua::Result<()> {
+pub(crate) fn install(
+    lua: &Lua,
+    source: &TemplateSource,
+    config: &LuaConfig,
+    shared: &Arc<crate::api::Shared>,
+) -> mlua::Result<()> {
     let g = lua.globals();
 
     // `self.data` is made on first read; `self:schedule_action`.
@@ -97,12 +102,17 @@ pub(crate) fn install(lua: &Lua, source: &TemplateSource, config: &LuaConfig, sh
     let self_methods = lua.create_table()?;
     self_methods.set(
         "schedule_action",
-        lua.create_async_function(|lua, (_this, action, args): (LuaValue, String, LuaValue)| async move {
-            let (robot, svc) = ctx(&lua, |c| (c.robot.clone(), c.service.clone()))?;
-            let args = json_arg(&lua, args, "schedule_action arguments")?;
-            let task = robot.schedule(&svc, &action, args).await.map_err(|e| rt(e.to_string()))?;
-            Ok(TaskHandle(task))
-        })?,
+        lua.create_async_function(
+            |lua, (_this, action, args): (LuaValue, String, LuaValue)| async move {
+                let (robot, svc) = ctx(&lua, |c| (c.robot.clone(), c.service.clone()))?;
+                let args = json_arg(&lua, args, "schedule_action arguments")?;
+                let task = robot
+                    .schedule(&svc, &action, args)
+                    .await
+                    .map_err(|e| rt(e.to_string()))?;
+                Ok(TaskHandle(task))
+            },
+        )?,
     )?;
     let meta: Table = lua
         .load(
@@ -131,8 +141,14 @@ end }"#,
             Ok(())
         })?,
     )?;
-    robot.set("now", lua.create_function(|_, ()| Ok(zrobot_core::time::now()))?)?;
-    robot.set("uuid", lua.create_function(|_, ()| Ok(uuid::Uuid::new_v4().to_string()))?)?;
+    robot.set(
+        "now",
+        lua.create_function(|_, ()| Ok(zrobot_core::time::now()))?,
+    )?;
+    robot.set(
+        "uuid",
+        lua.create_function(|_, ()| Ok(uuid::Uuid::new_v4().to_string()))?,
+    )?;
     robot.set("exec", exec_function(lua, config.allow_exec)?)?;
     let http = lua.create_table()?;
     http.set("request", http_function(lua, shared.clone())?)?;
@@ -166,8 +182,8 @@ end }"#,
     yaml.set(
         "decode",
         lua.create_function(|lua, s: String| {
-            let v: Value =
-                zrobot_core::yaml::from_str(&s).map_err(|e| rt(format!("robot.yaml.decode: not valid YAML: {e}")))?;
+            let v: Value = zrobot_core::yaml::from_str(&s)
+                .map_err(|e| rt(format!("robot.yaml.decode: not valid YAML: {e}")))?;
             lua.to_value(&v)
         })?,
     )?;
@@ -213,7 +229,11 @@ fn services_table(lua: &Lua) -> mlua::Result<Table> {
         lua.create_function(|lua, (_this, filter): (LuaValue, LuaValue)| {
             let filter = filter_from(lua, filter)?;
             let robot = ctx(lua, |c| c.robot.clone())?;
-            let found: Vec<ServiceHandle> = robot.find_services(&filter).into_iter().map(ServiceHandle).collect();
+            let found: Vec<ServiceHandle> = robot
+                .find_services(&filter)
+                .into_iter()
+                .map(ServiceHandle)
+                .collect();
             Ok(found)
         })?,
     )?;
@@ -237,7 +257,11 @@ fn services_table(lua: &Lua) -> mlua::Result<Table> {
                 n => Err(rt(format!(
                     "{n} services match {}: {}; narrow the filter",
                     describe(&filter),
-                    found.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                    found
+                        .iter()
+                        .map(|s| s.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))),
             }
         })?,
@@ -245,7 +269,14 @@ fn services_table(lua: &Lua) -> mlua::Result<Table> {
     t.set(
         "create",
         lua.create_async_function(
-            |lua, (_this, template, name, data, opts): (LuaValue, String, String, LuaValue, Option<Table>)| async move {
+            |lua,
+             (_this, template, name, data, opts): (
+                LuaValue,
+                String,
+                String,
+                LuaValue,
+                Option<Table>,
+            )| async move {
                 let robot = ctx(&lua, |c| c.robot.clone())?;
                 let data = json_arg(&lua, data, "service data")?;
                 let public = match &opts {
@@ -272,7 +303,10 @@ fn services_table(lua: &Lua) -> mlua::Result<Table> {
             |lua, (_this, template, name, data): (LuaValue, String, String, LuaValue)| async move {
                 let robot = ctx(&lua, |c| c.robot.clone())?;
                 if let Some(svc) = robot.service_by_name(&name) {
-                    let wanted = robot.templates().resolve(&template).map_err(|e| rt(e.to_string()))?;
+                    let wanted = robot
+                        .templates()
+                        .resolve(&template)
+                        .map_err(|e| rt(e.to_string()))?;
                     let have = svc.template();
                     if have.uid.repo != wanted.uid.repo || have.uid.name != wanted.uid.name {
                         return Err(rt(format!(
@@ -324,67 +358,77 @@ fn robots_table(lua: &Lua) -> mlua::Result<Table> {
 }
 
 fn exec_function(lua: &Lua, allowed: bool) -> mlua::Result<Function> {
-    lua.create_async_function(move |lua, (argv, opts): (Vec<String>, Option<Table>)| async move {
-        if !allowed {
-            return Err(rt("robot.exec is turned off on this robot (it was started with --no-exec)"));
-        }
-        let Some((program, args)) = argv.split_first() else {
-            return Err(rt("robot.exec: give the command as a list, e.g. {\"ls\", \"-l\"}"));
-        };
-        let mut cmd = tokio::process::Command::new(program);
-        cmd.args(args)
-            .kill_on_drop(true)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        let mut timeout = Duration::from_secs(3600);
-        let mut stdin = None;
-        if let Some(o) = &opts {
-            if let Some(t) = o.get::<Option<f64>>("timeout")? {
-                if !(t.is_finite() && t > 0.0) {
-                    return Err(rt("robot.exec: timeout must be a positive number of seconds"));
+    lua.create_async_function(
+        move |lua, (argv, opts): (Vec<String>, Option<Table>)| async move {
+            if !allowed {
+                return Err(rt(
+                    "robot.exec is turned off on this robot (it was started with --no-exec)",
+                ));
+            }
+            let Some((program, args)) = argv.split_first() else {
+                return Err(rt(
+                    "robot.exec: give the command as a list, e.g. {\"ls\", \"-l\"}",
+                ));
+            };
+            let mut cmd = tokio::process::Command::new(program);
+            cmd.args(args)
+                .kill_on_drop(true)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            let mut timeout = Duration::from_secs(3600);
+            let mut stdin = None;
+            if let Some(o) = &opts {
+                if let Some(t) = o.get::<Option<f64>>("timeout")? {
+                    if !(t.is_finite() && t > 0.0) {
+                        return Err(rt(
+                            "robot.exec: timeout must be a positive number of seconds",
+                        ));
+                    }
+                    timeout = Duration::from_secs_f64(t.min(1e9));
                 }
-                timeout = Duration::from_secs_f64(t.min(1e9));
-            }
-            if let Some(cwd) = o.get::<Option<String>>("cwd")? {
-                cmd.current_dir(cwd);
-            }
-            if let Some(env) = o.get::<Option<Table>>("env")? {
-                for pair in env.pairs::<String, String>() {
-                    let (k, v) = pair?;
-                    cmd.env(k, v);
+                if let Some(cwd) = o.get::<Option<String>>("cwd")? {
+                    cmd.current_dir(cwd);
                 }
+                if let Some(env) = o.get::<Option<Table>>("env")? {
+                    for pair in env.pairs::<String, String>() {
+                        let (k, v) = pair?;
+                        cmd.env(k, v);
+                    }
+                }
+                stdin = o
+                    .get::<Option<mlua::LuaString>>("stdin")?
+                    .map(|s| s.as_bytes().to_vec());
             }
-            stdin = o.get::<Option<mlua::LuaString>>("stdin")?.map(|s| s.as_bytes().to_vec());
-        }
-        cmd.stdin(if stdin.is_some() {
-            std::process::Stdio::piped()
-        } else {
-            std::process::Stdio::null()
-        });
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| rt(format!("robot.exec: cannot run `{program}`: {e}")))?;
-        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            use tokio::io::AsyncWriteExt;
-            tokio::spawn(async move {
-                let _ = pipe.write_all(&input).await;
+            cmd.stdin(if stdin.is_some() {
+                std::process::Stdio::piped()
+            } else {
+                std::process::Stdio::null()
             });
-        }
-        let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
-            Ok(r) => r.map_err(|e| rt(format!("robot.exec: `{program}` failed: {e}")))?,
-            Err(_) => {
-                return Err(rt(format!(
-                    "robot.exec: `{program}` ran past its timeout of {}s and was killed",
-                    timeout.as_secs_f64()
-                )))
+            let mut child = cmd
+                .spawn()
+                .map_err(|e| rt(format!("robot.exec: cannot run `{program}`: {e}")))?;
+            if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+                use tokio::io::AsyncWriteExt;
+                tokio::spawn(async move {
+                    let _ = pipe.write_all(&input).await;
+                });
             }
-        };
-        let r = lua.create_table()?;
-        r.set("status", out.status.code().unwrap_or(-1))?;
-        r.set("stdout", lua.create_string(&out.stdout)?)?;
-        r.set("stderr", lua.create_string(&out.stderr)?)?;
-        Ok(r)
-    })
+            let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+                Ok(r) => r.map_err(|e| rt(format!("robot.exec: `{program}` failed: {e}")))?,
+                Err(_) => {
+                    return Err(rt(format!(
+                        "robot.exec: `{program}` ran past its timeout of {}s and was killed",
+                        timeout.as_secs_f64()
+                    )))
+                }
+            };
+            let r = lua.create_table()?;
+            r.set("status", out.status.code().unwrap_or(-1))?;
+            r.set("stdout", lua.create_string(&out.stdout)?)?;
+            r.set("stderr", lua.create_string(&out.stderr)?)?;
+            Ok(r)
+        },
+    )
 }
 
 fn http_function(lua: &Lua, shared: Arc<Shared>) -> mlua::Result<Function> {
@@ -395,12 +439,20 @@ fn http_function(lua: &Lua, shared: Arc<Shared>) -> mlua::Result<Function> {
             let url: String = req
                 .get::<Option<String>>("url")?
                 .ok_or_else(|| rt("robot.http.request: `url` is required"))?;
-            let method: String = req.get::<Option<String>>("method")?.unwrap_or_else(|| "GET".into());
+            let method: String = req
+                .get::<Option<String>>("method")?
+                .unwrap_or_else(|| "GET".into());
             let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
-                .map_err(|_| rt(format!("robot.http.request: `{method}` is not an HTTP method")))?;
+                .map_err(|_| {
+                    rt(format!(
+                        "robot.http.request: `{method}` is not an HTTP method"
+                    ))
+                })?;
             let timeout = req.get::<Option<f64>>("timeout")?.unwrap_or(30.0);
             if !(timeout.is_finite() && timeout > 0.0) {
-                return Err(rt("robot.http.request: timeout must be a positive number of seconds"));
+                return Err(rt(
+                    "robot.http.request: timeout must be a positive number of seconds",
+                ));
             }
             let mut rb = client
                 .request(method, &url)
@@ -423,10 +475,12 @@ fn http_function(lua: &Lua, shared: Arc<Shared>) -> mlua::Result<Function> {
             for (k, v) in resp.headers() {
                 headers.set(k.as_str(), lua.create_string(v.as_bytes())?)?;
             }
-            let body = resp
-                .bytes()
-                .await
-                .map_err(|e| rt(format!("robot.http.request: {url}: reading the body: {}", error_chain(&e))))?;
+            let body = resp.bytes().await.map_err(|e| {
+                rt(format!(
+                    "robot.http.request: {url}: reading the body: {}",
+                    error_chain(&e)
+                ))
+            })?;
             let r = lua.create_table()?;
             r.set("status", status)?;
             r.set("headers", headers)?;
@@ -451,16 +505,23 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 struct StateHandle(Arc<Service>);
 
 fn parse_state(s: &str) -> mlua::Result<TagState> {
-    TagState::parse(s).ok_or_else(|| rt(format!("`{s}` is not a state: use ok, error, warning or skipped")))
+    TagState::parse(s).ok_or_else(|| {
+        rt(format!(
+            "`{s}` is not a state: use ok, error, warning or skipped"
+        ))
+    })
 }
 
 impl UserData for StateHandle {
     fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
-        m.add_method("set", |_, this, (cat, tag, st): (String, String, String)| {
-            let st = parse_state(&st)?;
-            this.0.state_set(&cat, &tag, st);
-            Ok(())
-        });
+        m.add_method(
+            "set",
+            |_, this, (cat, tag, st): (String, String, String)| {
+                let st = parse_state(&st)?;
+                this.0.state_set(&cat, &tag, st);
+                Ok(())
+            },
+        );
         m.add_method("get", |lua, this, (cat, tag): (String, Option<String>)| {
             let found = this.0.state_get(&cat, tag.as_deref());
             if found.is_empty() {
@@ -472,18 +533,21 @@ impl UserData for StateHandle {
             }
             Ok(LuaValue::Table(t))
         });
-        m.add_method("check", |_, this, (cat, tag, st): (String, String, String)| {
-            let want = parse_state(&st)?;
-            let have = this.0.state_get(&cat, Some(&tag)).remove(&tag);
-            if have != Some(want) {
-                return Err(rt(format!(
-                    "state check failed: {cat}/{tag} is {}, expected {}",
-                    have.map(|h| h.as_str()).unwrap_or("not set"),
-                    want.as_str()
-                )));
-            }
-            Ok(())
-        });
+        m.add_method(
+            "check",
+            |_, this, (cat, tag, st): (String, String, String)| {
+                let want = parse_state(&st)?;
+                let have = this.0.state_get(&cat, Some(&tag)).remove(&tag);
+                if have != Some(want) {
+                    return Err(rt(format!(
+                        "state check failed: {cat}/{tag} is {}, expected {}",
+                        have.map(|h| h.as_str()).unwrap_or("not set"),
+                        want.as_str()
+                    )));
+                }
+                Ok(())
+            },
+        );
         m.add_method("delete", |_, this, (cat, tag): (String, Option<String>)| {
             this.0.state_delete(&cat, tag.as_deref());
             Ok(())
@@ -535,25 +599,37 @@ impl UserData for ServiceHandle {
 
     fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
         m.add_method("state", |lua, this, ()| state_table(lua, &this.0));
-        m.add_method("actions", |_, this, ()| Ok(this.0.template().actions().to_vec()));
-        m.add_async_method("schedule_action", |lua, this, (action, args): (String, LuaValue)| async move {
-            let robot = ctx(&lua, |c| c.robot.clone())?;
-            let args = json_arg(&lua, args, "schedule_action arguments")?;
-            let task = robot
-                .schedule(&this.0, &action, args)
-                .await
-                .map_err(|e| rt(format!("service `{}`: {e}", this.0.name)))?;
-            Ok(TaskHandle(task))
+        m.add_method("actions", |_, this, ()| {
+            Ok(this.0.template().actions().to_vec())
         });
+        m.add_async_method(
+            "schedule_action",
+            |lua, this, (action, args): (String, LuaValue)| async move {
+                let robot = ctx(&lua, |c| c.robot.clone())?;
+                let args = json_arg(&lua, args, "schedule_action arguments")?;
+                let task = robot
+                    .schedule(&this.0, &action, args)
+                    .await
+                    .map_err(|e| rt(format!("service `{}`: {e}", this.0.name)))?;
+                Ok(TaskHandle(task))
+            },
+        );
         m.add_async_method("delete", |lua, this, ()| async move {
             let robot = ctx(&lua, |c| c.robot.clone())?;
             let me = ctx(&lua, |c| c.service.guid)?;
             if me == this.0.guid {
-                return Err(rt("a service cannot delete itself from one of its own actions"));
+                return Err(rt(
+                    "a service cannot delete itself from one of its own actions",
+                ));
             }
-            robot.delete_service(this.0.guid).await.map_err(|e| rt(e.to_string()))
+            robot
+                .delete_service(this.0.guid)
+                .await
+                .map_err(|e| rt(e.to_string()))
         });
-        m.add_meta_method("__tostring", |_, this, ()| Ok(format!("service {} ({})", this.0.name, this.0.guid)));
+        m.add_meta_method("__tostring", |_, this, ()| {
+            Ok(format!("service {} ({})", this.0.name, this.0.guid))
+        });
     }
 }
 
@@ -578,7 +654,11 @@ impl UserData for TaskHandle {
             let timeout = match timeout {
                 None => None,
                 Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t.min(1e9))),
-                Some(_) => return Err(rt("task:wait: the timeout must be a positive number of seconds")),
+                Some(_) => {
+                    return Err(rt(
+                        "task:wait: the timeout must be a positive number of seconds",
+                    ))
+                }
             };
             let (robot, waiter) = ctx(&lua, |c| (c.robot.clone(), c.task.clone()))?;
             let record = robot
@@ -586,12 +666,18 @@ impl UserData for TaskHandle {
                 .await
                 .map_err(|e| {
                     let r = this.0.record();
-                    rt(format!("waiting on `{}` of service `{}`: {e}", r.action_name, r.service_name))
+                    rt(format!(
+                        "waiting on `{}` of service `{}`: {e}",
+                        r.action_name, r.service_name
+                    ))
                 })?;
             if record.state == TaskState::Ok {
                 lua.to_value(&record.result.unwrap_or(Value::Null))
             } else {
-                let msg = record.eco.map(|e| e.message).unwrap_or_else(|| "failed".into());
+                let msg = record
+                    .eco
+                    .map(|e| e.message)
+                    .unwrap_or_else(|| "failed".into());
                 Err(rt(format!(
                     "task `{}` of service `{}` failed: {msg}",
                     record.action_name, record.service_name
@@ -603,8 +689,13 @@ impl UserData for TaskHandle {
             let svc = robot
                 .service(this.0.service_guid())
                 .ok_or_else(|| rt("task:cancel: its service no longer exists"))?;
-            robot.cancel_task(&svc, this.0.guid).await.map_err(|e| rt(e.to_string()))
+            robot
+                .cancel_task(&svc, this.0.guid)
+                .await
+                .map_err(|e| rt(e.to_string()))
         });
-        m.add_meta_method("__tostring", |_, this, ()| Ok(format!("task {}", this.0.guid)));
+        m.add_meta_method("__tostring", |_, this, ()| {
+            Ok(format!("task {}", this.0.guid))
+        });
     }
 }

@@ -7,7 +7,8 @@ use std::task::{Context, Poll};
 
 use mlua::{Function, LuaSerdeExt, Table, Value as LuaValue};
 use zrobot_core::engine::{
-    ActionCall, ActionError, ActionOutcome, BoxFuture, Callable, Engine, Hook, TemplateCode, TemplateSource,
+    ActionCall, ActionError, ActionOutcome, BoxFuture, Callable, Engine, Hook, TemplateCode,
+    TemplateSource,
 };
 use zrobot_core::TemplateError;
 
@@ -62,7 +63,11 @@ impl Engine for LuaEngine {
 
     fn compile(&self, source: &TemplateSource) -> Result<Arc<dyn TemplateCode>, TemplateError> {
         let code = std::fs::read_to_string(&source.code_path).map_err(|e| {
-            TemplateError::new(&source.code_path, None, format!("cannot read the template's code: {e}"))
+            TemplateError::new(
+                &source.code_path,
+                None,
+                format!("cannot read the template's code: {e}"),
+            )
         })?;
         let mut template = TemplateInner {
             source: source.clone(),
@@ -76,11 +81,19 @@ impl Engine for LuaEngine {
         // The first state checks the code and tells what it defines.
         let vm = template.new_vm()?;
         let (actions, hooks) = list_functions(&vm.module).map_err(|e| {
-            TemplateError::new(&source.code_path, None, format!("cannot list the template's functions: {e}"))
+            TemplateError::new(
+                &source.code_path,
+                None,
+                format!("cannot list the template's functions: {e}"),
+            )
         })?;
         template.actions = actions;
         template.hooks = hooks;
-        template.pool.get_mut().unwrap_or_else(|e| e.into_inner()).push(vm);
+        template
+            .pool
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(vm);
         Ok(Arc::new(LuaTemplate(Arc::new(template))))
     }
 }
@@ -180,7 +193,10 @@ impl TemplateInner {
             _ => {
                 self.give_back(vm);
                 return ActionOutcome {
-                    result: Err(ActionError::new("lua.error", format!("the template has no function `{name}`"))),
+                    result: Err(ActionError::new(
+                        "lua.error",
+                        format!("the template has no function `{name}`"),
+                    )),
                     data: None,
                 };
             }
@@ -239,12 +255,18 @@ impl TemplateInner {
             }
             Ok(ret) => {
                 let result = convert::to_json(&vm.lua, ret).map_err(|m| {
-                    ActionError::new("lua.result", format!("`{name}` returned a value that cannot be stored: {m}"))
+                    ActionError::new(
+                        "lua.result",
+                        format!("`{name}` returned a value that cannot be stored: {m}"),
+                    )
                 });
                 let data = match this.raw_get::<LuaValue>("data") {
                     Ok(LuaValue::Nil) | Err(_) => Ok(None),
                     Ok(d) => convert::to_json(&vm.lua, d).map(Some).map_err(|m| {
-                        ActionError::new("data.invalid", format!("`{name}` left data that cannot be stored: {m}"))
+                        ActionError::new(
+                            "data.invalid",
+                            format!("`{name}` left data that cannot be stored: {m}"),
+                        )
                     }),
                 };
                 match (result, data) {
@@ -289,4 +311,3 @@ impl<F: Future<Output = mlua::Result<LuaValue>> + Unpin> Future for KillSwitch<'
         r
     }
 }
-

@@ -122,7 +122,9 @@ impl Budget {
             Kill::Memory => 2,
             Kill::Deadline => 3,
         };
-        let _ = self.killed.compare_exchange(0, code, Ordering::Relaxed, Ordering::Relaxed);
+        let _ = self
+            .killed
+            .compare_exchange(0, code, Ordering::Relaxed, Ordering::Relaxed);
     }
 
     fn check(&self, lua: &Lua) -> Option<Kill> {
@@ -182,7 +184,13 @@ pub(crate) fn new_vm(
     shared: &Arc<api::Shared>,
 ) -> Result<Vm, TemplateError> {
     let path = &source.code_path;
-    let fail = |what: &str, e: mlua::Error| TemplateError::new(path, None, format!("{what}: {}", crate::convert::message_of(&e)));
+    let fail = |what: &str, e: mlua::Error| {
+        TemplateError::new(
+            path,
+            None,
+            format!("{what}: {}", crate::convert::message_of(&e)),
+        )
+    };
     let lua = Lua::new_with(allowed_libs(), LuaOptions::new().thread_pool_size(4))
         .map_err(|e| fail("cannot create a Lua state", e))?;
     lua.load(PRELUDE)
@@ -190,7 +198,8 @@ pub(crate) fn new_vm(
         .exec()
         .map_err(|e| fail("cannot prepare the sandbox", e))?;
     install_require(&lua, source).map_err(|e| fail("cannot prepare require", e))?;
-    api::install(&lua, source, config, shared).map_err(|e| fail("cannot install the robot API", e))?;
+    api::install(&lua, source, config, shared)
+        .map_err(|e| fail("cannot install the robot API", e))?;
     lua.load(NO_COROUTINES)
         .set_name("=prelude")
         .exec()
@@ -217,21 +226,28 @@ pub(crate) fn new_vm(
     };
     let budget = Arc::new(Budget::new(config.memory_limit));
     let hook_budget = budget.clone();
-    lua.set_global_hook(HookTriggers::new().every_nth_instruction(HOOK_EVERY), move |lua, _| {
-        match hook_budget.check(lua) {
-            None => Ok(VmState::Continue),
-            // Yielding hands control back to the engine, which then drops the
-            // action; `pcall` cannot catch a yield. Where Lua cannot yield
-            // (inside a C call), an error unwinds to a point where it can.
-            Some(_) => {
-                if hook_budget.strikes.fetch_add(1, Ordering::Relaxed) % 2 == 0 {
-                    Ok(VmState::Yield)
-                } else {
-                    Err(mlua::Error::runtime("the action was stopped by the robot"))
+    lua.set_global_hook(
+        HookTriggers::new().every_nth_instruction(HOOK_EVERY),
+        move |lua, _| {
+            match hook_budget.check(lua) {
+                None => Ok(VmState::Continue),
+                // Yielding hands control back to the engine, which then drops the
+                // action; `pcall` cannot catch a yield. Where Lua cannot yield
+                // (inside a C call), an error unwinds to a point where it can.
+                Some(_) => {
+                    if hook_budget
+                        .strikes
+                        .fetch_add(1, Ordering::Relaxed)
+                        .is_multiple_of(2)
+                    {
+                        Ok(VmState::Yield)
+                    } else {
+                        Err(mlua::Error::runtime("the action was stopped by the robot"))
+                    }
                 }
             }
-        }
-    })
+        },
+    )
     .map_err(|e| fail("cannot install the budget hook", e))?;
     let baseline_memory = lua.used_memory();
     lua.set_memory_limit(baseline_memory + config.memory_limit)
@@ -246,14 +262,23 @@ pub(crate) fn new_vm(
 
 /// A path shown in messages: relative to the repository root when inside it.
 pub(crate) fn display_path(root: &Path, path: &Path) -> String {
-    path.strip_prefix(root).unwrap_or(path).display().to_string()
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }
 
 /// `require(name)` looks in the template's folder, its `lib/`, then the
 /// repository root and its `lib/`, and never outside the repository.
 fn install_require(lua: &Lua, source: &TemplateSource) -> mlua::Result<()> {
-    let root = source.repo_root.canonicalize().unwrap_or_else(|_| source.repo_root.clone());
-    let dir = source.dir.canonicalize().unwrap_or_else(|_| source.dir.clone());
+    let root = source
+        .repo_root
+        .canonicalize()
+        .unwrap_or_else(|_| source.repo_root.clone());
+    let dir = source
+        .dir
+        .canonicalize()
+        .unwrap_or_else(|_| source.dir.clone());
     let loaded: Table = lua.create_table()?;
     let loading = Arc::new(Mutex::new(Vec::<String>::new()));
     let require = lua.create_function(move |lua, name: String| {

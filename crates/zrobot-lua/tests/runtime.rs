@@ -108,7 +108,8 @@ function r.noop(self) end
 return r
 "#;
 
-const RECORDER_YAML: &str = "version: 1.0.0\ndata: {type: object, properties: {notes: {type: array, default: []}}}\n";
+const RECORDER_YAML: &str =
+    "version: 1.0.0\ndata: {type: object, properties: {notes: {type: array, default: []}}}\n";
 
 fn node_repo() -> Repo {
     let repo = Repo::new();
@@ -123,10 +124,18 @@ async fn a_service_is_created_with_defaults_and_runs_init() {
     let repo = node_repo();
     load(&robot, &repo);
     let svc = create(&robot, "node", "n1", json!({"hostname": "h1"})).await;
-    assert_eq!(*svc.data(), json!({"hostname": "h1", "port": 22, "vms": []}));
+    assert_eq!(
+        *svc.data(),
+        json!({"hostname": "h1", "port": 22, "vms": []})
+    );
     assert_eq!(svc.state()["lifecycle"]["init"].as_str(), "ok");
     assert_eq!(svc.template_uid(), "github.com/acme/templates/node/1.2.0");
-    assert_eq!(uuid::Uuid::parse_str(&svc.guid.to_string()).unwrap().get_version_num(), 4);
+    assert_eq!(
+        uuid::Uuid::parse_str(&svc.guid.to_string())
+            .unwrap()
+            .get_version_num(),
+        4
+    );
     assert!(robot.service_by_name("n1").is_some());
 }
 
@@ -174,8 +183,15 @@ async fn a_failing_validate_removes_the_service_and_says_why() {
         .await
         .unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("validate") && msg.contains("hostname must not be empty"), "{msg}");
-    let line = NODE_LUA.lines().position(|l| l.contains("hostname must not be empty")).unwrap() + 1;
+    assert!(
+        msg.contains("validate") && msg.contains("hostname must not be empty"),
+        "{msg}"
+    );
+    let line = NODE_LUA
+        .lines()
+        .position(|l| l.contains("hostname must not be empty"))
+        .unwrap()
+        + 1;
     assert!(msg.contains(&format!("node.lua:{line}")), "{msg}");
     assert_eq!(robot.service_count(), 0);
     // The name is free again.
@@ -227,18 +243,79 @@ async fn services_are_found_by_every_filter_key() {
     let n1 = create(&robot, "node", "n1", json!({"hostname": "h"})).await;
     create(&robot, "node", "n2", json!({"hostname": "h"})).await;
     create(&robot, "recorder", "recorder", json!({})).await;
-    let names = |f: ServiceFilter| robot.find_services(&f).iter().map(|s| s.name.clone()).collect::<Vec<_>>();
+    let names = |f: ServiceFilter| {
+        robot
+            .find_services(&f)
+            .iter()
+            .map(|s| s.name.clone())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(names(ServiceFilter::default()), ["n1", "n2", "recorder"]);
     assert_eq!(names(ServiceFilter::by_name("n2")), ["n2"]);
-    assert_eq!(names(ServiceFilter { guid: Some(n1.guid.to_string()), ..Default::default() }), ["n1"]);
-    assert_eq!(names(ServiceFilter { template_uid: Some("github.com/acme/templates/node/1.2.0".into()), ..Default::default() }), ["n1", "n2"]);
-    assert_eq!(names(ServiceFilter { template_uid: Some("recorder".into()), ..Default::default() }), ["recorder"]);
-    assert_eq!(names(ServiceFilter { template_host: Some("github.com".into()), ..Default::default() }).len(), 3);
-    assert_eq!(names(ServiceFilter { template_account: Some("acme".into()), ..Default::default() }).len(), 3);
-    assert_eq!(names(ServiceFilter { template_repo: Some("templates".into()), ..Default::default() }).len(), 3);
-    assert_eq!(names(ServiceFilter { template_name: Some("node".into()), ..Default::default() }), ["n1", "n2"]);
-    assert_eq!(names(ServiceFilter { template_version: Some("1.0.0".into()), ..Default::default() }), ["recorder"]);
-    assert!(names(ServiceFilter { template_account: Some("other".into()), ..Default::default() }).is_empty());
+    assert_eq!(
+        names(ServiceFilter {
+            guid: Some(n1.guid.to_string()),
+            ..Default::default()
+        }),
+        ["n1"]
+    );
+    assert_eq!(
+        names(ServiceFilter {
+            template_uid: Some("github.com/acme/templates/node/1.2.0".into()),
+            ..Default::default()
+        }),
+        ["n1", "n2"]
+    );
+    assert_eq!(
+        names(ServiceFilter {
+            template_uid: Some("recorder".into()),
+            ..Default::default()
+        }),
+        ["recorder"]
+    );
+    assert_eq!(
+        names(ServiceFilter {
+            template_host: Some("github.com".into()),
+            ..Default::default()
+        })
+        .len(),
+        3
+    );
+    assert_eq!(
+        names(ServiceFilter {
+            template_account: Some("acme".into()),
+            ..Default::default()
+        })
+        .len(),
+        3
+    );
+    assert_eq!(
+        names(ServiceFilter {
+            template_repo: Some("templates".into()),
+            ..Default::default()
+        })
+        .len(),
+        3
+    );
+    assert_eq!(
+        names(ServiceFilter {
+            template_name: Some("node".into()),
+            ..Default::default()
+        }),
+        ["n1", "n2"]
+    );
+    assert_eq!(
+        names(ServiceFilter {
+            template_version: Some("1.0.0".into()),
+            ..Default::default()
+        }),
+        ["recorder"]
+    );
+    assert!(names(ServiceFilter {
+        template_account: Some("other".into()),
+        ..Default::default()
+    })
+    .is_empty());
     assert!(robot.lookup(&n1.guid.to_string()).is_some());
     assert!(robot.lookup("n2").is_some());
 }
@@ -256,7 +333,13 @@ async fn a_task_returns_its_result_and_saves_data() {
     assert_eq!(t.attempt, 1);
     assert!(t.started.is_some() && t.duration.is_some() && t.created > 0.0);
     assert_eq!(svc.data()["vms"], json!(["vm1"]));
-    let t = run(&robot, &svc, "echo", json!({"a": [1, 2, {"b": null}], "e": {}})).await;
+    let t = run(
+        &robot,
+        &svc,
+        "echo",
+        json!({"a": [1, 2, {"b": null}], "e": {}}),
+    )
+    .await;
     assert_eq!(t.result, Some(json!({"a": [1, 2, {"b": null}], "e": {}})));
 }
 
@@ -270,13 +353,28 @@ async fn a_lua_error_gives_an_eco_with_file_line_and_traceback() {
     assert_eq!(t.state, TaskState::Error);
     let eco = t.eco.unwrap();
     assert_eq!(eco.category, "lua.error");
-    let line = NODE_LUA.lines().position(|l| l.contains("boom on purpose")).unwrap() + 1;
-    assert_eq!(eco.message, format!("templates/node/node.lua:{line}: boom on purpose"));
-    assert!(eco.trace.contains("stack traceback") && eco.trace.contains(&format!("node.lua:{line}")), "{}", eco.trace);
+    let line = NODE_LUA
+        .lines()
+        .position(|l| l.contains("boom on purpose"))
+        .unwrap()
+        + 1;
+    assert_eq!(
+        eco.message,
+        format!("templates/node/node.lua:{line}: boom on purpose")
+    );
+    assert!(
+        eco.trace.contains("stack traceback") && eco.trace.contains(&format!("node.lua:{line}")),
+        "{}",
+        eco.trace
+    );
     assert_eq!(eco.count, 1);
     assert!(eco.time_first <= eco.time_last);
     let log = svc.log_lines();
-    assert!(log.iter().any(|l| l.level == LogLevel::Error && l.message.contains("boom on purpose")), "{log:?}");
+    assert!(
+        log.iter()
+            .any(|l| l.level == LogLevel::Error && l.message.contains("boom on purpose")),
+        "{log:?}"
+    );
 }
 
 #[tokio::test]
@@ -287,12 +385,24 @@ async fn unknown_actions_and_bad_args_are_refused_when_scheduled() {
     let svc = create(&robot, "node", "n1", json!({"hostname": "h"})).await;
     for bad in ["nosuch", "_helper", "init", "validate"] {
         let err = robot.schedule(&svc, bad, json!({})).await.unwrap_err();
-        assert!(matches!(err, CoreError::UnknownAction { .. }), "{bad}: {err:?}");
+        assert!(
+            matches!(err, CoreError::UnknownAction { .. }),
+            "{bad}: {err:?}"
+        );
         assert!(err.to_string().contains("create_vm"), "{err}");
     }
-    let err = robot.schedule(&svc, "create_vm", json!({"memory": 1})).await.unwrap_err();
-    assert!(matches!(err, CoreError::InvalidArgs { .. }) && err.to_string().contains("name"), "{err}");
-    let err = robot.schedule(&svc, "create_vm", json!({"name": 5})).await.unwrap_err();
+    let err = robot
+        .schedule(&svc, "create_vm", json!({"memory": 1}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, CoreError::InvalidArgs { .. }) && err.to_string().contains("name"),
+        "{err}"
+    );
+    let err = robot
+        .schedule(&svc, "create_vm", json!({"name": 5}))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("/name"), "{err}");
     assert!(robot.tasks(&svc, true).await.unwrap().is_empty());
 }
@@ -304,21 +414,41 @@ async fn tasks_run_one_at_a_time_system_first_then_fifo() {
     load(&robot, &repo);
     let rec = create(&robot, "recorder", "recorder", json!({})).await;
     // Occupy the service so the rest queue up behind.
-    let blocker = robot.schedule(&rec, "slow", json!({"s": 0.3})).await.unwrap();
-    assert!(eventually(Duration::from_secs(5), || blocker.state() == TaskState::Running).await);
+    let blocker = robot
+        .schedule(&rec, "slow", json!({"s": 0.3}))
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || blocker.state()
+            == TaskState::Running)
+        .await
+    );
     let mut tasks = Vec::new();
-    for (i, p) in [Priority::Normal, Priority::Normal, Priority::System, Priority::Normal, Priority::System]
-        .into_iter()
-        .enumerate()
+    for (i, p) in [
+        Priority::Normal,
+        Priority::Normal,
+        Priority::System,
+        Priority::Normal,
+        Priority::System,
+    ]
+    .into_iter()
+    .enumerate()
     {
-        tasks.push(robot.schedule_with(&rec, "note", json!({"what": format!("{i}")}), p).await.unwrap());
+        tasks.push(
+            robot
+                .schedule_with(&rec, "note", json!({"what": format!("{i}")}), p)
+                .await
+                .unwrap(),
+        );
     }
     let listed = robot.tasks(&rec, false).await.unwrap();
     assert_eq!(listed.len(), 6);
     assert_eq!(listed[0].state, TaskState::Running);
     assert!(listed[1..].iter().all(|t| t.state == TaskState::New));
     for t in &tasks {
-        tokio::time::timeout(Duration::from_secs(10), t.done()).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), t.done())
+            .await
+            .unwrap();
     }
     assert_eq!(rec.data()["notes"], json!(["2", "4", "0", "1", "3"]));
     let all = robot.tasks(&rec, true).await.unwrap();
@@ -332,19 +462,35 @@ async fn a_waiting_task_can_be_cancelled_but_not_a_running_one() {
     let repo = node_repo();
     load(&robot, &repo);
     let rec = create(&robot, "recorder", "recorder", json!({})).await;
-    let running = robot.schedule(&rec, "slow", json!({"s": 0.3})).await.unwrap();
-    let waiting = robot.schedule(&rec, "note", json!({"what": "x"})).await.unwrap();
-    assert!(eventually(Duration::from_secs(5), || running.state() == TaskState::Running).await);
+    let running = robot
+        .schedule(&rec, "slow", json!({"s": 0.3}))
+        .await
+        .unwrap();
+    let waiting = robot
+        .schedule(&rec, "note", json!({"what": "x"}))
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || running.state()
+            == TaskState::Running)
+        .await
+    );
     robot.cancel_task(&rec, waiting.guid).await.unwrap();
     let r = waiting.record();
     assert_eq!(r.state, TaskState::Error);
     assert_eq!(r.eco.unwrap().category, "task.cancelled");
     let err = robot.cancel_task(&rec, running.guid).await.unwrap_err();
-    assert!(matches!(err, CoreError::TaskNotCancellable { .. }), "{err:?}");
+    assert!(
+        matches!(err, CoreError::TaskNotCancellable { .. }),
+        "{err:?}"
+    );
     running.done().await;
     let err = robot.cancel_task(&rec, running.guid).await.unwrap_err();
     assert!(err.to_string().contains("ok"), "{err}");
-    let err = robot.cancel_task(&rec, uuid::Uuid::new_v4()).await.unwrap_err();
+    let err = robot
+        .cancel_task(&rec, uuid::Uuid::new_v4())
+        .await
+        .unwrap_err();
     assert!(matches!(err, CoreError::TaskNotFound(_)));
     assert_eq!(rec.data()["notes"], json!([]));
 }
@@ -362,7 +508,10 @@ async fn a_timeout_stops_the_action_with_a_timeout_eco() {
     assert!(eco.message.contains("timeout of 0.2s"), "{}", eco.message);
     assert!(t.duration.unwrap() < 5.0);
     // The service goes on.
-    assert_eq!(run(&robot, &svc, "echo", json!({})).await.state, TaskState::Ok);
+    assert_eq!(
+        run(&robot, &svc, "echo", json!({})).await.state,
+        TaskState::Ok
+    );
 }
 
 #[tokio::test]
@@ -379,7 +528,11 @@ async fn retries_run_every_try_and_show_them() {
     assert!(eco.message.contains("still flaky"));
     // Waits of 0.01 then 0.02 s between the runs.
     assert!(eco.time_last - eco.time_first >= 0.03 - 1e-3, "{eco:?}");
-    let runs = svc.log_lines().iter().filter(|l| l.message == "flaky run").count();
+    let runs = svc
+        .log_lines()
+        .iter()
+        .filter(|l| l.message == "flaky run")
+        .count();
     assert_eq!(runs, 3);
 }
 
@@ -389,7 +542,12 @@ async fn data_that_breaks_the_schema_is_not_saved() {
     let repo = node_repo();
     load(&robot, &repo);
     let svc = create(&robot, "node", "n1", json!({"hostname": "h"})).await;
-    assert_eq!(run(&robot, &svc, "set_port", json!({"port": 2222})).await.state, TaskState::Ok);
+    assert_eq!(
+        run(&robot, &svc, "set_port", json!({"port": 2222}))
+            .await
+            .state,
+        TaskState::Ok
+    );
     let t = run(&robot, &svc, "break_data", json!({})).await;
     assert_eq!(t.state, TaskState::Error);
     let eco = t.eco.unwrap();
@@ -409,7 +567,13 @@ async fn the_state_table_api() {
     let r = t.result.unwrap();
     assert_eq!(r["all"], json!({"x": "ok", "y": "warning"}));
     assert_eq!(r["one"], json!({"y": "warning"}));
-    assert!(r["err"].as_str().unwrap().contains("state check failed: a/y is warning, expected ok"), "{r}");
+    assert!(
+        r["err"]
+            .as_str()
+            .unwrap()
+            .contains("state check failed: a/y is warning, expected ok"),
+        "{r}"
+    );
     assert_eq!(r["missing"], json!(true));
     assert_eq!(svc.state_get("a", None).len(), 1);
 }
@@ -425,13 +589,24 @@ async fn recurring_actions_never_queue_twice_and_stop_on_delete() {
     let mut seen_running = false;
     let until = tokio::time::Instant::now() + Duration::from_millis(800);
     while tokio::time::Instant::now() < until {
-        let waiting = svc.waiting_tasks().iter().filter(|t| t.action_name() == "monitor").count();
+        let waiting = svc
+            .waiting_tasks()
+            .iter()
+            .filter(|t| t.action_name() == "monitor")
+            .count();
         assert!(waiting <= 1, "monitor queued {waiting} times");
-        seen_running |= svc.running_task().is_some_and(|t| t.action_name() == "monitor");
+        seen_running |= svc
+            .running_task()
+            .is_some_and(|t| t.action_name() == "monitor");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(seen_running);
-    assert!(eventually(Duration::from_secs(5), || !svc.state_get("network", None).is_empty()).await);
+    assert!(
+        eventually(Duration::from_secs(5), || !svc
+            .state_get("network", None)
+            .is_empty())
+        .await
+    );
     robot.delete_service(svc.guid).await.unwrap();
     let before = robot.service_count();
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -448,13 +623,24 @@ async fn delete_drops_waiting_tasks_and_runs_on_delete_in_order() {
     let svc = create(&robot, "node", "n1", json!({"hostname": "h"})).await;
     let slow = robot.schedule(&svc, "slow", json!({})).await.unwrap();
     let queued = robot.schedule(&svc, "echo", json!({})).await.unwrap();
-    assert!(eventually(Duration::from_secs(5), || slow.state() == TaskState::Running).await);
+    assert!(
+        eventually(Duration::from_secs(5), || slow.state()
+            == TaskState::Running)
+        .await
+    );
     robot.delete_service(svc.guid).await.unwrap();
     assert_eq!(queued.record().eco.unwrap().category, "service.deleted");
     assert!(slow.state().is_done());
     assert!(robot.service(svc.guid).is_none());
     assert!(robot.service_by_name("n1").is_none());
-    assert!(eventually(Duration::from_secs(5), || rec.data()["notes"].as_array().unwrap().len() == 2).await);
+    assert!(
+        eventually(Duration::from_secs(5), || rec.data()["notes"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 2)
+        .await
+    );
     assert_eq!(rec.data()["notes"], json!(["uninstall n1", "forget n1"]));
     let err = robot.delete_service(svc.guid).await.unwrap_err();
     assert!(matches!(err, CoreError::ServiceNotFound(_)));
@@ -538,7 +724,10 @@ async fn a_consumer_waits_on_a_producer_and_gets_its_result() {
     let c = create(&robot, "consumer", "c", json!({})).await;
     let t = run(&robot, &c, "use", json!({"producer": "p"})).await;
     assert_eq!(t.state, TaskState::Ok, "{:?}", t.eco);
-    assert_eq!(t.result.unwrap(), json!({"sum": 5, "by": "p", "state": "ok", "result": 5}));
+    assert_eq!(
+        t.result.unwrap(),
+        json!({"sum": 5, "by": "p", "state": "ok", "result": 5})
+    );
     assert_eq!(c.data()["got"], json!(5));
 }
 
@@ -551,8 +740,16 @@ async fn a_failed_producer_raises_its_eco_message_in_the_consumer() {
     let c = create(&robot, "consumer", "c", json!({})).await;
     let t = run(&robot, &c, "use_fail", json!({"producer": "p"})).await;
     let eco = t.eco.unwrap();
-    assert!(eco.message.contains("producer says no") && eco.message.contains("`fail` of service `p`"), "{}", eco.message);
-    assert!(eco.message.starts_with("templates/consumer/consumer.lua:"), "{}", eco.message);
+    assert!(
+        eco.message.contains("producer says no") && eco.message.contains("`fail` of service `p`"),
+        "{}",
+        eco.message
+    );
+    assert!(
+        eco.message.starts_with("templates/consumer/consumer.lua:"),
+        "{}",
+        eco.message
+    );
     let t = run(&robot, &c, "wait_short", json!({"producer": "p"})).await;
     assert!(t.eco.unwrap().message.contains("timed out"));
 }
@@ -566,7 +763,10 @@ async fn waiting_on_a_task_queued_behind_oneself_fails_at_once() {
     let t = run(&robot, &c, "wait_self", json!({})).await;
     let eco = t.eco.unwrap();
     assert!(eco.message.contains("deadlock"), "{}", eco.message);
-    assert!(t.duration.unwrap() < 4.0, "it waited instead of failing at once");
+    assert!(
+        t.duration.unwrap() < 4.0,
+        "it waited instead of failing at once"
+    );
 }
 
 #[tokio::test]
@@ -580,7 +780,11 @@ async fn a_cycle_of_services_waiting_on_each_other_is_named() {
     let eco = t.eco.unwrap();
     // p's `ask_back` waits on c's queued `noop`, queued behind c's `cycle`, which waits on `ask_back`.
     assert!(eco.message.contains("deadlock"), "{}", eco.message);
-    assert!(eco.message.contains("`ask_back` of service `p`"), "{}", eco.message);
+    assert!(
+        eco.message.contains("`ask_back` of service `p`"),
+        "{}",
+        eco.message
+    );
     assert!(t.duration.unwrap() < 4.0);
 }
 
@@ -596,7 +800,10 @@ async fn services_are_created_and_found_from_actions() {
     assert_eq!(r["same"], json!(true));
     assert_eq!(r["exists"], json!(true));
     assert_eq!(r["n"], json!(1));
-    assert_eq!(r["actions"], json!(["add", "ask_back", "fail", "noop", "slow"]));
+    assert_eq!(
+        r["actions"],
+        json!(["add", "ask_back", "fail", "noop", "slow"])
+    );
     assert_eq!(r["uid"], json!("github.com/acme/templates/producer/1.0.0"));
     let t = run(&robot, &c, "get_missing", json!({})).await;
     assert!(t.eco.unwrap().message.contains("no service matches"));
@@ -620,14 +827,26 @@ async fn thousands_of_consumers_wait_at_once() {
     let mut tasks = Vec::new();
     for i in 0..2000 {
         let c = create(&robot, "consumer", &format!("c{i}"), json!({})).await;
-        tasks.push(robot.schedule(&c, "fan_in", json!({"producer": format!("p{}", i % 200)})).await.unwrap());
+        tasks.push(
+            robot
+                .schedule(&c, "fan_in", json!({"producer": format!("p{}", i % 200)}))
+                .await
+                .unwrap(),
+        );
     }
     // Every consumer is suspended in its wait at the same time.
     assert!(
-        eventually(Duration::from_secs(20), || tasks.iter().filter(|t| t.state() == TaskState::Running).count() >= 1900).await
+        eventually(Duration::from_secs(20), || tasks
+            .iter()
+            .filter(|t| t.state() == TaskState::Running)
+            .count()
+            >= 1900)
+        .await
     );
     for t in &tasks {
-        let r = tokio::time::timeout(Duration::from_secs(60), t.done()).await.unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(60), t.done())
+            .await
+            .unwrap();
         assert_eq!(r.state, TaskState::Ok, "{:?}", r.eco);
         assert_eq!(r.result, Some(json!("late")));
     }
@@ -665,7 +884,9 @@ async fn ten_thousand_services_and_a_hundred_thousand_tasks() {
         last.extend(h.await.unwrap());
     }
     for t in last {
-        let r = tokio::time::timeout(Duration::from_secs(120), t.done()).await.unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(120), t.done())
+            .await
+            .unwrap();
         assert_eq!(r.state, TaskState::Ok);
     }
     let mut done = 0;
@@ -687,7 +908,10 @@ async fn deleting_a_service_bounds_its_running_task() {
     let repo = node_repo();
     load(&robot, &repo);
     let rec = create(&robot, "recorder", "rec", json!({})).await;
-    let t = robot.schedule(&rec, "slow", json!({"s": 30})).await.unwrap();
+    let t = robot
+        .schedule(&rec, "slow", json!({"s": 30}))
+        .await
+        .unwrap();
     assert!(eventually(Duration::from_secs(5), || t.state() == TaskState::Running).await);
     let started = std::time::Instant::now();
     robot.delete_service(rec.guid).await.unwrap();

@@ -110,7 +110,10 @@ return b
 fn box_repo() -> Repo {
     let repo = Repo::new();
     repo.template("box", "version: 1.0.0\n", BOX_LUA);
-    repo.file("templates/box/lib/util.lua", "return { double = function(x) return x * 2 end }");
+    repo.file(
+        "templates/box/lib/util.lua",
+        "return { double = function(x) return x * 2 end }",
+    );
     repo.file("shared.lua", "return { name = 'shared at the root' }");
     repo
 }
@@ -138,7 +141,10 @@ async fn only_the_allowed_libraries_are_there() {
     );
     let t = run(&robot, &svc, "bytecode", json!({})).await;
     assert!(t.eco.unwrap().message.contains("only text chunks"));
-    assert_eq!(run(&robot, &svc, "text_load", json!({})).await.result, Some(json!(2)));
+    assert_eq!(
+        run(&robot, &svc, "text_load", json!({})).await.result,
+        Some(json!(2))
+    );
     let t = run(&robot, &svc, "coroutine", json!({})).await;
     let m = t.eco.unwrap().message;
     assert!(m.contains("coroutine.create is not available"), "{m}");
@@ -155,7 +161,10 @@ async fn require_stays_inside_the_repository() {
     assert!(t.eco.unwrap().message.contains("is not a module name"));
     let t = run(&robot, &svc, "missing", json!({})).await;
     let m = t.eco.unwrap().message;
-    assert!(m.contains("`nothing_here` not found") && m.contains("templates/box/lib/nothing_here.lua"), "{m}");
+    assert!(
+        m.contains("`nothing_here` not found") && m.contains("templates/box/lib/nothing_here.lua"),
+        "{m}"
+    );
 }
 
 #[tokio::test]
@@ -169,10 +178,20 @@ async fn runaway_loops_are_stopped_and_the_robot_goes_on() {
         let t = run(&robot, &a, action, json!({})).await;
         let eco = t.eco.unwrap();
         assert_eq!(eco.category, "action.runaway", "{action}: {eco:?}");
-        assert!(eco.message.contains("20000000 Lua instructions"), "{}", eco.message);
+        assert!(
+            eco.message.contains("20000000 Lua instructions"),
+            "{}",
+            eco.message
+        );
     }
-    assert_eq!(run(&robot, &a, "ok", json!({})).await.result, Some(json!("fine")));
-    assert_eq!(run(&robot, &b, "ok", json!({})).await.result, Some(json!("fine")));
+    assert_eq!(
+        run(&robot, &a, "ok", json!({})).await.result,
+        Some(json!("fine"))
+    );
+    assert_eq!(
+        run(&robot, &b, "ok", json!({})).await.result,
+        Some(json!("fine"))
+    );
 }
 
 #[tokio::test]
@@ -195,7 +214,10 @@ async fn memory_bombs_fail_their_own_task_only() {
         assert!(eco.message.contains("16 MiB"), "{}", eco.message);
     }
     assert_eq!(other.done().await.state, TaskState::Ok);
-    assert_eq!(run(&robot, &a, "ok", json!({})).await.result, Some(json!("fine")));
+    assert_eq!(
+        run(&robot, &a, "ok", json!({})).await.result,
+        Some(json!("fine"))
+    );
 }
 
 #[tokio::test]
@@ -233,7 +255,10 @@ async fn the_robot_api_works_from_actions() {
     assert_eq!(r["json"], json!({"a": [1, 2], "b": "x"}));
     assert_eq!(r["yaml"], json!({"a": 1, "b": ["x", "y"]}));
     assert!(r["yaml_text"].as_str().unwrap().contains("k: v"));
-    assert_eq!(r["dir"], json!(path_str(&repo.root().join("templates").join("box"))));
+    assert_eq!(
+        r["dir"],
+        json!(path_str(&repo.root().join("templates").join("box")))
+    );
     assert_eq!(r["name"], json!("b"));
     assert_eq!(r["guid"], json!(svc.guid.to_string()));
     assert_eq!(r["uid"], json!("github.com/acme/templates/box/1.0.0"));
@@ -244,15 +269,29 @@ async fn the_robot_api_works_from_actions() {
         .map(|l| (l.level.as_str().to_owned(), l.message))
         .filter(|(_, m)| m != "created from template github.com/acme/templates/box/1.0.0")
         .collect();
-    let want: Vec<(String, String)> = [("DEBUG", "dbg"), ("INFO", "inf"), ("WARNING", "wrn"), ("ERROR", "err"), ("INFO", "printed\t42")]
-        .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect();
+    let want: Vec<(String, String)> = [
+        ("DEBUG", "dbg"),
+        ("INFO", "inf"),
+        ("WARNING", "wrn"),
+        ("ERROR", "err"),
+        ("INFO", "printed\t42"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
     assert_eq!(log, want);
     let t = run(&robot, &svc, "exec_timeout", json!({})).await;
-    assert!(t.eco.unwrap().message.contains("ran past its timeout of 0.1s and was killed"));
+    assert!(t
+        .eco
+        .unwrap()
+        .message
+        .contains("ran past its timeout of 0.1s and was killed"));
     let t = run(&robot, &svc, "exec_missing", json!({})).await;
-    assert!(t.eco.unwrap().message.contains("cannot run `/nonexistent/program`"));
+    assert!(t
+        .eco
+        .unwrap()
+        .message
+        .contains("cannot run `/nonexistent/program`"));
     let t = run(&robot, &svc, "bad_return", json!({})).await;
     assert_eq!(t.eco.unwrap().category, "lua.result");
 }
@@ -308,9 +347,18 @@ async fn http_requests_go_out_and_failures_are_clear() {
     let (url, server) = http_once("pong").await;
     let t = run(&robot, &svc, "http", json!({"url": url})).await;
     assert_eq!(t.state, TaskState::Ok, "{:?}", t.eco);
-    assert_eq!(t.result.unwrap(), json!({"status": 201, "body": "pong", "ct": "text/plain"}));
-    let request = tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap();
-    assert!(request.starts_with("POST /x") && request.contains("x-a: 1"), "{request}");
+    assert_eq!(
+        t.result.unwrap(),
+        json!({"status": 201, "body": "pong", "ct": "text/plain"})
+    );
+    let request = tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        request.starts_with("POST /x") && request.contains("x-a: 1"),
+        "{request}"
+    );
     // Nothing listens there any more.
     let t = run(&robot, &svc, "http_down", json!({"url": url})).await;
     let m = t.eco.unwrap().message;

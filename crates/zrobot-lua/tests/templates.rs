@@ -40,26 +40,41 @@ async fn actions_are_public_functions_that_are_not_hooks() {
 
 #[test]
 fn a_missing_version_names_the_field() {
-    let e = one_error(&[("templates/a/template.yaml", "description: x\n"), ("templates/a/a.lua", "return {}")]);
-    assert!(e.contains("template.yaml") && e.contains("`version`"), "{e}");
+    let e = one_error(&[
+        ("templates/a/template.yaml", "description: x\n"),
+        ("templates/a/a.lua", "return {}"),
+    ]);
+    assert!(
+        e.contains("template.yaml") && e.contains("`version`"),
+        "{e}"
+    );
 }
 
 #[test]
 fn a_version_that_is_not_semver_is_refused() {
-    let e = one_error(&[("templates/a/template.yaml", "version: 1.2\n"), ("templates/a/a.lua", "return {}")]);
+    let e = one_error(&[
+        ("templates/a/template.yaml", "version: 1.2\n"),
+        ("templates/a/a.lua", "return {}"),
+    ]);
     assert!(e.contains("semantic version"), "{e}");
 }
 
 #[test]
 fn an_unknown_key_is_refused() {
-    let e = one_error(&[("templates/a/template.yaml", "version: 1.0.0\nactionz: {}\n"), ("templates/a/a.lua", "return {}")]);
+    let e = one_error(&[
+        ("templates/a/template.yaml", "version: 1.0.0\nactionz: {}\n"),
+        ("templates/a/a.lua", "return {}"),
+    ]);
     assert!(e.contains("actionz") && e.contains("known keys"), "{e}");
 }
 
 #[test]
 fn an_invalid_schema_is_refused() {
     let e = one_error(&[
-        ("templates/a/template.yaml", "version: 1.0.0\ndata: {type: object, properties: {x: {type: 5}}}\n"),
+        (
+            "templates/a/template.yaml",
+            "version: 1.0.0\ndata: {type: object, properties: {x: {type: 5}}}\n",
+        ),
         ("templates/a/a.lua", "return {}"),
     ]);
     assert!(e.contains("`data`") && e.contains("JSON Schema"), "{e}");
@@ -81,27 +96,51 @@ fn a_missing_manifest_is_named() {
 fn a_lua_syntax_error_gives_file_and_line() {
     let e = one_error(&[
         ("templates/a/template.yaml", "version: 1.0.0\n"),
-        ("templates/a/a.lua", "local a = {}\n\nfunction a.x(self)\n  if then\nend\nreturn a\n"),
+        (
+            "templates/a/a.lua",
+            "local a = {}\n\nfunction a.x(self)\n  if then\nend\nreturn a\n",
+        ),
     ]);
-    assert!(e.contains("syntax error") && e.contains("templates/a/a.lua:4"), "{e}");
+    assert!(
+        e.contains("syntax error") && e.contains("templates/a/a.lua:4"),
+        "{e}"
+    );
 }
 
 #[test]
 fn code_that_returns_no_table_is_refused() {
-    let e = one_error(&[("templates/a/template.yaml", "version: 1.0.0\n"), ("templates/a/a.lua", "local a = {}\n")]);
+    let e = one_error(&[
+        ("templates/a/template.yaml", "version: 1.0.0\n"),
+        ("templates/a/a.lua", "local a = {}\n"),
+    ]);
     assert!(e.contains("return"), "{e}");
 }
 
 #[test]
 fn on_delete_and_recurring_must_name_actions() {
     let e = one_error(&[
-        ("templates/a/template.yaml", "version: 1.0.0\non_delete: [cleanup]\n"),
-        ("templates/a/a.lua", "return { install = function(self) end }"),
+        (
+            "templates/a/template.yaml",
+            "version: 1.0.0\non_delete: [cleanup]\n",
+        ),
+        (
+            "templates/a/a.lua",
+            "return { install = function(self) end }",
+        ),
     ]);
-    assert!(e.contains("on_delete[0]") && e.contains("cleanup") && e.contains("install"), "{e}");
+    assert!(
+        e.contains("on_delete[0]") && e.contains("cleanup") && e.contains("install"),
+        "{e}"
+    );
     let e = one_error(&[
-        ("templates/a/template.yaml", "version: 1.0.0\nactions: {monitor: {recurring: 5}}\n"),
-        ("templates/a/a.lua", "return { install = function(self) end }"),
+        (
+            "templates/a/template.yaml",
+            "version: 1.0.0\nactions: {monitor: {recurring: 5}}\n",
+        ),
+        (
+            "templates/a/a.lua",
+            "return { install = function(self) end }",
+        ),
     ]);
     assert!(e.contains("actions.monitor.recurring"), "{e}");
 }
@@ -137,12 +176,42 @@ async fn references_resolve_by_suffix_and_highest_semver() {
     robot.load_repository(&v2.root(), &v2.id("acme", "templates"));
     assert_eq!(robot.templates().list().len(), 2);
     // 1.10.0 > 1.9.0 as semver (as strings it would lose).
-    for r in ["node", "templates/node", "acme/templates/node", "github.com/acme/templates/node"] {
-        assert_eq!(robot.templates().resolve(r).unwrap().uid.version.to_string(), "1.10.0", "{r}");
+    for r in [
+        "node",
+        "templates/node",
+        "acme/templates/node",
+        "github.com/acme/templates/node",
+    ] {
+        assert_eq!(
+            robot
+                .templates()
+                .resolve(r)
+                .unwrap()
+                .uid
+                .version
+                .to_string(),
+            "1.10.0",
+            "{r}"
+        );
     }
-    assert_eq!(robot.templates().resolve("node/1.9.0").unwrap().uid.version.to_string(), "1.9.0");
-    assert!(matches!(robot.templates().resolve("node/2.0.0"), Err(CoreError::TemplateNotFound(_))));
-    assert!(matches!(robot.templates().resolve("vm"), Err(CoreError::TemplateNotFound(_))));
+    assert_eq!(
+        robot
+            .templates()
+            .resolve("node/1.9.0")
+            .unwrap()
+            .uid
+            .version
+            .to_string(),
+        "1.9.0"
+    );
+    assert!(matches!(
+        robot.templates().resolve("node/2.0.0"),
+        Err(CoreError::TemplateNotFound(_))
+    ));
+    assert!(matches!(
+        robot.templates().resolve("vm"),
+        Err(CoreError::TemplateNotFound(_))
+    ));
 }
 
 #[tokio::test]
@@ -158,12 +227,18 @@ async fn the_same_name_in_two_repositories_is_ambiguous() {
         Err(CoreError::AmbiguousTemplate { candidates, .. }) => {
             assert_eq!(
                 candidates,
-                vec!["github.com/acme/templates/node/1.0.0", "github.com/other/templates/node/1.0.0"]
+                vec![
+                    "github.com/acme/templates/node/1.0.0",
+                    "github.com/other/templates/node/1.0.0"
+                ]
             );
         }
         other => panic!("{other:?}"),
     }
     let msg = robot.templates().resolve("node").unwrap_err().to_string();
-    assert!(msg.contains("github.com/other/templates/node/1.0.0"), "{msg}");
+    assert!(
+        msg.contains("github.com/other/templates/node/1.0.0"),
+        "{msg}"
+    );
     assert!(robot.templates().resolve("other/templates/node").is_ok());
 }

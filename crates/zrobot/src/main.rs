@@ -42,7 +42,10 @@ fn main() -> ExitCode {
 }
 
 fn check_templates(dir: PathBuf) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -63,7 +66,11 @@ fn check_templates(dir: PathBuf) -> ExitCode {
             println!("error  {e}");
         }
         if load.errors.is_empty() {
-            println!("{} template(s) loaded from {}", load.templates.len(), dir.display());
+            println!(
+                "{} template(s) loaded from {}",
+                load.templates.len(),
+                dir.display()
+            );
             ExitCode::SUCCESS
         } else {
             println!(

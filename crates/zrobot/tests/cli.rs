@@ -3,7 +3,10 @@
 use std::process::Command;
 
 fn zrobot(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_zrobot")).args(args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_zrobot"))
+        .args(args)
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
@@ -16,7 +19,11 @@ fn template_check_reports_each_template() {
     let t = dir.path().join("templates");
     std::fs::create_dir_all(t.join("good")).unwrap();
     std::fs::write(t.join("good/template.yaml"), "version: 1.0.0\n").unwrap();
-    std::fs::write(t.join("good/good.lua"), "return { install = function(self) end }").unwrap();
+    std::fs::write(
+        t.join("good/good.lua"),
+        "return { install = function(self) end }",
+    )
+    .unwrap();
     let (code, out) = zrobot(&["template", "check", dir.path().to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("/good/1.0.0  actions: install"), "{out}");

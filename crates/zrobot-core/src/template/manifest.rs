@@ -103,7 +103,11 @@ impl Manifest {
         let raw: RawManifest = crate::yaml::from_str(text).map_err(|e| {
             let msg = e.to_string();
             if msg.contains("unknown field") {
-                TemplateError::new(path, None, format!("{msg} (the known keys are: {KNOWN_KEYS})"))
+                TemplateError::new(
+                    path,
+                    None,
+                    format!("{msg} (the known keys are: {KNOWN_KEYS})"),
+                )
             } else {
                 TemplateError::new(path, None, format!("not a valid manifest: {msg}"))
             }
@@ -283,7 +287,10 @@ on_delete: [uninstall]
         assert_eq!(r.delay_before(2), Duration::from_secs(2));
         assert_eq!(r.delay_before(3), Duration::from_secs(4));
         assert_eq!(r.delay_before(4), Duration::from_secs(8));
-        assert_eq!(m.actions["monitor"].recurring, Some(Duration::from_secs(30)));
+        assert_eq!(
+            m.actions["monitor"].recurring,
+            Some(Duration::from_secs(30))
+        );
         assert_eq!(m.on_delete, vec!["uninstall"]);
     }
 
@@ -306,7 +313,9 @@ on_delete: [uninstall]
     #[test]
     fn actions_named_by_the_manifest_must_exist() {
         let m = parse("version: 1.0.0\non_delete: [gone]\n").unwrap();
-        let e = m.check_actions(Path::new("t"), &["install".into()]).unwrap_err();
+        let e = m
+            .check_actions(Path::new("t"), &["install".into()])
+            .unwrap_err();
         assert_eq!(e.field.as_deref(), Some("on_delete[0]"));
         let m = parse("version: 1.0.0\nactions: {watch: {recurring: 5}}\n").unwrap();
         let e = m.check_actions(Path::new("t"), &[]).unwrap_err();

@@ -74,10 +74,12 @@ impl Template {
                     reason: format!("data must be an object, got {}", kind_of(&other)),
                 }),
             },
-            Some(schema) => schema.prepare(data).map_err(|reason| CoreError::InvalidData {
-                template: self.uid.to_string(),
-                reason,
-            }),
+            Some(schema) => schema
+                .prepare(data)
+                .map_err(|reason| CoreError::InvalidData {
+                    template: self.uid.to_string(),
+                    reason,
+                }),
         }
     }
 
@@ -118,10 +120,12 @@ impl Template {
                     reason: format!("arguments must be an object, got {}", kind_of(&other)),
                 }),
             },
-            Some(schema) => schema.prepare(args).map_err(|reason| CoreError::InvalidArgs {
-                action: action.to_owned(),
-                reason,
-            }),
+            Some(schema) => schema
+                .prepare(args)
+                .map_err(|reason| CoreError::InvalidArgs {
+                    action: action.to_owned(),
+                    reason,
+                }),
         }
     }
 }
@@ -220,7 +224,10 @@ pub fn load_template(
         return Err(TemplateError::new(
             &code_path,
             None,
-            format!("the template's code is missing; create {}", code_path.display()),
+            format!(
+                "the template's code is missing; create {}",
+                code_path.display()
+            ),
         ));
     }
     let code = engine.compile(&TemplateSource {

@@ -23,13 +23,20 @@ impl TemplateRegistry {
         all.retain(|t| t.uid != template.uid);
         all.push(template);
         all.sort_by(|a, b| {
-            (&a.uid.repo, &a.uid.name, &a.uid.version).cmp(&(&b.uid.repo, &b.uid.name, &b.uid.version))
+            (&a.uid.repo, &a.uid.name, &a.uid.version).cmp(&(
+                &b.uid.repo,
+                &b.uid.name,
+                &b.uid.version,
+            ))
         });
     }
 
     /// Every loaded template, sorted by UID (versions as semver).
     pub fn list(&self) -> Vec<Arc<Template>> {
-        self.templates.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.templates
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The template with exactly this UID.
@@ -52,7 +59,8 @@ impl TemplateRegistry {
             return Err(CoreError::TemplateNotFound(reference.to_owned()));
         }
         let all = self.templates.read().unwrap_or_else(|e| e.into_inner());
-        let matches: Vec<&Arc<Template>> = all.iter().filter(|t| t.uid.matches(&segments)).collect();
+        let matches: Vec<&Arc<Template>> =
+            all.iter().filter(|t| t.uid.matches(&segments)).collect();
         let Some(first) = matches.first() else {
             return Err(CoreError::TemplateNotFound(reference.to_owned()));
         };

@@ -100,7 +100,12 @@ mod tests {
     fn parse_and_match() {
         let uid = TemplateUid::parse("github.com/acme/templates/node/1.2.0").unwrap();
         assert_eq!(uid.to_string(), "github.com/acme/templates/node/1.2.0");
-        for r in ["node", "node/1.2.0", "acme/templates/node", "github.com/acme/templates/node/1.2.0"] {
+        for r in [
+            "node",
+            "node/1.2.0",
+            "acme/templates/node",
+            "github.com/acme/templates/node/1.2.0",
+        ] {
             let segs: Vec<&str> = r.split('/').collect();
             assert!(uid.matches(&segs), "{r}");
         }

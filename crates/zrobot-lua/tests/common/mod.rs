@@ -52,7 +52,11 @@ impl Repo {
 }
 
 pub fn robot_with(config: RobotConfig, lua: LuaConfig) -> Robot {
-    Robot::new(config, Arc::new(LuaEngine::new(lua)), Arc::new(MemoryStore::new()))
+    Robot::new(
+        config,
+        Arc::new(LuaEngine::new(lua)),
+        Arc::new(MemoryStore::new()),
+    )
 }
 
 pub fn robot() -> Robot {
