@@ -8,14 +8,22 @@ use crate::service::Service;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceFilter {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub guid: Option<String>,
     /// A full template UID, or any suffix of it (`node`, `node/1.2.0`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub template_uid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub template_host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub template_account: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub template_repo: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub template_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub template_version: Option<String>,
 }
 

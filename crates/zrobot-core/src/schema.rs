@@ -44,6 +44,7 @@ impl Schema {
             value = Value::Object(Map::new());
         }
         apply_defaults(&self.raw, &mut value);
+        coerce(&self.raw, &mut value);
         self.check(&value)?;
         Ok(value)
     }
@@ -176,6 +177,7 @@ mod tests {
             "properties": {"vms": {"type": "array"}, "tags": {"type": "object"}}
         }))
         .unwrap();
+        assert_eq!(s.prepare(json!({"vms": {}})).unwrap(), json!({"vms": []}));
         let mut v = json!({"vms": {}, "tags": []});
         s.coerce_empty_containers(&mut v);
         assert_eq!(v, json!({"vms": [], "tags": {}}));

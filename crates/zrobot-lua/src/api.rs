@@ -13,7 +13,7 @@ use serde_json::Value;
 use zrobot_core::engine::TemplateSource;
 use zrobot_core::robot::NewService;
 use zrobot_core::service::LogLevel;
-use zrobot_core::{Robot, Service, ServiceFilter, TagState, Task, TaskState};
+use zrobot_core::{CoreError, Robot, Service, ServiceFilter, TagState, Task, TaskState};
 
 use crate::convert;
 use crate::engine::LuaConfig;
@@ -317,17 +317,33 @@ fn services_table(lua: &Lua) -> mlua::Result<Table> {
                     return Ok(ServiceHandle(svc));
                 }
                 let data = json_arg(&lua, data, "service data")?;
-                let svc = robot
+                let created = robot
                     .create_service(NewService {
                         template,
-                        name,
+                        name: name.clone(),
                         data,
                         public: false,
                         secrets: Vec::new(),
                     })
-                    .await
-                    .map_err(|e| rt(e.to_string()))?;
-                Ok(ServiceHandle(svc))
+                    .await;
+                match created {
+                    Ok(svc) => Ok(ServiceHandle(svc)),
+                    // Another action is creating it right now: wait for that
+                    // creation (bounded by how long its hooks may run).
+                    Err(CoreError::NameTaken(_)) => {
+                        let deadline = tokio::time::Instant::now() + robot.config().hook_timeout * 2;
+                        loop {
+                            if let Some(svc) = robot.service_by_name(&name) {
+                                return Ok(ServiceHandle(svc));
+                            }
+                            if tokio::time::Instant::now() >= deadline {
+                                return Err(rt(format!("service `{name}` is being created elsewhere and did not appear in time")));
+                            }
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    }
+                    Err(e) => Err(rt(e.to_string())),
+                }
             },
         )?,
     )?;

@@ -806,7 +806,8 @@ async fn services_are_created_and_found_from_actions() {
     );
     assert_eq!(r["uid"], json!("github.com/acme/templates/producer/1.0.0"));
     let t = run(&robot, &c, "get_missing", json!({})).await;
-    assert!(t.eco.unwrap().message.contains("no service matches"));
+    let m = t.eco.unwrap().message;
+    assert!(m.contains(r#"no service matches {"name":"nobody"}"#), "{m}");
     let t = run(&robot, &c, "bad_filter", json!({})).await;
     let m = t.eco.unwrap().message;
     assert!(m.contains("nam") && m.contains("template_name"), "{m}");
@@ -919,4 +920,28 @@ async fn deleting_a_service_bounds_its_running_task() {
     let r = t.record();
     assert_eq!(r.state, TaskState::Error);
     assert_eq!(r.eco.unwrap().category, "action.stopped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_find_or_create_makes_one_service() {
+    let robot = robot();
+    let repo = pc_repo();
+    load(&robot, &repo);
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let c = create(&robot, "consumer", &format!("c{i}"), json!({})).await;
+        tasks.push(
+            robot
+                .schedule(&c, "make", json!({"name": "shared"}))
+                .await
+                .unwrap(),
+        );
+    }
+    for t in tasks {
+        let r = tokio::time::timeout(Duration::from_secs(30), t.done())
+            .await
+            .unwrap();
+        assert_eq!(r.state, TaskState::Ok, "{:?}", r.eco);
+        assert_eq!(r.result.unwrap()["n"], json!(1));
+    }
 }
