@@ -70,6 +70,29 @@ pub enum WaitError {
     Timeout(Duration),
 }
 
+/// Told about what happens in the robot (metrics, webhooks, exports). Called
+/// on the task path: implementations must return quickly and never block.
+pub trait Observer: Send + Sync + 'static {
+    /// A task ended (`ok` or `error`), after its outcome was made durable.
+    fn task_finished(&self, _service: &Service, _task: &TaskRecord) {}
+    /// A service was created or came back at start.
+    fn service_added(&self, _service: &Service) {}
+    /// A service was deleted.
+    fn service_deleted(&self, _service: &Service) {}
+}
+
+/// What a start found in the store.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct RestoreReport {
+    pub services: usize,
+    pub waiting_tasks: usize,
+    /// Services whose exact template version is not loaded and that run on
+    /// another version of the same template: `(name, stored UID, used UID)`.
+    pub fallbacks: Vec<(String, String, String)>,
+    /// Services kept aside until their template is loaded: `(name, UID)`.
+    pub missing: Vec<(String, String)>,
+}
+
 /// A handle on the robot; cheap to clone.
 #[derive(Clone)]
 pub struct Robot(Arc<RobotInner>);
@@ -84,6 +107,12 @@ pub(crate) struct RobotInner {
     seq: AtomicU64,
     recurring: Recurring,
     waits: WaitGraph,
+    observers: RwLock<Vec<Arc<dyn Observer>>>,
+    /// Services from the store whose template is not loaded (with their
+    /// waiting tasks): never dropped, retried when templates are loaded.
+    missing: std::sync::Mutex<Vec<(ServiceRecord, Vec<TaskRecord>)>>,
+    /// Robot settings, as stored (read at restore, written through).
+    settings: RwLock<std::collections::BTreeMap<String, Value>>,
 }
 
 #[derive(Default)]
@@ -129,6 +158,9 @@ impl Robot {
             seq: AtomicU64::new(1),
             recurring: Recurring::start(weak.clone()),
             waits: WaitGraph::default(),
+            observers: RwLock::new(Vec::new()),
+            missing: std::sync::Mutex::new(Vec::new()),
+            settings: RwLock::new(Default::default()),
         }))
     }
 
@@ -152,6 +184,53 @@ impl Robot {
         &self.0.store
     }
 
+    /// Adds an observer of tasks and services.
+    pub fn add_observer(&self, observer: Arc<dyn Observer>) {
+        self.0.observers.write().unwrap_or_else(|e| e.into_inner()).push(observer);
+    }
+
+    fn observe(&self, f: impl Fn(&dyn Observer)) {
+        let observers = self.0.observers.read().unwrap_or_else(|e| e.into_inner());
+        for o in observers.iter() {
+            f(o.as_ref());
+        }
+    }
+
+    /// A robot setting (webhooks, known robots...).
+    pub fn setting(&self, key: &str) -> Option<Value> {
+        self.0.settings.read().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+    }
+
+    /// Stores a robot setting durably; `Null` removes it.
+    pub async fn put_setting(&self, key: &str, value: Value) -> Result<(), CoreError> {
+        self.0
+            .store
+            .commit(vec![StoreOp::PutSetting {
+                key: key.to_owned(),
+                value: value.clone(),
+            }])
+            .await
+            .map_err(|e| CoreError::Storage(e.to_string()))?;
+        let mut settings = self.0.settings.write().unwrap_or_else(|e| e.into_inner());
+        if value.is_null() {
+            settings.remove(key);
+        } else {
+            settings.insert(key.to_owned(), value);
+        }
+        Ok(())
+    }
+
+    /// Services from the store whose template is not loaded: `(name, UID)`.
+    pub fn missing_services(&self) -> Vec<(String, String)> {
+        self.0
+            .missing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(s, _)| (s.name.clone(), s.template_uid.clone()))
+            .collect()
+    }
+
     fn services(&self) -> std::sync::RwLockReadGuard<'_, Services> {
         self.0.services.read().unwrap_or_else(|e| e.into_inner())
     }
@@ -166,6 +245,10 @@ impl Robot {
         let load = load_repository(root, repo, self.0.engine.as_ref());
         for t in &load.templates {
             self.0.templates.add(t.clone());
+        }
+        if !load.templates.is_empty() && !self.missing_services().is_empty() {
+            let robot = self.clone();
+            tokio::spawn(async move { robot.restore_missing().await });
         }
         load
     }
@@ -638,7 +721,8 @@ impl Robot {
                 });
             }
         }
-        task.finish(record);
+        task.finish(record.clone());
+        self.observe(|o| o.task_finished(svc, &record));
     }
 
     /// A task of `svc`, waiting, running or finished.
@@ -829,6 +913,7 @@ impl Robot {
             s.by_name.remove(&svc.name);
         }
         tracing::info!(service = %svc.name, guid = %svc.guid, "service deleted");
+        self.observe(|o| o.service_deleted(&svc));
         Ok(())
     }
 
@@ -849,6 +934,165 @@ impl Robot {
                 return false;
             }
         }
+    }
+
+    /// Brings back, after a start, every service and waiting task the store
+    /// holds. Call it once, after the templates are loaded. Waiting tasks keep
+    /// their order; a task that was running runs again (its attempt count
+    /// shows it). Each service runs `validate` before any task; one that fails
+    /// it is retried in the background and runs nothing until it passes.
+    pub async fn restore(&self) -> Result<RestoreReport, CoreError> {
+        let loaded = self.0.store.load().await.map_err(|e| CoreError::Storage(e.to_string()))?;
+        let mut tasks_of: HashMap<Uuid, Vec<TaskRecord>> = HashMap::new();
+        let mut max_seq = 0;
+        for t in loaded.waiting {
+            max_seq = max_seq.max(t.seq);
+            tasks_of.entry(t.service_guid).or_default().push(t);
+        }
+        self.0.seq.fetch_max(max_seq + 1, Ordering::Relaxed);
+        *self.0.settings.write().unwrap_or_else(|e| e.into_inner()) = loaded.settings;
+        let mut report = RestoreReport::default();
+        let mut restored = Vec::with_capacity(loaded.services.len());
+        for record in loaded.services {
+            let tasks = tasks_of.remove(&record.guid).unwrap_or_default();
+            match self.revive(record, tasks, &mut report) {
+                Some(svc) => restored.push(svc),
+                None => continue,
+            }
+        }
+        report.services = restored.len();
+        self.validate_all(restored);
+        Ok(report)
+    }
+
+    /// Lists a stored service again with its waiting tasks, not yet running
+    /// them; `None` if its template is missing (it is kept aside then).
+    fn revive(&self, record: ServiceRecord, tasks: Vec<TaskRecord>, report: &mut RestoreReport) -> Option<Arc<Service>> {
+        let exact = crate::template::TemplateUid::parse(&record.template_uid);
+        let template = exact.as_ref().and_then(|u| self.0.templates.get(u));
+        let template = match template {
+            Some(t) => t,
+            None => match exact.as_ref().and_then(|u| self.0.templates.newest_version_of(u)) {
+                Some(t) => {
+                    report
+                        .fallbacks
+                        .push((record.name.clone(), record.template_uid.clone(), t.uid.to_string()));
+                    t
+                }
+                None => {
+                    tracing::warn!(service = %record.name, template = %record.template_uid, "template not loaded; the service waits for it");
+                    report.missing.push((record.name.clone(), record.template_uid.clone()));
+                    self.0.missing.lock().unwrap_or_else(|e| e.into_inner()).push((record, tasks));
+                    return None;
+                }
+            },
+        };
+        let svc = Arc::new(Service::new(
+            record.guid,
+            record.name.clone(),
+            template.clone(),
+            record.data,
+            record.public,
+            record.created,
+            ServiceStatus::Invalid("not validated yet since the robot started".into()),
+        ));
+        {
+            let mut inner = svc.lock();
+            inner.state = record.state;
+            inner.secrets = record.secrets;
+        }
+        if template.uid.to_string() != record.template_uid {
+            svc.log(
+                LogLevel::Warning,
+                format!("template {} is not loaded; running on {} instead", record.template_uid, template.uid),
+            );
+        }
+        report.waiting_tasks += tasks.len();
+        for mut t in tasks {
+            t.state = TaskState::New;
+            let priority = t.priority;
+            let task = Task::new(t, Arc::downgrade(&svc));
+            svc.lock().queue.push(priority, task);
+        }
+        {
+            let mut s = self.services_mut();
+            s.by_name.insert(svc.name.clone(), svc.guid);
+            s.by_guid.insert(svc.guid, svc.clone());
+        }
+        Some(svc)
+    }
+
+    /// Runs `validate` on each restored service, then lets it run its tasks.
+    fn validate_all(&self, services: Vec<Arc<Service>>) {
+        let robot = self.clone();
+        tokio::spawn(async move {
+            for svc in services {
+                robot.observe(|o| o.service_added(&svc));
+                robot.validate_restored(svc).await;
+            }
+        });
+    }
+
+    async fn validate_restored(&self, svc: Arc<Service>) {
+        let template = svc.template();
+        if template.has_hook(Hook::Validate) {
+            if let Err(message) = self.run_hook(&svc, Hook::Validate, Value::Null).await {
+                svc.lock().status = ServiceStatus::Invalid(message.clone());
+                svc.log(LogLevel::Error, format!("validate failed, no task runs until it passes: {message}"));
+                let robot = self.clone();
+                tokio::spawn(async move { robot.retry_validate(svc).await });
+                return;
+            }
+        }
+        self.mark_valid(&svc);
+    }
+
+    fn mark_valid(&self, svc: &Arc<Service>) {
+        {
+            let mut inner = svc.lock();
+            if inner.status == ServiceStatus::Deleting {
+                return;
+            }
+            inner.status = ServiceStatus::Ok;
+        }
+        self.start_recurring(svc);
+        self.kick(svc);
+    }
+
+    /// Retries `validate` with a growing pause (1 s up to 5 min) until it
+    /// passes or the service is deleted.
+    async fn retry_validate(&self, svc: Arc<Service>) {
+        let mut pause = Duration::from_secs(1);
+        loop {
+            tokio::time::sleep(pause).await;
+            if self.service(svc.guid).is_none() || svc.status() == ServiceStatus::Deleting {
+                return;
+            }
+            match self.run_hook(&svc, Hook::Validate, Value::Null).await {
+                Ok(()) => {
+                    svc.log(LogLevel::Info, "validate passed; running tasks again");
+                    self.mark_valid(&svc);
+                    return;
+                }
+                Err(message) => {
+                    svc.lock().status = ServiceStatus::Invalid(message);
+                    pause = (pause * 2).min(Duration::from_secs(300));
+                }
+            }
+        }
+    }
+
+    /// Tries again the services whose template was missing.
+    async fn restore_missing(&self) {
+        let pending = std::mem::take(&mut *self.0.missing.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut report = RestoreReport::default();
+        let mut revived = Vec::new();
+        for (record, tasks) in pending {
+            if let Some(svc) = self.revive(record, tasks, &mut report) {
+                revived.push(svc);
+            }
+        }
+        self.validate_all(revived);
     }
 }
 

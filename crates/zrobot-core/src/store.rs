@@ -62,6 +62,8 @@ pub enum StoreOp {
         service: Uuid,
         template_uid: String,
     },
+    /// Set a robot setting (webhooks, known robots...); `Null` removes it.
+    PutSetting { key: String, value: Value },
 }
 
 /// What a robot finds in its store at start.
@@ -70,6 +72,8 @@ pub struct Loaded {
     pub services: Vec<ServiceRecord>,
     /// Tasks that were waiting or running, in queue order (`seq`).
     pub waiting: Vec<TaskRecord>,
+    /// Robot settings by key.
+    pub settings: std::collections::BTreeMap<String, Value>,
 }
 
 /// Why the store failed.
@@ -134,6 +138,7 @@ struct MemoryInner {
     tasks: HashMap<Uuid, TaskRecord>,
     /// Finished tasks per service, oldest first, for retention.
     finished: HashMap<Uuid, VecDeque<Uuid>>,
+    settings: std::collections::BTreeMap<String, Value>,
 }
 
 impl MemoryStore {
@@ -204,6 +209,13 @@ impl MemoryStore {
                     s.state = state;
                 }
             }
+            StoreOp::PutSetting { key, value } => {
+                if value.is_null() {
+                    inner.settings.remove(&key);
+                } else {
+                    inner.settings.insert(key, value);
+                }
+            }
             StoreOp::SaveTemplate {
                 service,
                 template_uid,
@@ -239,6 +251,7 @@ impl Store for MemoryStore {
         let loaded = Loaded {
             services: inner.services.values().cloned().collect(),
             waiting,
+            settings: inner.settings.clone(),
         };
         Box::pin(std::future::ready(Ok(loaded)))
     }
