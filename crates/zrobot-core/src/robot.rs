@@ -186,7 +186,11 @@ impl Robot {
 
     /// Adds an observer of tasks and services.
     pub fn add_observer(&self, observer: Arc<dyn Observer>) {
-        self.0.observers.write().unwrap_or_else(|e| e.into_inner()).push(observer);
+        self.0
+            .observers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(observer);
     }
 
     fn observe(&self, f: impl Fn(&dyn Observer)) {
@@ -198,7 +202,12 @@ impl Robot {
 
     /// A robot setting (webhooks, known robots...).
     pub fn setting(&self, key: &str) -> Option<Value> {
-        self.0.settings.read().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+        self.0
+            .settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
     }
 
     /// Stores a robot setting durably; `Null` removes it.
@@ -942,7 +951,12 @@ impl Robot {
     /// shows it). Each service runs `validate` before any task; one that fails
     /// it is retried in the background and runs nothing until it passes.
     pub async fn restore(&self) -> Result<RestoreReport, CoreError> {
-        let loaded = self.0.store.load().await.map_err(|e| CoreError::Storage(e.to_string()))?;
+        let loaded = self
+            .0
+            .store
+            .load()
+            .await
+            .map_err(|e| CoreError::Storage(e.to_string()))?;
         let mut tasks_of: HashMap<Uuid, Vec<TaskRecord>> = HashMap::new();
         let mut max_seq = 0;
         for t in loaded.waiting {
@@ -967,22 +981,38 @@ impl Robot {
 
     /// Lists a stored service again with its waiting tasks, not yet running
     /// them; `None` if its template is missing (it is kept aside then).
-    fn revive(&self, record: ServiceRecord, tasks: Vec<TaskRecord>, report: &mut RestoreReport) -> Option<Arc<Service>> {
+    fn revive(
+        &self,
+        record: ServiceRecord,
+        tasks: Vec<TaskRecord>,
+        report: &mut RestoreReport,
+    ) -> Option<Arc<Service>> {
         let exact = crate::template::TemplateUid::parse(&record.template_uid);
         let template = exact.as_ref().and_then(|u| self.0.templates.get(u));
         let template = match template {
             Some(t) => t,
-            None => match exact.as_ref().and_then(|u| self.0.templates.newest_version_of(u)) {
+            None => match exact
+                .as_ref()
+                .and_then(|u| self.0.templates.newest_version_of(u))
+            {
                 Some(t) => {
-                    report
-                        .fallbacks
-                        .push((record.name.clone(), record.template_uid.clone(), t.uid.to_string()));
+                    report.fallbacks.push((
+                        record.name.clone(),
+                        record.template_uid.clone(),
+                        t.uid.to_string(),
+                    ));
                     t
                 }
                 None => {
                     tracing::warn!(service = %record.name, template = %record.template_uid, "template not loaded; the service waits for it");
-                    report.missing.push((record.name.clone(), record.template_uid.clone()));
-                    self.0.missing.lock().unwrap_or_else(|e| e.into_inner()).push((record, tasks));
+                    report
+                        .missing
+                        .push((record.name.clone(), record.template_uid.clone()));
+                    self.0
+                        .missing
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((record, tasks));
                     return None;
                 }
             },
@@ -1004,7 +1034,10 @@ impl Robot {
         if template.uid.to_string() != record.template_uid {
             svc.log(
                 LogLevel::Warning,
-                format!("template {} is not loaded; running on {} instead", record.template_uid, template.uid),
+                format!(
+                    "template {} is not loaded; running on {} instead",
+                    record.template_uid, template.uid
+                ),
             );
         }
         report.waiting_tasks += tasks.len();
@@ -1038,7 +1071,10 @@ impl Robot {
         if template.has_hook(Hook::Validate) {
             if let Err(message) = self.run_hook(&svc, Hook::Validate, Value::Null).await {
                 svc.lock().status = ServiceStatus::Invalid(message.clone());
-                svc.log(LogLevel::Error, format!("validate failed, no task runs until it passes: {message}"));
+                svc.log(
+                    LogLevel::Error,
+                    format!("validate failed, no task runs until it passes: {message}"),
+                );
                 let robot = self.clone();
                 tokio::spawn(async move { robot.retry_validate(svc).await });
                 return;
@@ -1084,7 +1120,8 @@ impl Robot {
 
     /// Tries again the services whose template was missing.
     async fn restore_missing(&self) {
-        let pending = std::mem::take(&mut *self.0.missing.lock().unwrap_or_else(|e| e.into_inner()));
+        let pending =
+            std::mem::take(&mut *self.0.missing.lock().unwrap_or_else(|e| e.into_inner()));
         let mut report = RestoreReport::default();
         let mut revived = Vec::new();
         for (record, tasks) in pending {

@@ -63,7 +63,10 @@ pub enum StoreOp {
         template_uid: String,
     },
     /// Set a robot setting (webhooks, known robots...); `Null` removes it.
-    PutSetting { key: String, value: Value },
+    PutSetting {
+        key: String,
+        value: Value,
+    },
 }
 
 /// What a robot finds in its store at start.
