@@ -62,6 +62,8 @@ pub enum CoreError {
         service: String,
         message: String,
     },
+    #[error("service `{0}` is busy (its running task did not end in time); try again")]
+    ServiceBusy(String),
     #[error("storage failed: {0}")]
     Storage(String),
     #[error("the robot is shutting down")]

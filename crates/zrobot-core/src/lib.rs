@@ -32,7 +32,7 @@ pub mod yaml;
 
 pub use error::{CoreError, TemplateError};
 pub use filter::ServiceFilter;
-pub use robot::{Observer, RestoreReport, Robot, RobotConfig};
+pub use robot::{Observer, RestoreReport, Robot, RobotConfig, UpgradeReport};
 pub use service::{Service, ServiceStatus, StateTable, TagState};
 pub use task::{Eco, Priority, Task, TaskRecord, TaskState};
 pub use template::{RepoId, Template, TemplateRegistry, TemplateUid};

@@ -56,6 +56,9 @@ pub enum ServiceStatus {
     Invalid(String),
     /// Being deleted: no new task is accepted.
     Deleting,
+    /// Runs no task for a moment (moving to another template version, taking
+    /// new data from a blueprint); tasks still queue.
+    Paused(String),
 }
 
 /// One line of a service's own log.
@@ -169,6 +172,10 @@ impl Service {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    pub(crate) fn set_template(&self, template: Arc<Template>) {
+        *self.template.write().unwrap_or_else(|e| e.into_inner()) = template;
     }
 
     pub fn template_uid(&self) -> String {

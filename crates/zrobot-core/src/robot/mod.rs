@@ -25,6 +25,11 @@ use crate::task::{Eco, Priority, Task, TaskRecord, TaskState};
 use crate::template::{load_repository, RepoId, RepoLoad, Template, TemplateRegistry};
 use crate::waitgraph::WaitGraph;
 
+mod pause;
+mod upgrade;
+
+pub use upgrade::UpgradeReport;
+
 /// Bounds the robot applies where templates say nothing.
 #[derive(Debug, Clone)]
 pub struct RobotConfig {
@@ -396,6 +401,22 @@ impl Robot {
     /// service runs meanwhile). Data the hook changed is kept in memory.
     async fn run_hook(&self, svc: &Arc<Service>, hook: Hook, arg: Value) -> Result<(), String> {
         let template = svc.template();
+        let data = self.run_hook_on(&template, svc, hook, arg).await?;
+        if let Some(data) = data {
+            svc.lock().data = Arc::new(data);
+        }
+        Ok(())
+    }
+
+    /// Runs a hook of `template` (which may not be the service's yet) and
+    /// returns the data it left, checked against that template's schema.
+    async fn run_hook_on(
+        &self,
+        template: &Arc<Template>,
+        svc: &Arc<Service>,
+        hook: Hook,
+        arg: Value,
+    ) -> Result<Option<Value>, String> {
         let timeout = self.0.config.hook_timeout;
         let call = ActionCall {
             robot: self.clone(),
@@ -406,18 +427,20 @@ impl Robot {
             data: (*svc.data()).clone(),
             deadline: Some(std::time::Instant::now() + timeout),
         };
-        let outcome = self.run_call(&template, svc, call, timeout).await;
+        let outcome = self.run_call(template, svc, call, timeout).await;
         outcome.result.map_err(|e| e.message)?;
-        if let Some(mut data) = outcome.data {
-            template.check_data(&mut data).map_err(|e| {
-                format!(
-                    "{} left data that does not match the schema: {e}",
-                    hook.name()
-                )
-            })?;
-            svc.lock().data = Arc::new(data);
+        match outcome.data {
+            None => Ok(None),
+            Some(mut data) => {
+                template.check_data(&mut data).map_err(|e| {
+                    format!(
+                        "{} left data that does not match the schema: {e}",
+                        hook.name()
+                    )
+                })?;
+                Ok(Some(data))
+            }
         }
-        Ok(())
     }
 
     /// Runs one call of a template's code under its time bound, stopping it

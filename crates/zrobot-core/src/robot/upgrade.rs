@@ -1,0 +1,157 @@
+//! Moving services to a newer version of their template, one by one, with
+//! their waiting tasks kept: `migrate(self, from_version)` of the new code,
+//! then its `validate`. A service whose move fails stays where it was and
+//! says why in its log and its state table.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::Robot;
+use crate::engine::Hook;
+use crate::service::{LogLevel, Service, TagState};
+use crate::store::StoreOp;
+use crate::template::Template;
+
+/// What [`Robot::upgrade_services`] did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct UpgradeReport {
+    /// `(service, from UID, to UID)`.
+    pub moved: Vec<(String, String, String)>,
+    /// `(service, to UID, why it stayed)`.
+    pub failed: Vec<(String, String, String)>,
+}
+
+impl Robot {
+    /// Moves every service whose template has a newer loaded version to it.
+    pub async fn upgrade_services(&self) -> UpgradeReport {
+        let mut report = UpgradeReport::default();
+        let mut all: Vec<Arc<Service>> = self.services().by_guid.values().cloned().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        for svc in all {
+            let current = svc.template();
+            let Some(newest) = self.0.templates.newest_version_of(&current.uid) else {
+                continue;
+            };
+            if newest.uid.version <= current.uid.version {
+                continue;
+            }
+            match self.upgrade_service(&svc, &newest).await {
+                Ok(()) => report.moved.push((
+                    svc.name.clone(),
+                    current.uid.to_string(),
+                    newest.uid.to_string(),
+                )),
+                Err(why) => report
+                    .failed
+                    .push((svc.name.clone(), newest.uid.to_string(), why)),
+            }
+        }
+        report
+    }
+
+    /// Moves one service to `target`; on failure it stays on its version.
+    pub async fn upgrade_service(
+        &self,
+        svc: &Arc<Service>,
+        target: &Arc<Template>,
+    ) -> Result<(), String> {
+        let from = svc.template();
+        let bound = self.0.config.delete_running_bound;
+        self.pause(svc, &format!("moving to {}", target.uid), bound)
+            .await
+            .map_err(|e| e.to_string())?;
+        let result = self.migrate(svc, &from, target).await;
+        let tag = target.uid.version.to_string();
+        match &result {
+            Ok(()) => {
+                svc.state_delete("upgrade", Some(&tag));
+                svc.log(
+                    LogLevel::Info,
+                    format!("moved from {} to {}", from.uid, target.uid),
+                );
+                self.start_new_recurring(svc, &from, target);
+            }
+            Err(why) => {
+                svc.state_set("upgrade", &tag, TagState::Error);
+                svc.log(
+                    LogLevel::Error,
+                    format!(
+                        "stays on {}: moving to {} failed: {why}",
+                        from.uid, target.uid
+                    ),
+                );
+            }
+        }
+        self.resume(svc);
+        result
+    }
+
+    async fn migrate(
+        &self,
+        svc: &Arc<Service>,
+        from: &Arc<Template>,
+        target: &Arc<Template>,
+    ) -> Result<(), String> {
+        let mut data = (*svc.data()).clone();
+        if target.has_hook(Hook::Migrate) {
+            let from_version = Value::String(from.uid.version.to_string());
+            if let Some(d) = self
+                .run_hook_on(target, svc, Hook::Migrate, from_version)
+                .await?
+            {
+                data = d;
+            }
+        }
+        // The new schema may add fields with defaults.
+        let data = target.prepare_data(data).map_err(|e| e.to_string())?;
+        let previous = svc.lock().data.clone();
+        svc.lock().data = Arc::new(data.clone());
+        if target.has_hook(Hook::Validate) {
+            match self
+                .run_hook_on(target, svc, Hook::Validate, Value::Null)
+                .await
+            {
+                Ok(Some(d)) => svc.lock().data = Arc::new(d),
+                Ok(None) => {}
+                Err(e) => {
+                    svc.lock().data = previous;
+                    return Err(format!("validate of the new version failed: {e}"));
+                }
+            }
+        }
+        let data = svc.data();
+        let commit = self
+            .0
+            .store
+            .commit(vec![
+                StoreOp::SaveTemplate {
+                    service: svc.guid,
+                    template_uid: target.uid.to_string(),
+                },
+                StoreOp::SaveData {
+                    service: svc.guid,
+                    data: data.clone(),
+                },
+            ])
+            .await;
+        if let Err(e) = commit {
+            svc.lock().data = previous;
+            return Err(format!("the move could not be stored: {e}"));
+        }
+        svc.set_template(target.clone());
+        Ok(())
+    }
+
+    /// Starts the recurring actions the new version adds (those it shares
+    /// with the old one already run, on the new policy).
+    fn start_new_recurring(&self, svc: &Arc<Service>, from: &Template, target: &Template) {
+        for (action, policy) in &target.manifest.actions {
+            if let Some(period) = policy.recurring {
+                if from.policy(action).recurring.is_none() {
+                    self.0.recurring.add(svc, action, period);
+                }
+            }
+        }
+    }
+}
