@@ -16,6 +16,7 @@
 //! meet the core only through [`engine::Engine`], [`store::Store`] and the
 //! public methods of [`robot::Robot`].
 
+pub mod blueprint;
 pub mod engine;
 pub mod error;
 pub mod filter;

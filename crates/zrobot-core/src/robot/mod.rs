@@ -25,9 +25,11 @@ use crate::task::{Eco, Priority, Task, TaskRecord, TaskState};
 use crate::template::{load_repository, RepoId, RepoLoad, Template, TemplateRegistry};
 use crate::waitgraph::WaitGraph;
 
+mod blueprint;
 mod pause;
 mod upgrade;
 
+pub use blueprint::{BlueprintCaller, BlueprintOutcome};
 pub use upgrade::UpgradeReport;
 
 /// Bounds the robot applies where templates say nothing.

@@ -1,0 +1,248 @@
+//! Executing a blueprint, all or nothing: everything is checked before
+//! anything is made; if creating or scheduling still fails, every service the
+//! blueprint created is deleted again and its tasks are cancelled.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::{NewService, Robot};
+use crate::blueprint::{Blueprint, BlueprintError};
+use crate::engine::Hook;
+use crate::service::Service;
+use crate::store::StoreOp;
+use crate::task::Task;
+use crate::template::Template;
+
+/// What the caller is allowed, and how new services get their secret.
+pub struct BlueprintCaller<'a> {
+    /// Whether the caller may manage (update, schedule on) an existing service.
+    pub may_manage: &'a (dyn Fn(&Service) -> bool + Send + Sync),
+    /// Makes a new secret: `(secret, hash to store)`.
+    pub new_secret: &'a (dyn Fn() -> (String, String) + Send + Sync),
+}
+
+/// What a blueprint did.
+#[derive(Debug, Default)]
+pub struct BlueprintOutcome {
+    /// Services created, with the secret that grants each.
+    pub created: Vec<(Arc<Service>, String)>,
+    /// Existing services that received new data.
+    pub updated: Vec<Arc<Service>>,
+    /// Tasks scheduled, in blueprint order.
+    pub tasks: Vec<Arc<Task>>,
+}
+
+/// A service the blueprint will touch: existing, or about to be created.
+struct Target {
+    name: String,
+    template: Arc<Template>,
+    existing: Option<Arc<Service>>,
+}
+
+impl Robot {
+    /// Executes `bp`. On error nothing it created remains, and the error names
+    /// the block at fault.
+    pub async fn execute_blueprint(
+        &self,
+        bp: &Blueprint,
+        caller: &BlueprintCaller<'_>,
+    ) -> Result<BlueprintOutcome, BlueprintError> {
+        // 1. Check every service entry.
+        let mut entries: Vec<(Target, Value)> = Vec::new();
+        for e in &bp.services {
+            let template = self
+                .templates()
+                .resolve(&e.template)
+                .map_err(|err| BlueprintError::new(&e.block, err.to_string()))?;
+            if entries.iter().any(|(t, _)| t.name == e.name) {
+                return Err(BlueprintError::new(
+                    &e.block,
+                    format!("service `{}` is listed twice", e.name),
+                ));
+            }
+            let existing = self.service_by_name(&e.name);
+            if let Some(svc) = &existing {
+                let have = svc.template();
+                if have.uid.repo != template.uid.repo || have.uid.name != template.uid.name {
+                    return Err(BlueprintError::new(
+                        &e.block,
+                        format!(
+                            "service `{}` exists already, from template {}",
+                            e.name, have.uid
+                        ),
+                    ));
+                }
+                if !(caller.may_manage)(svc) {
+                    return Err(BlueprintError::new(
+                        &e.block,
+                        format!("you may not manage the existing service `{}`", e.name),
+                    ));
+                }
+            } else {
+                if !super::valid_name(&e.name) {
+                    return Err(BlueprintError::new(
+                        &e.block,
+                        crate::CoreError::InvalidName(e.name.clone()).to_string(),
+                    ));
+                }
+                template
+                    .prepare_data(e.data.clone())
+                    .map_err(|err| BlueprintError::new(&e.block, err.to_string()))?;
+            }
+            entries.push((
+                Target {
+                    name: e.name.clone(),
+                    template: existing.as_ref().map(|s| s.template()).unwrap_or(template),
+                    existing,
+                },
+                e.data.clone(),
+            ));
+        }
+
+        // 2. Check every action block against the services it will reach.
+        let mut plan: Vec<(usize, Vec<String>)> = Vec::new(); // (block, target names)
+        let others: Vec<Arc<Service>> = self
+            .find_services(&Default::default())
+            .into_iter()
+            .filter(|s| !entries.iter().any(|(t, _)| t.name == s.name) && (caller.may_manage)(s))
+            .collect();
+        for (bi, block) in bp.actions.iter().enumerate() {
+            let template_ref: Option<Vec<&str>> = block
+                .template
+                .as_deref()
+                .map(|t| t.trim_matches('/').split('/').collect());
+            let mut names = Vec::new();
+            let candidates = entries
+                .iter()
+                .map(|(t, _)| (t.name.clone(), t.template.clone()))
+                .chain(others.iter().map(|s| (s.name.clone(), s.template())));
+            for (name, template) in candidates {
+                if block.service.as_ref().is_some_and(|s| s != &name) {
+                    continue;
+                }
+                if template_ref
+                    .as_ref()
+                    .is_some_and(|r| !template.uid.matches(r))
+                {
+                    continue;
+                }
+                for action in &block.actions {
+                    template
+                        .prepare_args(action, block.args.clone())
+                        .map_err(|err| {
+                            BlueprintError::new(&block.block, format!("service `{name}`: {err}"))
+                        })?;
+                }
+                names.push(name);
+            }
+            if names.is_empty() {
+                return Err(BlueprintError::new(
+                    &block.block,
+                    "matches no service you may manage; check its `service` and `template` filters",
+                ));
+            }
+            plan.push((bi, names));
+        }
+
+        // 3. Create and update, in order.
+        let mut outcome = BlueprintOutcome::default();
+        for ((target, data), e) in entries.iter().zip(&bp.services) {
+            let done = match &target.existing {
+                Some(svc) => self.update_data(svc, data.clone()).await.map(|_| {
+                    outcome.updated.push(svc.clone());
+                }),
+                None => {
+                    let (secret, hash) = (caller.new_secret)();
+                    self.create_service(NewService {
+                        template: target.template.uid.to_string(),
+                        name: target.name.clone(),
+                        data: data.clone(),
+                        public: false,
+                        secrets: vec![hash],
+                    })
+                    .await
+                    .map(|svc| outcome.created.push((svc, secret)))
+                    .map_err(|err| err.to_string())
+                }
+            };
+            if let Err(message) = done {
+                self.roll_back(&outcome).await;
+                return Err(BlueprintError::new(&e.block, message));
+            }
+        }
+
+        // 4. Schedule.
+        for (bi, names) in plan {
+            let block = &bp.actions[bi];
+            for name in names {
+                let Some(svc) = self.service_by_name(&name) else {
+                    self.roll_back(&outcome).await;
+                    return Err(BlueprintError::new(
+                        &block.block,
+                        format!("service `{name}` went away"),
+                    ));
+                };
+                for action in &block.actions {
+                    match self.schedule(&svc, action, block.args.clone()).await {
+                        Ok(t) => outcome.tasks.push(t),
+                        Err(err) => {
+                            self.roll_back(&outcome).await;
+                            return Err(BlueprintError::new(
+                                &block.block,
+                                format!("service `{name}`: {err}"),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Hands new data to an existing service through its `update_data` hook
+    /// (without one, the data is left as it is, as 0-robot did).
+    pub async fn update_data(&self, svc: &Arc<Service>, new_data: Value) -> Result<(), String> {
+        let template = svc.template();
+        if !template.has_hook(Hook::UpdateData) {
+            return Ok(());
+        }
+        self.pause(svc, "taking new data", self.0.config.delete_running_bound)
+            .await
+            .map_err(|e| e.to_string())?;
+        let result = async {
+            let data = self
+                .run_hook_on(&template, svc, Hook::UpdateData, new_data)
+                .await?;
+            if let Some(d) = data {
+                let d = Arc::new(d);
+                self.0
+                    .store
+                    .commit(vec![StoreOp::SaveData {
+                        service: svc.guid,
+                        data: d.clone(),
+                    }])
+                    .await
+                    .map_err(|e| format!("the new data could not be stored: {e}"))?;
+                svc.lock().data = d;
+            }
+            Ok(())
+        }
+        .await;
+        self.resume(svc);
+        result.map_err(|e: String| format!("update_data of `{}` failed: {e}", svc.name))
+    }
+
+    async fn roll_back(&self, outcome: &BlueprintOutcome) {
+        for t in &outcome.tasks {
+            if let Some(svc) = t.service.upgrade() {
+                let _ = self.cancel_task(&svc, t.guid).await;
+            }
+        }
+        for (svc, _) in outcome.created.iter().rev() {
+            if let Err(e) = self.delete_service(svc.guid).await {
+                tracing::error!(service = %svc.name, "rolling back a blueprint: cannot delete: {e}");
+            }
+        }
+    }
+}
