@@ -1,0 +1,147 @@
+//! Prometheus figures for `GET /metrics`: tasks (fed by a core observer),
+//! services and task queues (read at scrape time), and HTTP requests (a
+//! middleware).
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus::{
+    exponential_buckets, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use zrobot_core::{Observer, Robot, Service, TaskRecord, TaskState};
+
+use crate::AppState;
+
+/// The robot's metrics. Cheap to clone: the prometheus types are shared handles.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    services: IntGauge,
+    tasks_waiting: IntGaugeVec,
+    task_duration: HistogramVec,
+    tasks_failed: IntCounterVec,
+    http_requests: IntCounterVec,
+    http_duration: HistogramVec,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let services =
+            IntGauge::new("zrobot_services", "Services of the robot").expect("valid metric");
+        let tasks_waiting = IntGaugeVec::new(
+            Opts::new(
+                "zrobot_tasks_waiting",
+                "Tasks waiting in each service's task list",
+            ),
+            &["service"],
+        )
+        .expect("valid metric");
+        let task_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "zrobot_task_duration_seconds",
+                "How long finished tasks ran, by template and action",
+            )
+            .buckets(exponential_buckets(0.001, 4.0, 10).expect("valid buckets")),
+            &["template", "action"],
+        )
+        .expect("valid metric");
+        let tasks_failed = IntCounterVec::new(
+            Opts::new(
+                "zrobot_tasks_failed_total",
+                "Tasks that ended in error, by template and action",
+            ),
+            &["template", "action"],
+        )
+        .expect("valid metric");
+        let http_requests = IntCounterVec::new(
+            Opts::new(
+                "zrobot_http_requests_total",
+                "HTTP requests answered, by route and status",
+            ),
+            &["method", "route", "status"],
+        )
+        .expect("valid metric");
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "zrobot_http_request_duration_seconds",
+                "How long HTTP requests took, by route",
+            )
+            .buckets(exponential_buckets(0.0005, 4.0, 10).expect("valid buckets")),
+            &["method", "route"],
+        )
+        .expect("valid metric");
+        let registry = Registry::new();
+        for c in [
+            Box::new(services.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(tasks_waiting.clone()),
+            Box::new(task_duration.clone()),
+            Box::new(tasks_failed.clone()),
+            Box::new(http_requests.clone()),
+            Box::new(http_duration.clone()),
+        ] {
+            registry.register(c).expect("metric names are unique");
+        }
+        Metrics {
+            registry,
+            services,
+            tasks_waiting,
+            task_duration,
+            tasks_failed,
+            http_requests,
+            http_duration,
+        }
+    }
+
+    /// The Prometheus text of every metric, with the robot's gauges read now.
+    pub fn render(&self, robot: &Robot) -> String {
+        let services = robot.find_services(&Default::default());
+        self.services.set(services.len() as i64);
+        // Deleted services must not linger as series.
+        self.tasks_waiting.reset();
+        for svc in &services {
+            self.tasks_waiting
+                .with_label_values(&[svc.name.as_str()])
+                .set(svc.queue_len() as i64);
+        }
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail but for invalid metrics, which `new` rules out.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Observer for Metrics {
+    fn task_finished(&self, _service: &Service, task: &TaskRecord) {
+        let labels = [task.template_uid.as_str(), task.action_name.as_str()];
+        if let Some(d) = task.duration {
+            self.task_duration.with_label_values(&labels).observe(d);
+        }
+        if task.state == TaskState::Error {
+            self.tasks_failed.with_label_values(&labels).inc();
+        }
+    }
+}
+
+/// Counts every request by its route (the path pattern, never the raw path,
+/// so that guids do not make a series each).
+pub async fn track_http(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().as_str().to_owned();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    let m = &state.metrics;
+    m.http_requests
+        .with_label_values(&[method.as_str(), route.as_str(), resp.status().as_str()])
+        .inc();
+    m.http_duration
+        .with_label_values(&[method.as_str(), route.as_str()])
+        .observe(start.elapsed().as_secs_f64());
+    resp
+}

@@ -1,0 +1,150 @@
+//! `/services/...`: services, their actions and their logs.
+
+use axum::extract::{Path, State};
+use axum::http::header::LOCATION;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use zrobot_core::robot::NewService;
+
+use super::service_for;
+use crate::auth::{self, Caller};
+use crate::error::ApiError;
+use crate::extract::{Json, Query};
+use crate::wire::{self, Action, Logs, Service, ServiceCreate, ServiceCreated, ServiceFilter};
+use crate::AppState;
+
+/// The services matching the filter that the caller may see: all for an
+/// admin, else the public ones and those it holds a secret of.
+#[utoipa::path(get, path = "/services", tag = "services",
+    params(ServiceFilter),
+    responses((status = 200, body = Vec<Service>), (status = 400, body = wire::Error), (status = 401, body = wire::Error)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(filter): Query<ServiceFilter>,
+) -> axum::Json<Vec<Service>> {
+    let filter = zrobot_core::ServiceFilter {
+        name: filter.name,
+        guid: None,
+        template_uid: filter.template_uid,
+        template_host: filter.template_host,
+        template_account: filter.template_account,
+        template_repo: filter.template_repo,
+        template_name: filter.template_name,
+        template_version: filter.template_version,
+    };
+    let services = state
+        .robot
+        .find_services(&filter)
+        .iter()
+        .filter(|s| caller.may_list(s))
+        .map(|s| wire::service(s, caller.sees_data()))
+        .collect();
+    axum::Json(services)
+}
+
+/// Creates a service (admin, user). The answer holds the secret that grants
+/// it: the robot keeps only its hash, so it is shown this once.
+#[utoipa::path(post, path = "/services", tag = "services",
+    security(("admin" = []), ("user" = [])),
+    request_body = ServiceCreate,
+    responses(
+        (status = 201, body = ServiceCreated, headers(("Location" = String, description = "/services/{guid}"))),
+        (status = 400, body = wire::Error, description = "Unknown template, invalid name or data"),
+        (status = 409, body = wire::Error, description = "The name is taken"),
+        (status = 401, body = wire::Error), (status = 403, body = wire::Error)))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(req): Json<ServiceCreate>,
+) -> Result<Response, ApiError> {
+    caller.require_user()?;
+    let secret = auth::new_secret();
+    let svc = state
+        .robot
+        .create_service(NewService {
+            template: req.template,
+            name: req.name,
+            data: req.data,
+            public: req.public,
+            secrets: vec![auth::hash_secret(&secret)],
+        })
+        .await?;
+    let body = ServiceCreated {
+        service: wire::service(&svc, caller.sees_data()),
+        secret,
+    };
+    Ok((
+        StatusCode::CREATED,
+        [(LOCATION, format!("/services/{}", svc.guid))],
+        axum::Json(body),
+    )
+        .into_response())
+}
+
+/// One service (admin, user, or its secret); its data in god mode only.
+#[utoipa::path(get, path = "/services/{guid}", tag = "services",
+    security(("admin" = []), ("user" = []), ("secret" = [])),
+    params(("guid" = String, Path, description = "The service's guid (or its name)")),
+    responses((status = 200, body = Service), (status = 404, body = wire::Error), (status = 401, body = wire::Error), (status = 403, body = wire::Error)))]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(guid): Path<String>,
+) -> Result<axum::Json<Service>, ApiError> {
+    let svc = service_for(&state, &caller, &guid)?;
+    Ok(axum::Json(wire::service(&svc, caller.sees_data())))
+}
+
+/// Deletes a service after its `on_delete` actions (admin, user, or its secret).
+#[utoipa::path(delete, path = "/services/{guid}", tag = "services",
+    security(("admin" = []), ("user" = []), ("secret" = [])),
+    params(("guid" = String, Path, description = "The service's guid (or its name)")),
+    responses((status = 204), (status = 404, body = wire::Error), (status = 409, body = wire::Error, description = "Already being deleted"), (status = 401, body = wire::Error), (status = 403, body = wire::Error)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(guid): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let svc = service_for(&state, &caller, &guid)?;
+    state.robot.delete_service(svc.guid).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The actions of a service's template, with the JSON Schema of their
+/// arguments where the template gives one.
+#[utoipa::path(get, path = "/services/{guid}/actions", tag = "services",
+    security(("admin" = []), ("user" = []), ("secret" = [])),
+    params(("guid" = String, Path, description = "The service's guid (or its name)")),
+    responses((status = 200, body = Vec<Action>), (status = 404, body = wire::Error), (status = 401, body = wire::Error), (status = 403, body = wire::Error)))]
+pub async fn actions(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(guid): Path<String>,
+) -> Result<axum::Json<Vec<Action>>, ApiError> {
+    let svc = service_for(&state, &caller, &guid)?;
+    let template = svc.template();
+    let actions = template
+        .actions()
+        .iter()
+        .map(|name| Action {
+            name: name.clone(),
+            arguments: template.policy(name).args.as_ref().map(|s| s.raw().clone()),
+        })
+        .collect();
+    Ok(axum::Json(actions))
+}
+
+/// The service's own log, oldest line first.
+#[utoipa::path(get, path = "/services/{guid}/logs", tag = "services",
+    security(("admin" = []), ("user" = []), ("secret" = [])),
+    params(("guid" = String, Path, description = "The service's guid (or its name)")),
+    responses((status = 200, body = Logs), (status = 404, body = wire::Error), (status = 401, body = wire::Error), (status = 403, body = wire::Error)))]
+pub async fn logs(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(guid): Path<String>,
+) -> Result<axum::Json<Logs>, ApiError> {
+    let svc = service_for(&state, &caller, &guid)?;
+    Ok(axum::Json(wire::logs(&svc.log_lines())))
+}

@@ -1,0 +1,149 @@
+//! The API's JSON bodies (defined once, in `zrobot-client`, so server and
+//! client cannot drift) and how core types become them.
+
+pub use zrobot_client::wire::*;
+
+use zrobot_core::service::LogLine;
+use zrobot_core::{TaskRecord, TemplateUid};
+
+/// A service as shown to a caller; `data` only in god mode.
+pub fn service(svc: &zrobot_core::Service, with_data: bool) -> Service {
+    let template = svc.template();
+    let state = svc
+        .state()
+        .into_iter()
+        .flat_map(|(category, tags)| {
+            tags.into_iter().map(move |(tag, state)| ServiceState {
+                category: category.clone(),
+                tag,
+                state: tag_state(state),
+            })
+        })
+        .collect();
+    Service {
+        guid: svc.guid,
+        name: svc.name.clone(),
+        template: template.uid.to_string(),
+        version: template.uid.version.to_string(),
+        state,
+        public: svc.public,
+        data: with_data.then(|| (*svc.data()).clone()),
+    }
+}
+
+fn tag_state(s: zrobot_core::TagState) -> TagState {
+    match s {
+        zrobot_core::TagState::Ok => TagState::Ok,
+        zrobot_core::TagState::Error => TagState::Error,
+        zrobot_core::TagState::Warning => TagState::Warning,
+        zrobot_core::TagState::Skipped => TagState::Skipped,
+    }
+}
+
+fn task_state(s: zrobot_core::TaskState) -> TaskState {
+    match s {
+        zrobot_core::TaskState::New => TaskState::New,
+        zrobot_core::TaskState::Running => TaskState::Running,
+        zrobot_core::TaskState::Ok => TaskState::Ok,
+        zrobot_core::TaskState::Error => TaskState::Error,
+    }
+}
+
+pub fn eco(e: &zrobot_core::Eco) -> Eco {
+    Eco {
+        cat: e.category.clone(),
+        count: e.count,
+        message: e.message.clone(),
+        // The robot's messages are written for the caller: nothing to hide.
+        message_pub: e.message.clone(),
+        time_first: e.time_first as i64,
+        time_last: e.time_last as i64,
+        trace: e.trace.clone(),
+    }
+}
+
+pub fn task(r: &TaskRecord) -> Task {
+    let template_name = TemplateUid::parse(&r.template_uid)
+        .map(|u| u.name)
+        .unwrap_or_else(|| r.template_uid.clone());
+    Task {
+        guid: r.guid,
+        service_guid: r.service_guid,
+        service_name: r.service_name.clone(),
+        template_name,
+        template_uid: r.template_uid.clone(),
+        action_name: r.action_name.clone(),
+        args: r.args.clone(),
+        state: task_state(r.state),
+        created: r.created as i64,
+        duration: r.duration,
+        // 0-robot sent no result for an action that returned nothing.
+        result: r
+            .result
+            .as_ref()
+            .filter(|v| !v.is_null())
+            .map(|v| v.to_string()),
+        eco: r.eco.as_ref().map(eco),
+        attempt: r.attempt,
+    }
+}
+
+pub fn template(t: &zrobot_core::Template) -> Template {
+    Template {
+        uid: t.uid.to_string(),
+        host: t.uid.repo.host.clone(),
+        account: t.uid.repo.account.clone(),
+        repository: t.uid.repo.repo.clone(),
+        name: t.uid.name.clone(),
+        version: t.uid.version.to_string(),
+    }
+}
+
+/// A service's log as one text: a line per entry, `time level message`.
+pub fn logs(lines: &[LogLine]) -> Logs {
+    let mut logs = String::new();
+    for l in lines {
+        logs.push_str(&iso8601(l.time));
+        logs.push(' ');
+        logs.push_str(l.level.as_str());
+        logs.push(' ');
+        logs.push_str(&l.message);
+        logs.push('\n');
+    }
+    Logs { logs }
+}
+
+/// Unix seconds as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC).
+pub fn iso8601(unix: f64) -> String {
+    let millis = (unix * 1000.0).round() as i64;
+    let (secs, ms) = (millis.div_euclid(1000), millis.rem_euclid(1000));
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso8601_dates() {
+        assert_eq!(iso8601(0.0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso8601(951_782_400.5), "2000-02-29T00:00:00.500Z");
+        assert_eq!(iso8601(1_700_000_000.0), "2023-11-14T22:13:20.000Z");
+    }
+}

@@ -1,0 +1,554 @@
+//! A typed async client of the zrobot REST API (0-robot compatible), used by
+//! the CLI and by proxies of remote services.
+//!
+//! # Layout
+//!
+//! - [`wire`]: the JSON bodies, shared with the server so the two cannot drift.
+//! - [`Client`]: one method per endpoint. Clones share one connection pool,
+//!   so keep one client per process and derive others with
+//!   [`Client::with_credentials`].
+//! - [`Credentials`]: what the robot is told about the caller.
+
+pub mod wire;
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use reqwest::{Method, StatusCode, Url};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+pub use wire::*;
+
+/// The header names of 0-robot's credentials.
+pub const ADMIN_HEADER: &str = "ZrobotAdmin";
+pub const USER_HEADER: &str = "ZrobotUser";
+pub const SECRET_HEADER: &str = "ZrobotSecret";
+
+/// How long a request may take, beyond the wait it asks for.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why a request failed. Each names the URL it was sent to.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The robot answered with an error body.
+    #[error("{method} {url}: the robot answered {code}: {message}")]
+    Api {
+        method: Method,
+        url: String,
+        /// The HTTP status.
+        code: u16,
+        message: String,
+    },
+    /// The robot could not be reached, or the connection broke.
+    #[error(
+        "{method} {url}: cannot reach the robot ({source}); check its address and that it runs"
+    )]
+    Transport {
+        method: Method,
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The answer is not what the API defines.
+    #[error("{method} {url}: unexpected answer ({detail}); is this the address of a zrobot?")]
+    Decode {
+        method: Method,
+        url: String,
+        detail: String,
+    },
+    #[error("invalid robot address `{url}` ({reason}); give one like http://127.0.0.1:6600")]
+    InvalidUrl { url: String, reason: String },
+}
+
+impl ClientError {
+    /// The HTTP status the robot answered, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// The robot's own message when it answered with an error.
+    pub fn message(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { message, .. } => Some(message),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// What the client presents to the robot.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    /// A JWT with the admin organization's scope, sent as `ZrobotAdmin`.
+    pub admin_jwt: Option<String>,
+    /// A JWT with the user organization's scope, sent as `ZrobotUser`.
+    pub user_jwt: Option<String>,
+    /// Secrets of services, sent together as `ZrobotSecret`.
+    pub secrets: Vec<String>,
+    /// The robot's god token: grants everything and shows service data.
+    pub god_token: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    // Credentials end up in logs through `Debug`; the tokens must not.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("admin_jwt", &self.admin_jwt.is_some())
+            .field("user_jwt", &self.user_jwt.is_some())
+            .field("secrets", &self.secrets.len())
+            .field("god_token", &self.god_token.is_some())
+            .finish()
+    }
+}
+
+impl Credentials {
+    pub fn admin(jwt: impl Into<String>) -> Credentials {
+        Credentials {
+            admin_jwt: Some(jwt.into()),
+            ..Default::default()
+        }
+    }
+
+    pub fn user(jwt: impl Into<String>) -> Credentials {
+        Credentials {
+            user_jwt: Some(jwt.into()),
+            ..Default::default()
+        }
+    }
+
+    pub fn secrets(secrets: impl IntoIterator<Item = impl Into<String>>) -> Credentials {
+        Credentials {
+            secrets: secrets.into_iter().map(Into::into).collect(),
+            ..Default::default()
+        }
+    }
+
+    pub fn god(token: impl Into<String>) -> Credentials {
+        Credentials {
+            god_token: Some(token.into()),
+            ..Default::default()
+        }
+    }
+
+    fn headers(&self) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        let mut put = |name: &'static str, token: &str| {
+            // A token that is not a valid header value cannot be sent at all;
+            // leaving it out makes the robot answer 401, which says enough.
+            if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
+                let mut v = v;
+                v.set_sensitive(true);
+                h.insert(name, v);
+            }
+        };
+        match (&self.god_token, &self.admin_jwt) {
+            (Some(god), _) => put(ADMIN_HEADER, god),
+            (None, Some(jwt)) => put(ADMIN_HEADER, jwt),
+            (None, None) => {}
+        }
+        if let Some(jwt) = &self.user_jwt {
+            put(USER_HEADER, jwt);
+        }
+        if !self.secrets.is_empty() {
+            put(SECRET_HEADER, &self.secrets.join(" "));
+        }
+        h
+    }
+}
+
+/// A client of one robot. Cheap to clone; clones share the connection pool.
+#[derive(Clone, Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    base: Url,
+    credentials: Credentials,
+}
+
+impl Client {
+    /// A client of the robot at `url` (`http://host:port` or `https://...`).
+    pub fn new(url: &str, credentials: Credentials) -> Result<Client> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut base = Url::parse(url).map_err(|e| ClientError::InvalidUrl {
+            url: url.to_owned(),
+            reason: e.to_string(),
+        })?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(ClientError::InvalidUrl {
+                url: url.to_owned(),
+                reason: format!("scheme `{}` is neither http nor https", base.scheme()),
+            });
+        }
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()
+            .map_err(|e| ClientError::InvalidUrl {
+                url: url.to_owned(),
+                reason: format!("cannot build an HTTP client: {e}"),
+            })?;
+        Ok(Client {
+            http,
+            base,
+            credentials,
+        })
+    }
+
+    /// The same robot and connection pool, other credentials.
+    pub fn with_credentials(&self, credentials: Credentials) -> Client {
+        Client {
+            http: self.http.clone(),
+            base: self.base.clone(),
+            credentials,
+        }
+    }
+
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    /// Adds a service secret to those sent.
+    pub fn add_secret(&mut self, secret: impl Into<String>) {
+        self.credentials.secrets.push(secret.into());
+    }
+
+    /// The robot's address.
+    pub fn url(&self) -> &Url {
+        &self.base
+    }
+
+    fn url_of(&self, path: &str, query: &[(&str, &str)]) -> Url {
+        let mut url = self
+            .base
+            .join(path.trim_start_matches('/'))
+            .unwrap_or_else(|_| self.base.clone());
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        url
+    }
+
+    /// Sends one request and returns the status and body of a 2xx answer.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<(StatusCode, Vec<u8>)> {
+        let url = self.url_of(path, query);
+        let mut req = self
+            .http
+            .request(method.clone(), url.clone())
+            .headers(self.credentials.headers())
+            .timeout(timeout);
+        if let Some(body) = body {
+            req = req.header(CONTENT_TYPE, "application/json").body(body);
+        }
+        let transport = |source| ClientError::Transport {
+            method: method.clone(),
+            url: url.to_string(),
+            source,
+        };
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(transport)?.to_vec();
+        if status.is_success() {
+            return Ok((status, bytes));
+        }
+        let message = match serde_json::from_slice::<wire::Error>(&bytes) {
+            Ok(e) => e.message,
+            Err(_) => String::from_utf8_lossy(&bytes).trim().to_owned(),
+        };
+        Err(ClientError::Api {
+            method,
+            url: url.to_string(),
+            code: status.as_u16(),
+            message,
+        })
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&(impl Serialize + ?Sized)>,
+    ) -> Result<T> {
+        self.call_within(method, path, query, body, REQUEST_TIMEOUT)
+            .await
+    }
+
+    async fn call_within<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&(impl Serialize + ?Sized)>,
+        timeout: Duration,
+    ) -> Result<T> {
+        let body = match body {
+            Some(b) => Some(serde_json::to_vec(b).map_err(|e| ClientError::Decode {
+                method: method.clone(),
+                url: self.url_of(path, query).to_string(),
+                detail: format!("cannot encode the request body: {e}"),
+            })?),
+            None => None,
+        };
+        let (_, bytes) = self
+            .send(method.clone(), path, query, body, timeout)
+            .await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+            method,
+            url: self.url_of(path, query).to_string(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// A request whose success has no body (204).
+    async fn call_empty(&self, method: Method, path: &str, body: Option<Value>) -> Result<()> {
+        let body = body.map(|b| b.to_string().into_bytes());
+        self.send(method, path, &[], body, REQUEST_TIMEOUT)
+            .await
+            .map(|_| ())
+    }
+
+    // --- robot ---
+
+    /// `GET /robot/info`.
+    pub async fn robot_info(&self) -> Result<RobotInfo> {
+        self.call(Method::GET, "robot/info", &[], None::<&()>).await
+    }
+
+    /// `GET /robot/metrics`.
+    pub async fn robot_metrics(&self) -> Result<RobotMetrics> {
+        self.call(Method::GET, "robot/metrics", &[], None::<&()>)
+            .await
+    }
+
+    /// `GET /robot/webhooks`.
+    pub async fn webhooks(&self) -> Result<Vec<Webhook>> {
+        self.call(Method::GET, "robot/webhooks", &[], None::<&()>)
+            .await
+    }
+
+    /// `POST /robot/webhooks`: an `eco` webhook; the existing one if the URL is known.
+    pub async fn add_webhook(&self, url: &str) -> Result<Webhook> {
+        let body = WebhookCreate {
+            kind: "eco".to_owned(),
+            url: url.to_owned(),
+        };
+        self.call(Method::POST, "robot/webhooks", &[], Some(&body))
+            .await
+    }
+
+    /// `DELETE /robot/webhooks/{id}`.
+    pub async fn delete_webhook(&self, id: &str) -> Result<()> {
+        self.call_empty(Method::DELETE, &format!("robot/webhooks/{}", seg(id)), None)
+            .await
+    }
+
+    /// `GET /metrics`: Prometheus text.
+    pub async fn prometheus_metrics(&self) -> Result<String> {
+        let (_, bytes) = self
+            .send(Method::GET, "metrics", &[], None, REQUEST_TIMEOUT)
+            .await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    // --- templates and blueprints ---
+
+    /// `GET /templates`.
+    pub async fn templates(&self) -> Result<Vec<Template>> {
+        self.call(Method::GET, "templates", &[], None::<&()>).await
+    }
+
+    /// `POST /templates`: clones a template repository.
+    pub async fn add_template_repo(&self, repo: &TemplateRepository) -> Result<Vec<Template>> {
+        self.call(Method::POST, "templates", &[], Some(repo)).await
+    }
+
+    /// `PUT /templates`: checks out another ref of a template repository.
+    pub async fn checkout_template_repo(&self, repo: &TemplateRepository) -> Result<()> {
+        let body = serde_json::to_value(repo).unwrap_or(Value::Null);
+        self.call_empty(Method::PUT, "templates", Some(body)).await
+    }
+
+    /// `POST /blueprints`.
+    pub async fn execute_blueprint(&self, content: Value) -> Result<BlueprintResult> {
+        self.call(
+            Method::POST,
+            "blueprints",
+            &[],
+            Some(&Blueprint { content }),
+        )
+        .await
+    }
+
+    // --- services ---
+
+    /// `GET /services`: the services the caller may see that match `filter`.
+    pub async fn services(&self, filter: &ServiceFilter) -> Result<Vec<Service>> {
+        self.call(Method::GET, "services", &filter.pairs(), None::<&()>)
+            .await
+    }
+
+    /// `POST /services`. Keep the returned `secret`: it is shown only once.
+    pub async fn create_service(&self, req: &ServiceCreate) -> Result<ServiceCreated> {
+        self.call(Method::POST, "services", &[], Some(req)).await
+    }
+
+    /// `GET /services/{guid}`.
+    pub async fn service(&self, guid: Uuid) -> Result<Service> {
+        self.call(Method::GET, &format!("services/{guid}"), &[], None::<&()>)
+            .await
+    }
+
+    /// `DELETE /services/{guid}`.
+    pub async fn delete_service(&self, guid: Uuid) -> Result<()> {
+        self.call_empty(Method::DELETE, &format!("services/{guid}"), None)
+            .await
+    }
+
+    /// `GET /services/{guid}/actions`.
+    pub async fn actions(&self, guid: Uuid) -> Result<Vec<Action>> {
+        self.call(
+            Method::GET,
+            &format!("services/{guid}/actions"),
+            &[],
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `GET /services/{guid}/logs`.
+    pub async fn logs(&self, guid: Uuid) -> Result<Logs> {
+        self.call(
+            Method::GET,
+            &format!("services/{guid}/logs"),
+            &[],
+            None::<&()>,
+        )
+        .await
+    }
+
+    // --- task lists ---
+
+    /// `GET /services/{guid}/task_list`: waiting and running tasks; finished too with `all`.
+    pub async fn tasks(&self, guid: Uuid, all: bool) -> Result<Vec<Task>> {
+        let query: &[(&str, &str)] = if all { &[("all", "true")] } else { &[] };
+        self.call(
+            Method::GET,
+            &format!("services/{guid}/task_list"),
+            query,
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `POST /services/{guid}/task_list`: returns once the task is durable.
+    pub async fn schedule(&self, guid: Uuid, action: &str, args: Value) -> Result<Task> {
+        let body = TaskCreate {
+            action_name: action.to_owned(),
+            args,
+        };
+        self.call(
+            Method::POST,
+            &format!("services/{guid}/task_list"),
+            &[],
+            Some(&body),
+        )
+        .await
+    }
+
+    /// `GET /services/{guid}/task_list/{task}`.
+    pub async fn task(&self, guid: Uuid, task: Uuid) -> Result<Task> {
+        self.call(
+            Method::GET,
+            &format!("services/{guid}/task_list/{task}"),
+            &[],
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `GET /services/{guid}/task_list/{task}?wait=SECONDS`: answers as soon
+    /// as the task is done, or when `wait` has passed (the task is then not done).
+    pub async fn wait_task(&self, guid: Uuid, task: Uuid, wait: Duration) -> Result<Task> {
+        let secs = format!("{}", wait.as_secs_f64());
+        self.call_within(
+            Method::GET,
+            &format!("services/{guid}/task_list/{task}"),
+            &[("wait", &secs)],
+            None::<&()>,
+            wait + REQUEST_TIMEOUT,
+        )
+        .await
+    }
+
+    /// `DELETE /services/{guid}/task_list/{task}`: cancels a waiting task.
+    pub async fn cancel_task(&self, guid: Uuid, task: Uuid) -> Result<()> {
+        self.call_empty(
+            Method::DELETE,
+            &format!("services/{guid}/task_list/{task}"),
+            None,
+        )
+        .await
+    }
+}
+
+/// Percent-encodes one path segment.
+fn seg(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_join_under_a_base_path() {
+        let c = Client::new("http://127.0.0.1:6600/api", Credentials::default()).unwrap();
+        assert_eq!(
+            c.url_of("services/x/task_list", &[("all", "true")])
+                .as_str(),
+            "http://127.0.0.1:6600/api/services/x/task_list?all=true"
+        );
+        assert!(matches!(
+            Client::new("ftp://x", Credentials::default()),
+            Err(ClientError::InvalidUrl { .. })
+        ));
+    }
+
+    #[test]
+    fn credentials_become_headers() {
+        let mut c = Credentials::secrets(["a", "b"]);
+        c.user_jwt = Some("u".into());
+        let h = c.headers();
+        assert_eq!(h[SECRET_HEADER], "Bearer a b");
+        assert_eq!(h[USER_HEADER], "Bearer u");
+        assert!(h.get(ADMIN_HEADER).is_none());
+        let h = Credentials::god("g").headers();
+        assert_eq!(h[ADMIN_HEADER], "Bearer g");
+        assert_eq!(seg("a b/c"), "a%20b%2Fc");
+    }
+}

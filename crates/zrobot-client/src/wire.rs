@@ -1,0 +1,428 @@
+//! The JSON bodies of the REST API, field for field as 0-robot named them:
+//! the one definition both the server and this client use.
+//!
+//! Renaming a field here breaks 0-robot's clients: add fields, never rename.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+#[cfg(feature = "openapi")]
+use utoipa::ToSchema;
+
+/// Every error the API answers with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Error {
+    /// The HTTP status code, repeated (0-robot did so).
+    pub code: u16,
+    /// What went wrong, naming the field or value at fault.
+    pub message: String,
+}
+
+/// `GET /robot/info`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct RobotInfo {
+    pub repositories: Repositories,
+    /// Whether the robot's last writes to its storage went through.
+    pub storage_healthy: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Repositories {
+    pub config: ConfigRepository,
+    pub data: DataRepository,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ConfigRepository {
+    /// Empty when the robot has none.
+    pub url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DataRepository {
+    /// Empty when the robot has none.
+    pub url: String,
+    /// When the data was last pushed, ISO 8601.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_pushed: Option<String>,
+}
+
+/// `GET /robot/metrics`: figures of the host the robot runs on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct RobotMetrics {
+    pub cpu: CpuMetrics,
+    pub memory: MemoryMetrics,
+    pub nr_services: u64,
+}
+
+/// Share of CPU time in each mode, in percent, since the previous request
+/// for these figures (since boot for the first one).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CpuMetrics {
+    pub user: f64,
+    pub nice: f64,
+    pub system: f64,
+    pub idle: f64,
+    pub iowait: f64,
+    pub irq: f64,
+    pub softirq: f64,
+}
+
+/// Memory of the host, in bytes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct MemoryMetrics {
+    pub total: u64,
+    pub active: u64,
+    pub free: u64,
+    pub cached: u64,
+    pub swap_total: u64,
+    pub swap_free: u64,
+}
+
+/// A URL told about failed tasks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Webhook {
+    pub id: String,
+    /// Always `eco`: the webhook receives the eco of every failed task.
+    pub kind: String,
+    pub url: String,
+}
+
+/// `POST /robot/webhooks`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct WebhookCreate {
+    /// `eco` (the default, and the only kind there is).
+    #[serde(default = "eco_kind")]
+    pub kind: String,
+    /// An `http://` or `https://` URL.
+    pub url: String,
+}
+
+fn eco_kind() -> String {
+    "eco".to_owned()
+}
+
+/// What a webhook receives, as a POSTed JSON body, when a task fails.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct WebhookEco {
+    /// The guid of the service whose task failed.
+    pub service: Uuid,
+    pub service_name: String,
+    /// The template UID of the service.
+    pub template: String,
+    pub task_guid: Uuid,
+    pub action_name: String,
+    pub args: Value,
+    pub eco: Eco,
+}
+
+/// A loaded template version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Template {
+    /// `host/account/repository/name/version`.
+    pub uid: String,
+    pub host: String,
+    pub account: String,
+    pub repository: String,
+    pub name: String,
+    pub version: String,
+}
+
+/// `POST /templates` and `PUT /templates`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct TemplateRepository {
+    pub url: String,
+    /// A branch, tag or commit; the repository's default branch when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+}
+
+/// The query of `GET /services`: a service is listed when it matches every key given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+#[serde(deny_unknown_fields)]
+pub struct ServiceFilter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A full template UID, or any suffix of it (`node`, `node/1.2.0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_uid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_account: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_repo: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_version: Option<String>,
+}
+
+impl ServiceFilter {
+    /// The filter as `(key, value)` query pairs.
+    pub fn pairs(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("name", &self.name),
+            ("template_uid", &self.template_uid),
+            ("template_host", &self.template_host),
+            ("template_account", &self.template_account),
+            ("template_repo", &self.template_repo),
+            ("template_name", &self.template_name),
+            ("template_version", &self.template_version),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
+        .collect()
+    }
+}
+
+/// `POST /services`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ServiceCreate {
+    /// A template reference: any unambiguous suffix of its UID.
+    pub template: String,
+    pub name: String,
+    /// Checked against the template's schema, which fills in its defaults.
+    #[serde(default)]
+    pub data: Value,
+    /// A public service is listed to every caller.
+    #[serde(default)]
+    pub public: bool,
+}
+
+/// The state of one tag of a category of a service's state table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum TagState {
+    Ok,
+    Error,
+    Warning,
+    Skipped,
+}
+
+/// One row of a service's state table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ServiceState {
+    pub category: String,
+    pub tag: String,
+    pub state: TagState,
+}
+
+/// A service as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Service {
+    pub guid: Uuid,
+    pub name: String,
+    /// The UID of the service's template.
+    pub template: String,
+    /// The version of the service's template.
+    pub version: String,
+    pub state: Vec<ServiceState>,
+    pub public: bool,
+    /// The service's data: present only for the god token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+}
+
+/// `POST /services` answers the service and the secret that grants it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ServiceCreated {
+    #[serde(flatten)]
+    pub service: Service,
+    /// Send it as `ZrobotSecret: Bearer <secret>` to manage the service; the
+    /// robot keeps only a hash of it, so it cannot be shown again.
+    pub secret: String,
+}
+
+/// An action of a service's template.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Action {
+    pub name: String,
+    /// The JSON Schema of the action's arguments, when the template gives one.
+    pub arguments: Option<Value>,
+}
+
+/// `POST /services/{guid}/task_list`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct TaskCreate {
+    pub action_name: String,
+    #[serde(default)]
+    pub args: Value,
+}
+
+/// Where a task is in its life: `new -> running -> ok | error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    New,
+    Running,
+    Ok,
+    Error,
+}
+
+impl TaskState {
+    pub fn is_done(self) -> bool {
+        matches!(self, TaskState::Ok | TaskState::Error)
+    }
+}
+
+/// A task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Task {
+    pub guid: Uuid,
+    pub service_guid: Uuid,
+    pub service_name: String,
+    /// The template's name (`node`), as 0-robot gave it.
+    pub template_name: String,
+    /// The full template UID (an addition).
+    #[serde(default)]
+    pub template_uid: String,
+    pub action_name: String,
+    pub args: Value,
+    pub state: TaskState,
+    /// When the task was scheduled: unix seconds.
+    #[serde(deserialize_with = "whole_seconds")]
+    pub created: i64,
+    /// How long the task ran, in seconds; null until it is done.
+    pub duration: Option<f64>,
+    /// The action's return value encoded as a JSON string (as 0-robot did);
+    /// null if the task has no result.
+    pub result: Option<String>,
+    /// Why the task failed; null unless it did.
+    pub eco: Option<Eco>,
+    /// How many runs started (retries, and runs again after a restart).
+    #[serde(default)]
+    pub attempt: u32,
+}
+
+impl Task {
+    /// The result decoded from its JSON string.
+    pub fn result_value(&self) -> Option<Value> {
+        self.result
+            .as_deref()
+            .and_then(|r| serde_json::from_str(r).ok())
+    }
+}
+
+/// An error condition: why a task failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Eco {
+    /// The category (`action.error`, `action.timeout`, `task.cancelled`...).
+    pub cat: String,
+    /// How many runs failed.
+    pub count: u32,
+    pub message: String,
+    /// The message that may be shown to anyone.
+    pub message_pub: String,
+    /// Unix seconds of the first failure.
+    #[serde(deserialize_with = "whole_seconds")]
+    pub time_first: i64,
+    /// Unix seconds of the last failure.
+    #[serde(deserialize_with = "whole_seconds")]
+    pub time_last: i64,
+    pub trace: String,
+}
+
+/// `GET /services/{guid}/logs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Logs {
+    /// One line per entry: time (ISO 8601, UTC), level, message.
+    pub logs: String,
+}
+
+/// `POST /blueprints`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Blueprint {
+    /// The blueprint, its YAML read as a JSON object.
+    pub content: Value,
+}
+
+/// What a blueprint created and scheduled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct BlueprintResult {
+    pub services: Vec<ServiceCreated>,
+    pub tasks: Vec<Task>,
+}
+
+/// Accepts unix seconds written as an integer or a float.
+fn whole_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    n.as_i64()
+        .or_else(|| n.as_f64().map(|f| f as i64))
+        .ok_or_else(|| serde::de::Error::custom(format!("`{n}` is not a unix time in seconds")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn task_reads_integer_and_float_times() {
+        let t: Task = serde_json::from_value(json!({
+            "guid": "07f38c46-056b-420d-8964-6efd3f493fe5",
+            "service_guid": "10b0c69f-0f72-4e41-b146-4e10997024f8",
+            "service_name": "node1", "template_name": "node", "action_name": "start",
+            "args": {}, "state": "error", "created": 1512038654.75, "duration": 0.5,
+            "result": null,
+            "eco": {"cat": "action.error", "count": 1, "message": "m", "message_pub": "m",
+                    "time_first": 1512038655, "time_last": 1512038655.2, "trace": ""}
+        }))
+        .unwrap();
+        assert_eq!(t.created, 1512038654);
+        assert_eq!(t.eco.unwrap().time_last, 1512038655);
+        assert_eq!(t.attempt, 0);
+    }
+
+    #[test]
+    fn service_created_is_flat() {
+        let s = ServiceCreated {
+            service: Service {
+                guid: Uuid::nil(),
+                name: "n".into(),
+                template: "h/a/r/t/1.0.0".into(),
+                version: "1.0.0".into(),
+                state: vec![],
+                public: false,
+                data: None,
+            },
+            secret: "s".into(),
+        };
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["secret"], "s");
+        assert_eq!(v["name"], "n");
+        assert!(v.get("data").is_none());
+    }
+}
