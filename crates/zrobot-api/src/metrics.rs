@@ -25,6 +25,7 @@ pub struct Metrics {
     tasks_failed: IntCounterVec,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
+    http_in_flight: IntGauge,
 }
 
 impl Metrics {
@@ -73,6 +74,11 @@ impl Metrics {
             &["method", "route"],
         )
         .expect("valid metric");
+        let http_in_flight = IntGauge::new(
+            "zrobot_http_requests_in_flight",
+            "HTTP requests being answered (long polls included)",
+        )
+        .expect("valid metric");
         let registry = Registry::new();
         for c in [
             Box::new(services.clone()) as Box<dyn prometheus::core::Collector>,
@@ -81,6 +87,7 @@ impl Metrics {
             Box::new(tasks_failed.clone()),
             Box::new(http_requests.clone()),
             Box::new(http_duration.clone()),
+            Box::new(http_in_flight.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -92,6 +99,7 @@ impl Metrics {
             tasks_failed,
             http_requests,
             http_duration,
+            http_in_flight,
         }
     }
 
@@ -135,8 +143,11 @@ pub async fn track_http(State(state): State<AppState>, req: Request, next: Next)
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().as_str().to_owned();
     let start = Instant::now();
-    let resp = next.run(req).await;
     let m = &state.metrics;
+    m.http_in_flight.inc();
+    // Decremented on drop too: a client that hangs up cancels this future.
+    let _in_flight = scopeguard(&m.http_in_flight);
+    let resp = next.run(req).await;
     m.http_requests
         .with_label_values(&[method.as_str(), route.as_str(), resp.status().as_str()])
         .inc();
@@ -144,4 +155,17 @@ pub async fn track_http(State(state): State<AppState>, req: Request, next: Next)
         .with_label_values(&[method.as_str(), route.as_str()])
         .observe(start.elapsed().as_secs_f64());
     resp
+}
+
+/// Decrements the in-flight gauge when dropped.
+struct InFlight<'a>(&'a IntGauge);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+fn scopeguard(g: &IntGauge) -> InFlight<'_> {
+    InFlight(g)
 }
