@@ -836,7 +836,10 @@ async fn webhooks_are_kept_and_told_about_failed_tasks() {
     assert_eq!(hook["url"], receiver.url.as_str());
     let again = t.client.add_webhook(&receiver.url).await.unwrap();
     assert_eq!(again.id, hook["id"].as_str().unwrap());
-    assert_eq!(t.client.webhooks().await.unwrap(), std::slice::from_ref(&again));
+    assert_eq!(
+        t.client.webhooks().await.unwrap(),
+        std::slice::from_ref(&again)
+    );
     let stored = t
         .robot
         .setting("webhooks")
