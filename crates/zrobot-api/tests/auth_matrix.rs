@@ -49,6 +49,9 @@ enum Who {
     Service,
 }
 
+/// An endpoint: method, path, body, who may call it, its statuses when allowed.
+type Row = (&'static str, String, Option<String>, Who, &'static [u16]);
+
 fn allowed(who: Who, cred: Cred) -> bool {
     match (who, cred) {
         (Who::Anyone, _) => true,
@@ -116,8 +119,7 @@ async fn every_endpoint_against_every_credential() {
     let blueprint = json!({"content": {"services": []}}).to_string();
     let schedule = json!({"action_name": "echo", "args": {}}).to_string();
 
-    // (method, path, body, who, statuses when allowed)
-    let rows: Vec<(&str, String, Option<String>, Who, &[u16])> = vec![
+    let rows: Vec<Row> = vec![
         ("GET", "/robot/info".into(), None, Who::Anyone, &[200]),
         ("GET", "/robot/metrics".into(), None, Who::Anyone, &[200]),
         ("GET", "/metrics".into(), None, Who::Anyone, &[200]),
