@@ -571,3 +571,32 @@ fn write_if_changed(path: &Path, text: &str) -> std::io::Result<()> {
     }
     std::fs::write(path, text)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_come_sooner_than_the_interval_then_back_off_to_it() {
+        let interval = Duration::from_secs(60);
+        let delays: Vec<u64> = (1..=6)
+            .map(|n| retry_delay(n, interval).as_secs())
+            .collect();
+        assert_eq!(delays, [5, 10, 20, 40, 60, 60]);
+        assert_eq!(
+            retry_delay(1, Duration::from_secs(2)),
+            Duration::from_secs(2)
+        );
+        assert_eq!(retry_delay(u32::MAX, interval), interval);
+    }
+
+    #[test]
+    fn folder_names_cannot_escape() {
+        for ok in ["node", "node1", "a.b", "github.com"] {
+            assert!(plain_segment(ok), "{ok}");
+        }
+        for bad in ["", ".", "..", "a/b", ".git", "/abs"] {
+            assert!(!plain_segment(bad), "{bad}");
+        }
+    }
+}

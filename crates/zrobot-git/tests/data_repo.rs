@@ -308,3 +308,34 @@ async fn auto_push_exports_every_interval_until_shutdown() {
         .join("service.yaml")
         .is_file());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpushed_commit_under_a_remote_that_moved_is_superseded() {
+    let (robot, _src) = robot_with_node();
+    create(&robot, "a", json!({"hostname": "a"}), false).await;
+    let (remote_tmp, remote) = bare_repo();
+    let remote_str = remote.display().to_string();
+    let data_dir = tempfile::tempdir().unwrap();
+    let data_repo = DataRepo::open(&remote_str, data_dir.path()).unwrap();
+
+    // A commit made while the remote is away...
+    let moved = remote_tmp.path().join("moved.git");
+    std::fs::rename(&remote, &moved).unwrap();
+    assert!(data_repo.export_async(robot.clone()).await.is_err());
+    std::fs::rename(&moved, &remote).unwrap();
+    // ...while another writer pushes a history it does not share.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = DataRepo::open(&remote_str, other_dir.path()).unwrap();
+    let (other_robot, _src2) = robot_with_node();
+    create(&other_robot, "b", json!({"hostname": "b"}), false).await;
+    assert!(other.export_async(other_robot).await.unwrap().pushed());
+
+    // The next export is a fast-forward on top of the remote's branch.
+    let report = data_repo.export_async(robot.clone()).await.unwrap();
+    assert!(report.commit.is_some() && report.pushed(), "{report:?}");
+    assert_eq!(commit_count(&remote, "main"), 2);
+    let reader = clone_remote(&remote, "main");
+    let root = reader.path().join("c/github.com/acme/templates/node");
+    assert!(root.join("a").is_dir());
+    assert!(!root.join("b").exists());
+}
