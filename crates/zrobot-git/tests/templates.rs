@@ -4,7 +4,10 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{entries, load, robot, version_on_disk, SourceRepo};
+use serde_json::{json, Value};
 use zrobot_core::robot::NewService;
 use zrobot_core::RepoId;
 use zrobot_git::{GitError, TemplateRepoUrl, TemplateRepos};
@@ -189,8 +192,16 @@ async fn fetching_a_newer_tag_brings_a_newer_template_version() {
             .to_string(),
         "1.0.0"
     );
-    // The service stays on the version it was made with (moving it is the core's job).
+    // The service stays on the version it was made with until the robot moves it.
     assert_eq!(svc.template_uid(), "local/acme/upgrades/node/1.0.0");
+    let moved = robot.upgrade_services().await;
+    assert!(moved.failed.is_empty(), "{:?}", moved.failed);
+    assert_eq!(svc.template_uid(), "local/acme/upgrades/node/1.1.0");
+    let task = robot.schedule(&svc, "version", Value::Null).await.unwrap();
+    let record = tokio::time::timeout(Duration::from_secs(30), task.done())
+        .await
+        .expect("the action ends");
+    assert_eq!(record.result, Some(json!("1.1.0")), "{record:?}");
 
     // Following the default branch: an update brings its new commit.
     src.template("node", "1.2.0");
