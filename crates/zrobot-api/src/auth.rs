@@ -554,6 +554,44 @@ mod tests {
         assert!(e.to_string().contains("/nonexistent/key"), "{e}");
     }
 
+    /// RS256 and ES256 tokens verify against their public key in PEM.
+    #[test]
+    fn public_key_algorithms() {
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        for (alg, name) in [(Algorithm::RS256, "rs256"), (Algorithm::ES256, "es256")] {
+            let config = AuthConfig {
+                jwt_key_file: Some(fixtures.join(format!("jwt-{name}-public.pem"))),
+                admin_organization: Some("admins".into()),
+                ..Default::default()
+            };
+            let auth = Auth::new(&config).unwrap();
+            let private = std::fs::read(fixtures.join(format!("jwt-{name}-private.pem"))).unwrap();
+            let key = match alg {
+                Algorithm::RS256 => EncodingKey::from_rsa_pem(&private).unwrap(),
+                _ => EncodingKey::from_ec_pem(&private).unwrap(),
+            };
+            let claims = json!({"scope": ["user:memberof:admins"], "exp": 4_000_000_000u64});
+            let token = encode(&Header::new(alg), &claims, &key).unwrap();
+            let c = auth
+                .caller(&headers(&[(ADMIN_HEADER, format!("Bearer {token}"))]))
+                .unwrap();
+            assert!(c.admin, "{name}");
+            // An HS256 token made with the public key's bytes must not pass.
+            let forged = encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(
+                    &std::fs::read(config.jwt_key_file.as_ref().unwrap()).unwrap(),
+                ),
+            )
+            .unwrap();
+            let e = auth
+                .caller(&headers(&[(ADMIN_HEADER, format!("Bearer {forged}"))]))
+                .unwrap_err();
+            assert_eq!(e.status, StatusCode::UNAUTHORIZED, "{name}");
+        }
+    }
+
     #[test]
     fn secrets_are_hashed() {
         let s = new_secret();

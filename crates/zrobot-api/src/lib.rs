@@ -15,6 +15,7 @@
 //! - [`error`]: the one error type, rendered as `{code, message}`.
 //! - `metrics`, `webhooks`, `host`: Prometheus figures, eco webhooks, and the
 //!   host's CPU and memory for `/robot/metrics`.
+//! - `tls`: HTTPS served natively (rustls).
 //!
 //! Only this crate knows HTTP on the server side; the core never sees it.
 
@@ -24,6 +25,7 @@ mod extract;
 mod host;
 mod metrics;
 mod routes;
+mod tls;
 mod webhooks;
 pub mod wire;
 
@@ -37,6 +39,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -44,6 +47,7 @@ use zrobot_core::Robot;
 
 pub use auth::{AuthConfig, AuthConfigError};
 pub use error::ApiError;
+pub use tls::{TlsConfig, TlsError};
 
 /// How the API is served.
 #[derive(Debug, Clone)]
@@ -56,6 +60,8 @@ pub struct ApiConfig {
     /// Serve an open robot (no authentication) on addresses other than
     /// loopback. Without it, such a robot refuses to start.
     pub insecure: bool,
+    /// Serve HTTPS with this certificate and key instead of plain HTTP.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ApiConfig {
@@ -65,6 +71,7 @@ impl Default for ApiConfig {
             body_limit: 1024 * 1024,
             max_wait: Duration::from_secs(600),
             insecure: false,
+            tls: None,
         }
     }
 }
@@ -74,18 +81,29 @@ impl Default for ApiConfig {
 pub enum ConfigError {
     #[error(transparent)]
     Auth(#[from] AuthConfigError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("the robot has no authentication and would listen on {0}, which is not loopback: listen on 127.0.0.1, configure --jwt-key with an organization, or pass --insecure")]
     OpenOnNetwork(SocketAddr),
 }
 
 impl ApiConfig {
-    /// Checks the configuration for serving on `addr`, reading the JWT key file.
-    pub fn check(&self, addr: SocketAddr) -> Result<auth::Auth, ConfigError> {
+    /// Checks the configuration for serving on `addr`, reading the JWT key
+    /// and TLS files.
+    pub fn check(&self, addr: SocketAddr) -> Result<(), ConfigError> {
+        self.prepare(addr).map(|_| ())
+    }
+
+    fn prepare(
+        &self,
+        addr: SocketAddr,
+    ) -> Result<(auth::Auth, Option<tokio_rustls::TlsAcceptor>), ConfigError> {
         let auth = auth::Auth::new(&self.auth)?;
         if self.auth.is_open() && !self.insecure && !addr.ip().is_loopback() {
             return Err(ConfigError::OpenOnNetwork(addr));
         }
-        Ok(auth)
+        let tls = self.tls.as_ref().map(tls::acceptor).transpose()?;
+        Ok((auth, tls))
     }
 }
 
@@ -126,8 +144,8 @@ pub async fn serve(
     config: ApiConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let auth = config
-        .check(listener.local_addr()?)
+    let (auth, tls) = config
+        .prepare(listener.local_addr()?)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let metrics = metrics::Metrics::new();
     robot.add_observer(Arc::new(metrics.clone()));
@@ -149,12 +167,27 @@ pub async fn serve(
         let _ = stopped.wait_for(|s| *s).await;
     }));
     let stop = stop_tx.clone();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            stop.send_replace(true);
-        })
-        .await;
+    let shutdown = async move {
+        shutdown.await;
+        stop.send_replace(true);
+    };
+    let served = match tls {
+        Some(acceptor) => {
+            let listener = tls::TlsListener::new(listener, acceptor)?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            // Small answers must not wait on Nagle's algorithm.
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    };
     stop_tx.send_replace(true);
     if let Err(e) = deliveries.await {
         tracing::error!(error = %e, "the webhook delivery task failed");

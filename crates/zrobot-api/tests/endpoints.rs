@@ -971,3 +971,53 @@ async fn secrets_from_the_client_grant_their_service() {
     assert!(message.contains("ZrobotSecret"), "{message}");
     owner.delete_service(guid).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_natively() {
+    let t = TestRobot::start_with(Auth::Jwt, |c| {
+        c.tls = Some(zrobot_api::TlsConfig {
+            cert_file: fixture_path("tls-cert.pem"),
+            key_file: fixture_path("tls-key.pem"),
+        })
+    })
+    .await;
+    assert!(t.url.starts_with("https://"));
+    assert!(t.client.robot_info().await.unwrap().storage_healthy);
+    let created = t.admin().create_service(&node("n")).await.unwrap();
+    assert_eq!(
+        t.god().service(created.service.guid).await.unwrap().name,
+        "n"
+    );
+    // Plain HTTP on the HTTPS port gets no answer.
+    let plain = reqwest::Client::new()
+        .get(format!("http://{}/robot/info", t.addr))
+        .send()
+        .await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+    // A client that does not trust the certificate refuses the robot.
+    let untrusting = zrobot_client::Client::new(&t.url, Credentials::default()).unwrap();
+    assert!(untrusting
+        .robot_info()
+        .await
+        .unwrap_err()
+        .status()
+        .is_none());
+
+    // Unusable TLS files stop the robot before it serves, naming the file.
+    let robot = t.robot.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let config = zrobot_api::ApiConfig {
+        tls: Some(zrobot_api::TlsConfig {
+            cert_file: fixture_path("missing-cert.pem"),
+            key_file: fixture_path("tls-key.pem"),
+        }),
+        ..Default::default()
+    };
+    let err = zrobot_api::serve(listener, robot, config, async {})
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("missing-cert.pem") && err.to_string().contains("--tls-cert"),
+        "{err}"
+    );
+}

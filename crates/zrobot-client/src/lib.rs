@@ -174,29 +174,47 @@ pub struct Client {
 impl Client {
     /// A client of the robot at `url` (`http://host:port` or `https://...`).
     pub fn new(url: &str, credentials: Credentials) -> Result<Client> {
+        Client::build(url, credentials, None)
+    }
+
+    /// A client that also trusts the certificates of `pem_bundle`: for a
+    /// robot serving HTTPS with a self-signed or private CA's certificate.
+    pub fn with_root_certificates(
+        url: &str,
+        credentials: Credentials,
+        pem_bundle: &[u8],
+    ) -> Result<Client> {
+        Client::build(url, credentials, Some(pem_bundle))
+    }
+
+    fn build(url: &str, credentials: Credentials, roots: Option<&[u8]>) -> Result<Client> {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut base = Url::parse(url).map_err(|e| ClientError::InvalidUrl {
+        let invalid = |reason: String| ClientError::InvalidUrl {
             url: url.to_owned(),
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        let mut base = Url::parse(url).map_err(|e| invalid(e.to_string()))?;
         if !matches!(base.scheme(), "http" | "https") {
-            return Err(ClientError::InvalidUrl {
-                url: url.to_owned(),
-                reason: format!("scheme `{}` is neither http nor https", base.scheme()),
-            });
+            return Err(invalid(format!(
+                "scheme `{}` is neither http nor https",
+                base.scheme()
+            )));
         }
         if !base.path().ends_with('/') {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_idle_timeout(Duration::from_secs(90));
+        if let Some(pem) = roots {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| invalid(format!("the root certificates do not parse as PEM: {e}")))?;
+            builder = builder.tls_certs_merge(certs);
+        }
+        let http = builder
             .build()
-            .map_err(|e| ClientError::InvalidUrl {
-                url: url.to_owned(),
-                reason: format!("cannot build an HTTP client: {e}"),
-            })?;
+            .map_err(|e| invalid(format!("cannot build an HTTP client: {e}")))?;
         Ok(Client {
             http,
             base,

@@ -127,20 +127,32 @@ impl TestRobot {
             ..ApiConfig::default()
         };
         tune(&mut config);
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(zrobot_api::serve(listener, robot.clone(), config, async {
             let _ = stopped.await;
         }));
-        let url = format!("http://{addr}");
-        let client = Client::new(&url, Credentials::default()).unwrap();
+        let url = format!("{scheme}://{addr}");
+        let client =
+            Client::with_root_certificates(&url, Credentials::default(), &fixture("tls-cert.pem"))
+                .unwrap();
         TestRobot {
             robot,
             addr,
             url,
             client,
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder()
+                .tls_certs_merge(
+                    reqwest::Certificate::from_pem_bundle(&fixture("tls-cert.pem")).unwrap(),
+                )
+                .build()
+                .unwrap(),
             stop: Some(stop),
             server: Some(server),
             _repo: repo,
@@ -211,6 +223,17 @@ impl Drop for TestRobot {
             let _ = stop.send(());
         }
     }
+}
+
+/// A file of `tests/fixtures`.
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(fixture_path(name)).unwrap()
+}
+
+pub fn fixture_path(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn now() -> i64 {
