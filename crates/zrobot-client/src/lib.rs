@@ -29,6 +29,8 @@ pub const SECRET_HEADER: &str = "ZrobotSecret";
 
 /// How long a request may take, beyond the wait it asks for.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// The longest single long poll: shorter than the idle timeouts of most proxies.
+const LONG_POLL: Duration = Duration::from_secs(30);
 
 /// Why a request failed. Each names the URL it was sent to.
 #[derive(Debug, thiserror::Error)]
@@ -513,6 +515,19 @@ impl Client {
             wait + REQUEST_TIMEOUT,
         )
         .await
+    }
+
+    /// Follows a task with long polls until it is done or `limit` has
+    /// passed; returns the task as last seen (not done if `limit` passed first).
+    pub async fn wait_done(&self, guid: Uuid, task: Uuid, limit: Duration) -> Result<Task> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let seen = self.wait_task(guid, task, left.min(LONG_POLL)).await?;
+            if seen.state.is_done() || left.is_zero() {
+                return Ok(seen);
+            }
+        }
     }
 
     /// `DELETE /services/{guid}/task_list/{task}`: cancels a waiting task.
