@@ -211,15 +211,32 @@ async fn create_get_list_and_delete_services() {
         "{body}"
     );
     let (status, _, body) = t
-        .raw(
-            "POST",
-            "/services",
-            &[],
-            Some(br#"{"template": "node"}"#.to_vec()),
-        )
+        .raw("POST", "/services", &[], Some(br#"{"name": "x"}"#.to_vec()))
         .await;
     assert_eq!(status, 400);
-    assert!(body["message"].as_str().unwrap().contains("name"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("template"),
+        "{body}"
+    );
+    // No name (0-robot allowed it): the robot makes one up.
+    for body in [
+        json!({"template": "node", "data": {"hostname": "h"}}),
+        json!({"template": "node", "name": null, "data": {"hostname": "h"}}),
+    ] {
+        let (status, _, made) = t
+            .raw(
+                "POST",
+                "/services",
+                &[],
+                Some(body.to_string().into_bytes()),
+            )
+            .await;
+        assert_eq!(status, 201, "{made}");
+        let name = made["name"].as_str().unwrap();
+        Uuid::parse_str(name).unwrap();
+        let guid = Uuid::parse_str(made["guid"].as_str().unwrap()).unwrap();
+        t.client.delete_service(guid).await.unwrap();
+    }
     let (status, _, body) = t
         .raw(
             "POST",

@@ -200,6 +200,9 @@ impl ServiceFilter {
 pub struct ServiceCreate {
     /// A template reference: any unambiguous suffix of its UID.
     pub template: String,
+    /// Unique in the robot. Empty (or absent, or null, as 0-robot allowed):
+    /// the robot makes one up, a UUID.
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub name: String,
     /// Checked against the template's schema, which fills in its defaults.
     #[serde(default)]
@@ -374,6 +377,10 @@ pub struct Blueprint {
 pub struct BlueprintResult {
     pub services: Vec<ServiceCreated>,
     pub tasks: Vec<Task>,
+}
+
+fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
 }
 
 /// Accepts unix seconds written as an integer or a float.

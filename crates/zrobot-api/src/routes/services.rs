@@ -64,7 +64,12 @@ pub async fn create(
         .robot
         .create_service(NewService {
             template: req.template,
-            name: req.name,
+            // 0-robot named an unnamed service after an id; so do we.
+            name: if req.name.is_empty() {
+                uuid::Uuid::new_v4().to_string()
+            } else {
+                req.name
+            },
             data: req.data,
             public: req.public,
             secrets: vec![auth::hash_secret(&secret)],
