@@ -626,7 +626,7 @@ async fn long_poll_answers_when_the_task_ends_and_cancel_rules() {
         .guid;
     let slow = t
         .client
-        .schedule(guid, "slow", json!({"secs": 0.5}))
+        .schedule(guid, "slow", json!({"secs": 3}))
         .await
         .unwrap();
     let queued = t
