@@ -1,0 +1,31 @@
+//! Internal failures, and how they become the [`StoreError`] a user reads: every
+//! message names the database file and what was being done.
+
+use std::fmt::Display;
+
+use zrobot_core::store::StoreError;
+
+/// Why one database step failed, before it is given its context.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Failure {
+    #[error(transparent)]
+    Sql(#[from] rusqlite::Error),
+    /// A row that this code did not write, or that was damaged.
+    #[error("{what} of {owner} is invalid ({detail}); the database may have been edited by hand or damaged")]
+    Corrupt {
+        what: &'static str,
+        owner: String,
+        detail: String,
+    },
+}
+
+/// `database <db>: <doing> failed: <cause>`.
+pub(crate) fn store_error(db: &str, doing: &str, cause: impl Display) -> StoreError {
+    StoreError(format!("database {db}: {doing} failed: {cause}"))
+}
+
+impl From<rusqlite::types::FromSqlError> for Failure {
+    fn from(e: rusqlite::types::FromSqlError) -> Failure {
+        Failure::Sql(e.into())
+    }
+}

@@ -1,0 +1,169 @@
+//! The read queries, and the pool of read connections they run on. Reads are
+//! blocking calls: the store runs them on tokio's blocking threads (or, for an
+//! in-memory database, on the writer thread), never on an async thread.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use uuid::Uuid;
+use zrobot_core::store::{Loaded, Retention};
+use zrobot_core::task::TaskRecord;
+
+use crate::codec::{service_from_row, task_from_row, SERVICE_COLUMNS, TASK_COLUMNS};
+use crate::error::Failure;
+
+/// Every service, the waiting and running tasks in queue order, and the settings.
+pub(crate) fn load(conn: &mut Connection) -> Result<Loaded, Failure> {
+    // One read transaction, so that services and tasks are of the same moment.
+    let tx = conn.transaction()?;
+    let services = {
+        let mut st = tx.prepare_cached(&format!("SELECT {SERVICE_COLUMNS} FROM services"))?;
+        let mut rows = st.query([])?;
+        let mut services = Vec::new();
+        while let Some(row) = rows.next()? {
+            services.push(service_from_row(row)?);
+        }
+        services
+    };
+    let mut waiting = {
+        let mut st = tx.prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM waiting_tasks"))?;
+        let mut rows = st.query([])?;
+        let mut waiting = Vec::new();
+        while let Some(row) = rows.next()? {
+            waiting.push(task_from_row(row, 0)?);
+        }
+        waiting
+    };
+    let settings = {
+        let mut st = tx.prepare_cached("SELECT key, value FROM settings")?;
+        let mut rows = st.query([])?;
+        let mut settings = BTreeMap::new();
+        while let Some(row) = rows.next()? {
+            let key: String = row.get(0)?;
+            let value =
+                serde_json::from_str(row.get_ref(1)?.as_str()?).map_err(|e| Failure::Corrupt {
+                    what: "the value",
+                    owner: format!("setting `{key}`"),
+                    detail: e.to_string(),
+                })?;
+            settings.insert(key, value);
+        }
+        settings
+    };
+    tx.finish()?;
+    // Sorted here rather than by SQLite: the queue table is keyed by guid.
+    waiting.sort_by_key(|t| t.seq);
+    Ok(Loaded {
+        services,
+        waiting,
+        settings,
+    })
+}
+
+/// Where finished tasks are, newest first: a task being moved may be in a
+/// recent table and the history at once, with the same id.
+const FINISHED_TABLES: [&str; 3] = ["recent_tasks_a", "recent_tasks_b", "finished_tasks"];
+
+/// One task of `service`, wherever it is.
+pub(crate) fn task(
+    conn: &Connection,
+    service: Uuid,
+    guid: Uuid,
+) -> Result<Option<TaskRecord>, Failure> {
+    for table in std::iter::once("waiting_tasks").chain(FINISHED_TABLES) {
+        let mut st = conn.prepare_cached(&format!(
+            "SELECT {TASK_COLUMNS} FROM {table} WHERE service_guid = ?1 AND guid = ?2 LIMIT 1"
+        ))?;
+        let found = st
+            .query_row(params![service.as_bytes(), guid.as_bytes()], |row| {
+                Ok(task_from_row(row, 0))
+            })
+            .optional()?;
+        if let Some(task) = found {
+            return task.map(Some);
+        }
+    }
+    Ok(None)
+}
+
+/// The newest `limit` finished tasks of `service` that retention keeps,
+/// oldest first. Retention is applied here, so that what is shown never
+/// depends on how far the background work has got.
+pub(crate) fn finished_tasks(
+    conn: &Connection,
+    service: Uuid,
+    limit: usize,
+    retention: Retention,
+) -> Result<Vec<TaskRecord>, Failure> {
+    let kept = retention.max_tasks.min(limit);
+    let cutoff = zrobot_core::time::now() - retention.max_age_secs;
+    let mut found: Vec<(i64, TaskRecord)> = Vec::new();
+    for table in FINISHED_TABLES {
+        let mut st = conn.prepare_cached(&format!(
+            "SELECT id, {TASK_COLUMNS} FROM {table} WHERE service_guid = ?1 ORDER BY id DESC LIMIT ?2"
+        ))?;
+        let mut rows = st.query(params![
+            service.as_bytes(),
+            i64::try_from(kept).unwrap_or(i64::MAX)
+        ])?;
+        while let Some(row) = rows.next()? {
+            found.push((row.get(0)?, task_from_row(row, 1)?));
+        }
+    }
+    found.sort_unstable_by_key(|(id, _)| std::cmp::Reverse(*id));
+    found.dedup_by_key(|(id, _)| *id);
+    // Count first, then age: the newest `max_tasks`, less those too old.
+    found.truncate(retention.max_tasks);
+    found.retain(|(_, t)| t.created >= cutoff);
+    found.truncate(limit);
+    Ok(found.into_iter().rev().map(|(_, t)| t).collect())
+}
+
+/// Idle read connections beyond this many are closed.
+const MAX_IDLE_READERS: usize = 4;
+
+/// Read connections to a database file, opened as needed and reused.
+pub(crate) struct ReaderPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReaderPool {
+    pub fn new(path: PathBuf) -> ReaderPool {
+        ReaderPool {
+            path,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs `f` on an idle connection, or a new one.
+    pub fn run<T>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Connection) -> Result<T, Failure>,
+    ) -> Result<T, Failure> {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut conn = match idle {
+            Some(conn) => conn,
+            None => self.connect()?,
+        };
+        let result = f(&mut conn);
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+        result
+    }
+
+    fn connect(&self) -> Result<Connection, Failure> {
+        let conn = Connection::open(&self.path)?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        // A reader can never write by mistake.
+        conn.pragma_update(None, "query_only", true)?;
+        conn.pragma_update(None, "cache_size", -16_384)?;
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        Ok(conn)
+    }
+}

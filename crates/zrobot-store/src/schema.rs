@@ -1,0 +1,169 @@
+//! The schema and its migrations. `PRAGMA user_version` holds how many
+//! migrations a database has had; opening applies the missing ones and refuses
+//! a database made by a newer zrobot, rather than guess at its meaning.
+
+use rusqlite::{Connection, TransactionBehavior};
+use zrobot_core::store::StoreError;
+
+use crate::error::store_error;
+
+/// Every migration in order; a database at version `n` has had the first `n`.
+/// Never edit one that has shipped: add another.
+const MIGRATIONS: &[&str] = &[
+    // What a commit touches must stay small, because every page a
+    // transaction changes is written again to the WAL: a big index keyed by
+    // task guid, or one ordered by service, would change about one page per
+    // task. So the queue is a small table, and a finished task is appended to
+    // a small "recent" table first (two of them, taking turns); the writer
+    // later moves a recent table into the history a service at a time, where
+    // each service's tasks sit together in finishing order (`id`), and then
+    // empties it. Reads look at all three.
+    "
+    CREATE TABLE services (
+        guid BLOB PRIMARY KEY NOT NULL,
+        name TEXT NOT NULL,
+        template_uid TEXT NOT NULL,
+        public INTEGER NOT NULL,
+        secrets TEXT NOT NULL,
+        data TEXT NOT NULL,
+        state TEXT NOT NULL,
+        created REAL NOT NULL
+    );
+
+    CREATE TABLE waiting_tasks (
+        guid BLOB PRIMARY KEY NOT NULL,
+        service_guid BLOB NOT NULL,
+        service_name TEXT NOT NULL,
+        template_uid TEXT NOT NULL,
+        action_name TEXT NOT NULL,
+        args TEXT NOT NULL,
+        priority TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        created REAL NOT NULL,
+        started REAL,
+        duration REAL,
+        result TEXT,
+        eco TEXT
+    ) WITHOUT ROWID;
+
+    CREATE TABLE recent_tasks_a (
+        id INTEGER PRIMARY KEY NOT NULL,
+        guid BLOB NOT NULL,
+        service_guid BLOB NOT NULL,
+        service_name TEXT NOT NULL,
+        template_uid TEXT NOT NULL,
+        action_name TEXT NOT NULL,
+        args TEXT NOT NULL,
+        priority TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        created REAL NOT NULL,
+        started REAL,
+        duration REAL,
+        result TEXT,
+        eco TEXT
+    );
+    CREATE INDEX recent_tasks_a_by_service ON recent_tasks_a (service_guid);
+
+    CREATE TABLE recent_tasks_b (
+        id INTEGER PRIMARY KEY NOT NULL,
+        guid BLOB NOT NULL,
+        service_guid BLOB NOT NULL,
+        service_name TEXT NOT NULL,
+        template_uid TEXT NOT NULL,
+        action_name TEXT NOT NULL,
+        args TEXT NOT NULL,
+        priority TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        created REAL NOT NULL,
+        started REAL,
+        duration REAL,
+        result TEXT,
+        eco TEXT
+    );
+    CREATE INDEX recent_tasks_b_by_service ON recent_tasks_b (service_guid);
+
+    CREATE TABLE finished_tasks (
+        service_guid BLOB NOT NULL,
+        id INTEGER NOT NULL,
+        guid BLOB NOT NULL,
+        created REAL NOT NULL,
+        service_name TEXT NOT NULL,
+        template_uid TEXT NOT NULL,
+        action_name TEXT NOT NULL,
+        args TEXT NOT NULL,
+        priority TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        started REAL,
+        duration REAL,
+        result TEXT,
+        eco TEXT,
+        PRIMARY KEY (service_guid, id)
+    ) WITHOUT ROWID;
+
+    -- Counters of the store itself: `finished_id`, the highest id a
+    -- finished task was given once the recent tables are empty.
+    CREATE TABLE store_meta (
+        key TEXT PRIMARY KEY NOT NULL,
+        value INTEGER NOT NULL
+    );
+
+    CREATE TABLE webhooks (
+        id TEXT PRIMARY KEY NOT NULL,
+        kind TEXT NOT NULL,
+        url TEXT NOT NULL
+    );
+
+    CREATE TABLE template_repos (
+        url TEXT PRIMARY KEY NOT NULL,
+        branch TEXT NOT NULL,
+        added REAL NOT NULL
+    );
+
+    CREATE TABLE settings (
+        key TEXT PRIMARY KEY NOT NULL,
+        value TEXT NOT NULL
+    );
+    ",
+];
+
+/// The schema version this code writes.
+pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the database at `conn` up to [`VERSION`].
+pub(crate) fn migrate(conn: &mut Connection, db: &str) -> Result<(), StoreError> {
+    let fail = |e: rusqlite::Error| store_error(db, "preparing the schema", e);
+    // Immediate, so that two processes opening a new database do not both migrate it.
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(fail)?;
+    let found: i64 = tx
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(fail)?;
+    if found > VERSION {
+        return Err(StoreError(format!(
+            "database {db} has schema version {found}, but this zrobot knows versions up to {VERSION}: \
+             it was written by a newer zrobot; run that version, or use another data directory"
+        )));
+    }
+    if found == VERSION {
+        return Ok(());
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tx.execute_batch(sql).map_err(|e| {
+            store_error(db, &format!("migrating the schema to version {}", i + 1), e)
+        })?;
+    }
+    tx.pragma_update(None, "user_version", VERSION)
+        .map_err(fail)?;
+    tx.commit().map_err(fail)?;
+    tracing::info!(db, from = found, to = VERSION, "database schema migrated");
+    Ok(())
+}

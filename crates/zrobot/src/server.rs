@@ -1,0 +1,260 @@
+//! `zrobot server start`: opens the data directory and its database, loads
+//! template repositories, brings services back, and serves the API until
+//! SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use zrobot_api::{ApiConfig, AuthConfig, TlsConfig};
+use zrobot_core::store::Retention;
+use zrobot_core::{Robot, RobotConfig};
+use zrobot_git::{TemplateRepoUrl, TemplateRepos};
+use zrobot_lua::{LuaConfig, LuaEngine};
+use zrobot_store::SqliteStore;
+
+use crate::paths;
+
+/// `zrobot server start` flags.
+#[derive(Args, Debug, Clone)]
+pub struct StartArgs {
+    /// Address to listen on.
+    #[arg(
+        short = 'L',
+        long,
+        default_value = "127.0.0.1:6600",
+        value_name = "HOST:PORT"
+    )]
+    pub listen: String,
+    /// The robot's data directory: database, template clones, god token.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A template repository to clone (or update) and load at start; repeatable.
+    #[arg(short = 'T', long = "template-repo", value_name = "URL[#ref]")]
+    pub template_repos: Vec<String>,
+    /// Export every service to this git repository and push it regularly.
+    #[arg(long, value_name = "URL")]
+    pub data_repo: Option<String>,
+    /// Minutes between pushes of the data repository.
+    #[arg(long, default_value_t = 10, value_name = "MIN")]
+    pub auto_push_interval: u64,
+    /// Members of this organization (JWT scope `user:memberof:<org>`) are admins.
+    #[arg(long, value_name = "ORG")]
+    pub admin_organization: Option<String>,
+    /// Members of this organization are users.
+    #[arg(long, value_name = "ORG")]
+    pub user_organization: Option<String>,
+    /// The key JWTs are verified with: an HS256 secret, or an RS256/ES256 public key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub jwt_key: Option<PathBuf>,
+    /// Serve HTTPS with this certificate (PEM)...
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// ...and this private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Development switch: accept the god token (see `zrobot godtoken get`), which grants everything.
+    #[arg(long)]
+    pub god: bool,
+    /// Allow an open robot (no authentication) to listen on a non-loopback address.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Refuse `robot.exec` in templates.
+    #[arg(long)]
+    pub no_exec: bool,
+    /// Finished tasks kept per service.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub history_max_tasks: usize,
+    /// Days finished tasks are kept.
+    #[arg(long, default_value_t = 7.0, value_name = "DAYS")]
+    pub history_max_days: f64,
+}
+
+pub async fn start(args: StartArgs) -> Result<()> {
+    let addr: SocketAddr = args.listen.parse().with_context(|| {
+        format!(
+            "--listen `{}` is not HOST:PORT with an IP address, e.g. 127.0.0.1:6600",
+            args.listen
+        )
+    })?;
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(paths::default_data_dir);
+    paths::ensure_private_dir(&data_dir)?;
+    if !(args.history_max_days.is_finite() && args.history_max_days > 0.0) {
+        bail!("--history-max-days must be a positive number of days");
+    }
+    let api_config = ApiConfig {
+        auth: AuthConfig {
+            jwt_key_file: args.jwt_key.clone(),
+            admin_organization: args.admin_organization.clone(),
+            user_organization: args.user_organization.clone(),
+            god_token: if args.god {
+                Some(paths::god_token(&data_dir)?)
+            } else {
+                None
+            },
+        },
+        insecure: args.insecure,
+        tls: match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsConfig {
+                cert_file: cert.clone(),
+                key_file: key.clone(),
+            }),
+            _ => None,
+        },
+        ..Default::default()
+    };
+    // Refuse a bad configuration before touching anything.
+    api_config.check(addr)?;
+
+    let retention = Retention {
+        max_tasks: args.history_max_tasks,
+        max_age_secs: args.history_max_days * 24.0 * 3600.0,
+    };
+    let db = data_dir.join("zrobot.db");
+    let store = SqliteStore::open(&db, retention).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let engine = LuaEngine::new(LuaConfig {
+        allow_exec: !args.no_exec,
+        ..Default::default()
+    });
+    let robot = Robot::new(RobotConfig::default(), Arc::new(engine), Arc::new(store));
+
+    let repos = TemplateRepos::new(&data_dir);
+    let mut urls = Vec::new();
+    for raw in &args.template_repos {
+        urls.push(
+            TemplateRepoUrl::parse(raw).map_err(|e| anyhow::anyhow!("--template-repo: {e}"))?,
+        );
+    }
+    for url in urls {
+        load_template_repo(&robot, &repos, url).await;
+    }
+    let report = robot
+        .restore()
+        .await
+        .context("cannot bring the services back from the database")?;
+    tracing::info!(
+        services = report.services,
+        waiting_tasks = report.waiting_tasks,
+        "services restored from {}",
+        db.display()
+    );
+    for (name, stored, used) in &report.fallbacks {
+        tracing::warn!("service {name}: template {stored} is not loaded; running on {used}");
+    }
+    for (name, uid) in &report.missing {
+        tracing::warn!("service {name}: template {uid} is not loaded; the service waits for it");
+    }
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if let Some(url) = &args.data_repo {
+        let repo = zrobot_git::DataRepo::open(url, &data_dir)
+            .map_err(|e| anyhow::anyhow!("--data-repo: {e}"))?;
+        let mut rx = stop_rx.clone();
+        repo.spawn_auto_push(
+            robot.clone(),
+            Duration::from_secs(args.auto_push_interval.max(1) * 60),
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            },
+        );
+    }
+
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    let scheme = if api_config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    // Scripts and tests read this line to learn the port.
+    println!("zrobot listening on {scheme}://{local}");
+    let mut rx = stop_rx.clone();
+    let shutdown = async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("stopping");
+        let _ = stop_tx.send(true);
+    });
+    zrobot_api::serve(listener, robot, api_config, shutdown)
+        .await
+        .context("the API stopped")?;
+    Ok(())
+}
+
+/// Clones or updates one template repository and loads it; when the remote
+/// cannot be reached, loads what is on disk and keeps trying in the background.
+async fn load_template_repo(robot: &Robot, repos: &TemplateRepos, url: TemplateRepoUrl) {
+    match repos.clone_or_update_async(url.clone()).await {
+        Ok(checkout) => {
+            let load = robot.load_repository(&checkout.path, &checkout.repo_id);
+            report_load(&url, &load);
+        }
+        Err(e) => {
+            tracing::error!("template repository {url}: {e}");
+            if let Some(checkout) = repos.current(&url) {
+                tracing::warn!(
+                    "template repository {url}: loading the clone on disk ({})",
+                    checkout.commit
+                );
+                let load = robot.load_repository(&checkout.path, &checkout.repo_id);
+                report_load(&url, &load);
+            }
+            let robot = robot.clone();
+            let repos = repos.clone();
+            tokio::spawn(async move {
+                let mut pause = Duration::from_secs(10);
+                loop {
+                    tokio::time::sleep(pause).await;
+                    match repos.clone_or_update_async(url.clone()).await {
+                        Ok(checkout) => {
+                            let load = robot.load_repository(&checkout.path, &checkout.repo_id);
+                            report_load(&url, &load);
+                            robot.upgrade_services().await;
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!(
+                                "template repository {url}: still failing, retrying in {}s: {e}",
+                                (pause * 2).min(Duration::from_secs(300)).as_secs()
+                            );
+                            pause = (pause * 2).min(Duration::from_secs(300));
+                        }
+                    }
+                }
+            });
+        }
+    }
+}
+
+fn report_load(url: &TemplateRepoUrl, load: &zrobot_core::template::RepoLoad) {
+    for t in &load.templates {
+        tracing::info!("template {} loaded", t.uid);
+    }
+    for e in &load.errors {
+        tracing::error!("template repository {url}: {e}");
+    }
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

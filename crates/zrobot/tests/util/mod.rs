@@ -1,0 +1,133 @@
+//! Shared harness of the binary's tests: template repositories made with git
+//! in a temp dir, and real robot processes started, killed and restarted.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use zrobot_client::{Client, Credentials};
+
+pub fn zrobot_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_zrobot")
+}
+
+/// A git repository of templates: `files` are `(path, text)` pairs.
+pub fn template_repo(dir: &Path, files: &[(&str, &str)]) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    for (p, t) in files {
+        let path = dir.join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, t).unwrap();
+    }
+    let repo = git2::Repository::init(dir).unwrap();
+    let mut index = repo.index().unwrap();
+    index
+        .add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None)
+        .unwrap();
+    index.write().unwrap();
+    let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+    let sig = git2::Signature::now("test", "test@example.com").unwrap();
+    repo.commit(Some("HEAD"), &sig, &sig, "templates", &tree, &[])
+        .unwrap();
+    dir.to_path_buf()
+}
+
+/// A robot process.
+pub struct RobotProcess {
+    pub child: Child,
+    pub url: String,
+    pub data_dir: PathBuf,
+    pub args: Vec<String>,
+}
+
+impl RobotProcess {
+    /// Starts `zrobot server start --data-dir DIR -L 127.0.0.1:0 ARGS...` and
+    /// waits for the line that gives its address.
+    pub fn start(data_dir: &Path, args: &[&str]) -> RobotProcess {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        Self::spawn(data_dir, args, "127.0.0.1:0")
+    }
+
+    fn spawn(data_dir: &Path, args: Vec<String>, listen: &str) -> RobotProcess {
+        let mut child = Command::new(zrobot_bin())
+            .args(["server", "start", "-L", listen, "--data-dir"])
+            .arg(data_dir)
+            .args(&args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            // Keep draining so the robot never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the robot did not say where it listens within 60s");
+        let url = line
+            .strip_prefix("zrobot listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+            .to_owned();
+        RobotProcess {
+            child,
+            url,
+            data_dir: data_dir.to_path_buf(),
+            args,
+        }
+    }
+
+    /// Kills the robot for real (SIGKILL).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same data directory and port.
+    pub fn restart(&mut self) {
+        self.kill();
+        let listen = self.url.trim_start_matches("http://").to_owned();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // The port may take a moment to be free again.
+        loop {
+            let attempt = std::panic::catch_unwind(|| {
+                Self::spawn(&self.data_dir, self.args.clone(), &listen)
+            });
+            match attempt {
+                Ok(p) => {
+                    *self = p;
+                    return;
+                }
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                Err(e) => std::panic::resume_unwind(e),
+            }
+        }
+    }
+
+    pub fn god_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("god.token"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    pub fn god_client(&self) -> Client {
+        Client::new(&self.url, Credentials::god(self.god_token())).unwrap()
+    }
+}
+
+impl Drop for RobotProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
