@@ -24,6 +24,7 @@ pub mod error;
 mod extract;
 mod host;
 mod metrics;
+pub mod repos;
 mod routes;
 mod tls;
 mod webhooks;
@@ -62,6 +63,8 @@ pub struct ApiConfig {
     pub insecure: bool,
     /// Serve HTTPS with this certificate and key instead of plain HTTP.
     pub tls: Option<TlsConfig>,
+    /// Template and data repositories (git), when the robot has them.
+    pub repos: repos::Repos,
 }
 
 impl Default for ApiConfig {
@@ -72,6 +75,7 @@ impl Default for ApiConfig {
             max_wait: Duration::from_secs(600),
             insecure: false,
             tls: None,
+            repos: repos::Repos::default(),
         }
     }
 }

@@ -99,15 +99,15 @@ async fn templates_and_blueprints() {
         url: "https://github.com/acme/more.git".into(),
         branch: Some("main".into()),
     };
+    // This robot was started without template repositories from git.
     let (code, message) = error_of(t.client.add_template_repo(&repo).await).await;
     assert_eq!(code, 400);
     assert!(
-        message.contains("not supported yet") && message.contains("acme/more"),
+        message.contains("does not manage template repositories"),
         "{message}"
     );
-    let (code, message) = error_of(t.client.checkout_template_repo(&repo).await).await;
+    let (code, _) = error_of(t.client.checkout_template_repo(&repo).await).await;
     assert_eq!(code, 400);
-    assert!(message.contains("not supported yet"), "{message}");
     // The error body is {code, message}.
     let (status, _, body) = t
         .raw(
@@ -121,9 +121,38 @@ async fn templates_and_blueprints() {
     assert_eq!(keys(&body), ["code", "message"]);
     assert_eq!(body["code"], 400);
 
-    let (code, message) = error_of(t.client.execute_blueprint(json!({"services": []})).await).await;
-    assert_eq!(code, 400);
-    assert!(message.contains("not supported yet"), "{message}");
+    // A blueprint creates services (with their secrets) and schedules tasks.
+    let result = t
+        .client
+        .execute_blueprint(json!({
+            "services": [{"node__bp1": {"hostname": "h1"}}],
+            "actions": [{"service": "bp1", "actions": ["nothing"]}]
+        }))
+        .await
+        .unwrap();
+    assert_eq!(result.services.len(), 1);
+    assert_eq!(result.services[0].service.name, "bp1");
+    assert!(result.services[0].secret.len() >= 32);
+    assert_eq!(result.tasks.len(), 1);
+    assert_eq!(result.tasks[0].action_name, "nothing");
+    assert_eq!(result.tasks[0].service_name, "bp1");
+    let (status, _, body) = t
+        .raw(
+            "POST",
+            "/blueprints",
+            &[],
+            Some(br#"{"content": {"services": [{"node__bp2": {"hostname": "h"}}], "actions": [{"service": "bp2", "actions": ["nosuch"]}]}}"#.to_vec()),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("actions[0]: service `bp2`"),
+        "{message}"
+    );
+    // Nothing of the failed blueprint remains.
+    let (status, _, _) = t.raw("GET", "/services/bp2", &[], None).await;
+    assert_eq!(status, 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -36,7 +36,7 @@ pub enum CoreError {
     },
     #[error("invalid data for template {template}: {reason}")]
     InvalidData { template: String, reason: String },
-    #[error("invalid service name `{0}`: use 1 to 128 characters among letters, digits, `-`, `_` and `.`")]
+    #[error("invalid service name `{0}`: use 1 to 128 characters among letters, digits, `-`, `_` and `.` (not only dots)")]
     InvalidName(String),
     #[error("a service named `{0}` already exists; pick another name or delete it first")]
     NameTaken(String),

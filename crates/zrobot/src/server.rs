@@ -18,6 +18,8 @@ use zrobot_store::SqliteStore;
 
 use crate::paths;
 
+mod repos;
+
 /// `zrobot server start` flags.
 #[derive(Args, Debug, Clone)]
 pub struct StartArgs {
@@ -124,6 +126,11 @@ pub async fn start(args: StartArgs) -> Result<()> {
     });
     let robot = Robot::new(RobotConfig::default(), Arc::new(engine), Arc::new(store));
 
+    // Settings first: they say which revisions were checked out at run time.
+    let loaded = robot
+        .read_store()
+        .await
+        .context("cannot read the database")?;
     let repos = TemplateRepos::new(&data_dir);
     let mut urls = Vec::new();
     for raw in &args.template_repos {
@@ -132,12 +139,18 @@ pub async fn start(args: StartArgs) -> Result<()> {
         );
     }
     for url in urls {
+        let url = match repos::pinned_at_run_time(&robot, &url) {
+            Some(pinned) => {
+                tracing::info!(
+                    "template repository {url}: using {pinned}, checked out at run time"
+                );
+                pinned
+            }
+            None => url,
+        };
         load_template_repo(&robot, &repos, url).await;
     }
-    let report = robot
-        .restore()
-        .await
-        .context("cannot bring the services back from the database")?;
+    let report = robot.restore_from(loaded);
     tracing::info!(
         services = report.services,
         waiting_tasks = report.waiting_tasks,
@@ -151,20 +164,49 @@ pub async fn start(args: StartArgs) -> Result<()> {
         tracing::warn!("service {name}: template {uid} is not loaded; the service waits for it");
     }
 
+    // Repositories added at run time (POST /templates) come back too; their
+    // services, if any, were kept aside by the restore until now.
+    let given: Vec<_> = args
+        .template_repos
+        .iter()
+        .filter_map(|u| TemplateRepoUrl::parse(u).ok().map(|p| p.repo_id()))
+        .collect();
+    for (url, branch) in repos::remembered(&robot) {
+        let Ok(parsed) =
+            TemplateRepoUrl::parse(&url).and_then(|p| p.with_reference(branch.as_deref()))
+        else {
+            tracing::warn!("remembered template repository {url} cannot be parsed; skipped");
+            continue;
+        };
+        if !given.contains(&parsed.repo_id()) {
+            load_template_repo(&robot, &repos, parsed).await;
+        }
+    }
+
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut data_repo = None;
+    let mut auto_push = None;
     if let Some(url) = &args.data_repo {
         let repo = zrobot_git::DataRepo::open(url, &data_dir)
             .map_err(|e| anyhow::anyhow!("--data-repo: {e}"))?;
+        data_repo = Some(repo.clone());
         let mut rx = stop_rx.clone();
-        repo.spawn_auto_push(
+        auto_push = Some(repo.spawn_auto_push(
             robot.clone(),
             Duration::from_secs(args.auto_push_interval.max(1) * 60),
             async move {
                 let _ = rx.wait_for(|s| *s).await;
             },
-        );
+        ));
     }
 
+    let mut api_config = api_config;
+    api_config.repos = zrobot_api::repos::Repos(Some(Arc::new(repos::GitRepos {
+        robot: robot.clone(),
+        repos: repos.clone(),
+        data: data_repo,
+    })));
+    let stop_signal = signals()?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -181,13 +223,22 @@ pub async fn start(args: StartArgs) -> Result<()> {
         let _ = rx.wait_for(|s| *s).await;
     };
     tokio::spawn(async move {
-        wait_for_signal().await;
+        stop_signal.await;
         tracing::info!("stopping");
         let _ = stop_tx.send(true);
     });
     zrobot_api::serve(listener, robot, api_config, shutdown)
         .await
         .context("the API stopped")?;
+    // The data repository exports and pushes once more on the way out.
+    if let Some(push) = auto_push {
+        if tokio::time::timeout(Duration::from_secs(60), push)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the last push of the data repository did not finish within 60s");
+        }
+    }
     Ok(())
 }
 
@@ -245,16 +296,16 @@ fn report_load(url: &TemplateRepoUrl, load: &zrobot_core::template::RepoLoad) {
     }
 }
 
-async fn wait_for_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// Installs the SIGINT and SIGTERM handlers now (before anyone is told the
+/// robot listens), and resolves when either arrives.
+fn signals() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    })
 }

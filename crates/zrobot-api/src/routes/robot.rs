@@ -17,12 +17,16 @@ use crate::AppState;
 #[utoipa::path(get, path = "/robot/info", tag = "robot",
     responses((status = 200, body = RobotInfo)))]
 pub async fn info(State(state): State<AppState>) -> axum::Json<RobotInfo> {
+    let (config_url, (data_url, last_pushed)) = match &state.config.repos.0 {
+        Some(r) => (r.config_url(), r.data_repo()),
+        None => (String::new(), (String::new(), None)),
+    };
     axum::Json(RobotInfo {
         repositories: Repositories {
-            config: ConfigRepository { url: String::new() },
+            config: ConfigRepository { url: config_url },
             data: DataRepository {
-                url: String::new(),
-                last_pushed: None,
+                url: data_url,
+                last_pushed,
             },
         },
         storage_healthy: state.robot.store().healthy(),

@@ -6,8 +6,11 @@ use axum::http::StatusCode;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::Json;
+use crate::repos::{RepoError, TemplateRepositories};
 use crate::wire::{self, Template, TemplateRepository};
 use crate::AppState;
+
+use std::sync::Arc;
 
 /// Every loaded template version (admin, user).
 #[utoipa::path(get, path = "/templates", tag = "templates",
@@ -24,36 +27,55 @@ pub async fn list(
     ))
 }
 
-fn not_supported(repo: &TemplateRepository) -> ApiError {
-    ApiError::bad_request(format!(
-        "adding or updating template repositories from git (`{}`) is not supported yet: \
-         this robot serves the template repositories it was started with",
-        repo.url
-    ))
+fn repos(state: &AppState) -> Result<Arc<dyn TemplateRepositories>, ApiError> {
+    state.config.repos.0.clone().ok_or_else(|| {
+        ApiError::bad_request("this robot does not manage template repositories from git")
+    })
 }
 
-/// Clones a template repository (admin). Not supported yet: answers 400.
+fn repo_error(e: RepoError) -> ApiError {
+    match e {
+        RepoError::Invalid(m) => ApiError::bad_request(m),
+        RepoError::NotFound(m) => ApiError::not_found(m),
+    }
+}
+
+/// Clones a template repository and loads its templates (admin).
 #[utoipa::path(post, path = "/templates", tag = "templates",
     security(("admin" = [])),
     request_body = TemplateRepository,
     responses((status = 201, body = Vec<Template>), (status = 400, body = wire::Error), (status = 401, body = wire::Error), (status = 403, body = wire::Error)))]
 pub async fn add(
+    State(state): State<AppState>,
     caller: Caller,
     Json(repo): Json<TemplateRepository>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<(StatusCode, axum::Json<Vec<Template>>), ApiError> {
     caller.require_admin()?;
-    Err(not_supported(&repo))
+    let templates = repos(&state)?
+        .add(repo.url, repo.branch)
+        .await
+        .map_err(repo_error)?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(templates.iter().map(|t| wire::template(t)).collect()),
+    ))
 }
 
-/// Checks out another ref of a template repository (admin). Not supported yet: answers 400.
+/// Checks out another revision of a template repository; services move to
+/// the newest versions (admin).
 #[utoipa::path(put, path = "/templates", tag = "templates",
     security(("admin" = [])),
     request_body = TemplateRepository,
     responses((status = 204), (status = 400, body = wire::Error), (status = 404, body = wire::Error), (status = 401, body = wire::Error), (status = 403, body = wire::Error)))]
 pub async fn checkout(
+    State(state): State<AppState>,
     caller: Caller,
     Json(repo): Json<TemplateRepository>,
 ) -> Result<StatusCode, ApiError> {
     caller.require_admin()?;
-    Err(not_supported(&repo))
+    repos(&state)?
+        .checkout(repo.url, repo.branch)
+        .await
+        .map_err(repo_error)?;
+    Ok(StatusCode::NO_CONTENT)
 }

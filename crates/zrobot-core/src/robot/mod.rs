@@ -131,6 +131,7 @@ struct Services {
 
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
+        && !name.chars().all(|c| c == '.')
         && name.len() <= 128
         && name
             .chars()
@@ -976,12 +977,27 @@ impl Robot {
     /// shows it). Each service runs `validate` before any task; one that fails
     /// it is retried in the background and runs nothing until it passes.
     pub async fn restore(&self) -> Result<RestoreReport, CoreError> {
-        let loaded = self
+        let loaded = self.read_store().await?;
+        Ok(self.restore_from(loaded))
+    }
+
+    /// Reads everything the store holds and makes the robot settings
+    /// current, so a start can consult them before loading templates; then
+    /// hand the rest to [`Robot::restore_from`].
+    pub async fn read_store(&self) -> Result<crate::store::Loaded, CoreError> {
+        let mut loaded = self
             .0
             .store
             .load()
             .await
             .map_err(|e| CoreError::Storage(e.to_string()))?;
+        *self.0.settings.write().unwrap_or_else(|e| e.into_inner()) =
+            std::mem::take(&mut loaded.settings);
+        Ok(loaded)
+    }
+
+    /// The second half of [`Robot::restore`].
+    pub fn restore_from(&self, loaded: crate::store::Loaded) -> RestoreReport {
         let mut tasks_of: HashMap<Uuid, Vec<TaskRecord>> = HashMap::new();
         let mut max_seq = 0;
         for t in loaded.waiting {
@@ -989,7 +1005,6 @@ impl Robot {
             tasks_of.entry(t.service_guid).or_default().push(t);
         }
         self.0.seq.fetch_max(max_seq + 1, Ordering::Relaxed);
-        *self.0.settings.write().unwrap_or_else(|e| e.into_inner()) = loaded.settings;
         let mut report = RestoreReport::default();
         let mut restored = Vec::with_capacity(loaded.services.len());
         for record in loaded.services {
@@ -1001,7 +1016,7 @@ impl Robot {
         }
         report.services = restored.len();
         self.validate_all(restored);
-        Ok(report)
+        report
     }
 
     /// Lists a stored service again with its waiting tasks, not yet running

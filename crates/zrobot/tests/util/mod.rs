@@ -131,3 +131,69 @@ impl Drop for RobotProcess {
         self.kill();
     }
 }
+
+/// Writes `files` into the repository at `dir`, commits them, and tags the
+/// commit with `tag` if given.
+pub fn commit_files(dir: &Path, files: &[(&str, &str)], tag: Option<&str>) {
+    for (p, t) in files {
+        let path = dir.join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, t).unwrap();
+    }
+    let repo = git2::Repository::open(dir).unwrap();
+    let mut index = repo.index().unwrap();
+    index
+        .add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None)
+        .unwrap();
+    index.write().unwrap();
+    let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+    let sig = git2::Signature::now("test", "test@example.com").unwrap();
+    let parent = repo.head().unwrap().peel_to_commit().unwrap();
+    let oid = repo
+        .commit(Some("HEAD"), &sig, &sig, "update", &tree, &[&parent])
+        .unwrap();
+    if let Some(tag) = tag {
+        let obj = repo.find_object(oid, None).unwrap();
+        repo.tag_lightweight(tag, &obj, false).unwrap();
+    }
+}
+
+/// Tags the current commit.
+pub fn tag_head(dir: &Path, tag: &str) {
+    let repo = git2::Repository::open(dir).unwrap();
+    let head = repo.head().unwrap().peel_to_commit().unwrap();
+    repo.tag_lightweight(tag, head.as_object(), false).unwrap();
+}
+
+/// Polls `cond` until it holds or `limit` passes.
+pub async fn eventually<F, Fut>(limit: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cond().await
+}
+
+impl RobotProcess {
+    /// Stops the robot the polite way (SIGTERM) and waits for it to exit.
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+    }
+}

@@ -1,0 +1,168 @@
+//! Template repositories (and the data repository) as the API reaches them,
+//! on git: clone, load, remember, and move services to newer versions.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use zrobot_api::repos::{BoxFuture, RepoError, TemplateRepositories};
+use zrobot_core::template::RepoLoad;
+use zrobot_core::{Robot, Template};
+use zrobot_git::{DataRepo, TemplateRepoUrl, TemplateRepos};
+
+/// The setting that remembers repositories added at run time.
+pub const SETTING: &str = "template_repos";
+
+pub struct GitRepos {
+    pub robot: Robot,
+    pub repos: TemplateRepos,
+    pub data: Option<DataRepo>,
+}
+
+/// Repositories remembered in the robot's settings: `(url, ref)`.
+pub fn remembered(robot: &Robot) -> Vec<(String, Option<String>)> {
+    robot
+        .setting(SETTING)
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| {
+            let url = e.get("url")?.as_str()?.to_owned();
+            let branch = e.get("branch").and_then(Value::as_str).map(str::to_owned);
+            Some((url, branch))
+        })
+        .collect()
+}
+
+/// The revision checked out at run time (PUT /templates) for the repository
+/// of `url`, which then wins over the command line's: run-time changes last.
+pub fn pinned_at_run_time(robot: &Robot, url: &TemplateRepoUrl) -> Option<TemplateRepoUrl> {
+    let id = url.repo_id();
+    remembered(robot).into_iter().find_map(|(u, branch)| {
+        let parsed = TemplateRepoUrl::parse(&u).ok()?;
+        if parsed.repo_id() != id || branch.as_deref() == url.reference() {
+            return None;
+        }
+        url.with_reference(branch.as_deref()).ok()
+    })
+}
+
+async fn remember(
+    robot: &Robot,
+    url: &TemplateRepoUrl,
+    reference: Option<&str>,
+) -> Result<(), RepoError> {
+    let id = url.repo_id();
+    let mut list: Vec<Value> = remembered(robot)
+        .into_iter()
+        .filter(|(u, _)| {
+            TemplateRepoUrl::parse(u)
+                .map(|p| p.repo_id() != id)
+                .unwrap_or(true)
+        })
+        .map(|(u, b)| json!({"url": u, "branch": b}))
+        .collect();
+    let base = url
+        .with_reference(None)
+        .map_err(|e| RepoError::Invalid(e.to_string()))?;
+    list.push(json!({"url": base.as_str(), "branch": reference}));
+    robot
+        .put_setting(SETTING, Value::Array(list))
+        .await
+        .map_err(|e| RepoError::Invalid(e.to_string()))
+}
+
+fn outcome(url: &TemplateRepoUrl, load: RepoLoad) -> Result<Vec<Arc<Template>>, RepoError> {
+    for e in &load.errors {
+        tracing::error!("template repository {url}: {e}");
+    }
+    if load.templates.is_empty() && !load.errors.is_empty() {
+        let errors: Vec<String> = load.errors.iter().map(|e| e.to_string()).collect();
+        return Err(RepoError::Invalid(format!(
+            "template repository {url}: no template could be loaded: {}",
+            errors.join("; ")
+        )));
+    }
+    Ok(load.templates)
+}
+
+impl TemplateRepositories for GitRepos {
+    fn add(
+        &self,
+        url: String,
+        reference: Option<String>,
+    ) -> BoxFuture<'static, Result<Vec<Arc<Template>>, RepoError>> {
+        let robot = self.robot.clone();
+        let repos = self.repos.clone();
+        Box::pin(async move {
+            let parsed =
+                TemplateRepoUrl::parse(&url).map_err(|e| RepoError::Invalid(e.to_string()))?;
+            let reference = reference.or_else(|| parsed.reference().map(str::to_owned));
+            let parsed = parsed
+                .with_reference(reference.as_deref())
+                .map_err(|e| RepoError::Invalid(e.to_string()))?;
+            let checkout = repos
+                .clone_or_update_async(parsed.clone())
+                .await
+                .map_err(|e| RepoError::Invalid(e.to_string()))?;
+            let load = robot.load_repository(&checkout.path, &checkout.repo_id);
+            let templates = outcome(&parsed, load)?;
+            remember(&robot, &parsed, reference.as_deref()).await?;
+            let report = robot.upgrade_services().await;
+            for (name, to, why) in report.failed {
+                tracing::warn!("service {name} stays where it is: moving to {to} failed: {why}");
+            }
+            Ok(templates)
+        })
+    }
+
+    fn checkout(
+        &self,
+        url: String,
+        reference: Option<String>,
+    ) -> BoxFuture<'static, Result<(), RepoError>> {
+        let robot = self.robot.clone();
+        let repos = self.repos.clone();
+        Box::pin(async move {
+            let parsed =
+                TemplateRepoUrl::parse(&url).map_err(|e| RepoError::Invalid(e.to_string()))?;
+            let id = parsed.repo_id();
+            if repos.current(&parsed).is_none() {
+                return Err(RepoError::NotFound(format!(
+                    "template repository {parsed} ({id}) was never added to this robot; add it with POST /templates"
+                )));
+            }
+            let reference = reference.or_else(|| parsed.reference().map(str::to_owned));
+            let parsed = parsed
+                .with_reference(reference.as_deref())
+                .map_err(|e| RepoError::Invalid(e.to_string()))?;
+            let checkout = repos
+                .clone_or_update_async(parsed.clone())
+                .await
+                .map_err(|e| RepoError::Invalid(e.to_string()))?;
+            let load = robot.load_repository(&checkout.path, &checkout.repo_id);
+            outcome(&parsed, load)?;
+            remember(&robot, &parsed, reference.as_deref()).await?;
+            let report = robot.upgrade_services().await;
+            for (name, to, why) in report.failed {
+                tracing::warn!("service {name} stays where it is: moving to {to} failed: {why}");
+            }
+            Ok(())
+        })
+    }
+
+    fn data_repo(&self) -> (String, Option<String>) {
+        match &self.data {
+            None => (String::new(), None),
+            Some(d) => (
+                d.url(),
+                d.last_pushed().map(|t| {
+                    let unix = t
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs_f64())
+                        .unwrap_or(0.0);
+                    zrobot_api::wire::iso8601(unix)
+                }),
+            ),
+        }
+    }
+}

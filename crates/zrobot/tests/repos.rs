@@ -1,0 +1,284 @@
+//! Template repositories from git and the data repository, through a real
+//! robot process: at start, at run time, upgrades, restarts, failures.
+
+mod util;
+
+use std::time::Duration;
+
+use serde_json::json;
+use util::*;
+use zrobot_client::wire::{ServiceCreate, TaskState, TemplateRepository};
+
+const THING_V1: &str =
+    "version: 1.0.0\ndata: {type: object, properties: {notes: {type: array, default: []}}}\n";
+const THING_V2: &str = "version: 1.1.0\ndata: {type: object, properties: {notes: {type: array, default: []}, from: {type: string}}}\n";
+const THING_LUA_V1: &str = r#"
+local t = {}
+function t.slow(self) robot.sleep(1) end
+function t.note(self, args) table.insert(self.data.notes, "v1:" .. args.what) end
+return t
+"#;
+const THING_LUA_V2: &str = r#"
+local t = {}
+function t.migrate(self, from) self.data.from = from end
+function t.slow(self) robot.sleep(1) end
+function t.note(self, args) table.insert(self.data.notes, "v2:" .. args.what) end
+return t
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkout_moves_services_with_their_waiting_tasks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = template_repo(
+        &tmp.path().join("things"),
+        &[
+            ("templates/thing/template.yaml", THING_V1),
+            ("templates/thing/thing.lua", THING_LUA_V1),
+        ],
+    );
+    tag_head(&repo, "v1");
+    let url = format!("file://{}", repo.display());
+    let mut robot = RobotProcess::start(
+        &tmp.path().join("data"),
+        &["--god", "-T", &format!("{url}#v1")],
+    );
+    let client = robot.god_client();
+    let templates = client.templates().await.unwrap();
+    assert_eq!(templates.len(), 1);
+    assert_eq!(templates[0].version, "1.0.0");
+    let svc = client
+        .create_service(&ServiceCreate {
+            template: "thing".into(),
+            name: "a".into(),
+            data: json!({}),
+            public: false,
+        })
+        .await
+        .unwrap()
+        .service
+        .guid;
+    let slow = client.schedule(svc, "slow", json!({})).await.unwrap();
+    let queued = client
+        .schedule(svc, "note", json!({"what": "queued"}))
+        .await
+        .unwrap();
+
+    commit_files(
+        &repo,
+        &[
+            ("templates/thing/template.yaml", THING_V2),
+            ("templates/thing/thing.lua", THING_LUA_V2),
+        ],
+        Some("v2"),
+    );
+    client
+        .checkout_template_repo(&TemplateRepository {
+            url: url.clone(),
+            branch: Some("v2".into()),
+        })
+        .await
+        .unwrap();
+    let s = client.service(svc).await.unwrap();
+    assert_eq!(s.version, "1.1.0");
+    assert_eq!(s.data.as_ref().unwrap()["from"], json!("1.0.0"));
+    let slow = client
+        .wait_done(svc, slow.guid, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(slow.state, TaskState::Ok);
+    let queued = client
+        .wait_done(svc, queued.guid, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(queued.state, TaskState::Ok, "{queued:?}");
+    let s = client.service(svc).await.unwrap();
+    assert_eq!(s.data.unwrap()["notes"], json!(["v2:queued"]));
+
+    // Both versions are listed; an unknown repository is a 404.
+    let versions: Vec<String> = client
+        .templates()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.version)
+        .collect();
+    assert_eq!(versions, ["1.0.0", "1.1.0"]);
+    let err = client
+        .checkout_template_repo(&TemplateRepository {
+            url: "file:///nowhere/at/all".into(),
+            branch: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(404), "{err}");
+    let err = client
+        .checkout_template_repo(&TemplateRepository {
+            url: url.clone(),
+            branch: Some("no-such-ref".into()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(400), "{err}");
+    assert!(err.to_string().contains("no-such-ref"), "{err}");
+
+    // After a restart the service is still on 1.1.0.
+    robot.restart();
+    let client = robot.god_client();
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            client
+                .service(svc)
+                .await
+                .is_ok_and(|s| s.version == "1.1.0")
+        })
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repositories_added_at_run_time_come_back_after_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = template_repo(
+        &tmp.path().join("more"),
+        &[
+            ("templates/thing/template.yaml", THING_V1),
+            ("templates/thing/thing.lua", THING_LUA_V1),
+            ("templates/broken/template.yaml", "version: nope\n"),
+            ("templates/broken/broken.lua", "return {}"),
+        ],
+    );
+    let mut robot = RobotProcess::start(&tmp.path().join("data"), &["--god"]);
+    let client = robot.god_client();
+    assert!(client.templates().await.unwrap().is_empty());
+    let url = format!("file://{}", repo.display());
+    let added = client
+        .add_template_repo(&TemplateRepository {
+            url: url.clone(),
+            branch: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        added.len(),
+        1,
+        "the broken template is left out, the good one loads"
+    );
+    assert_eq!(added[0].name, "thing");
+    let svc = client
+        .create_service(&ServiceCreate {
+            template: "thing".into(),
+            name: "a".into(),
+            data: json!({}),
+            public: false,
+        })
+        .await
+        .unwrap()
+        .service
+        .guid;
+    let bad = client
+        .add_template_repo(&TemplateRepository {
+            url: format!("file://{}/missing", tmp.path().display()),
+            branch: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.status(), Some(400));
+    assert!(!tmp
+        .path()
+        .join("data/templates/local")
+        .join("missing")
+        .exists());
+
+    robot.restart();
+    let client = robot.god_client();
+    assert_eq!(client.templates().await.unwrap().len(), 1);
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            client.service(svc).await.is_ok()
+        })
+        .await
+    );
+    let t = client
+        .schedule(svc, "note", json!({"what": "back"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        client
+            .wait_done(svc, t.guid, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .state,
+        TaskState::Ok
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_repository_does_not_keep_the_robot_from_starting() {
+    let tmp = tempfile::tempdir().unwrap();
+    let robot = RobotProcess::start(
+        &tmp.path().join("data"),
+        &["--god", "-T", "https://127.0.0.1:1/acme/templates.git"],
+    );
+    let client = robot.god_client();
+    let info = client.robot_info().await.unwrap();
+    assert!(info.storage_healthy);
+    assert!(client.templates().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_repository_receives_every_service() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = template_repo(
+        &tmp.path().join("acme").join("things"),
+        &[
+            ("templates/thing/template.yaml", THING_V1),
+            ("templates/thing/thing.lua", THING_LUA_V1),
+        ],
+    );
+    let bare = tmp.path().join("data.git");
+    git2::Repository::init_bare(&bare).unwrap();
+    let mut robot = RobotProcess::start(
+        &tmp.path().join("data"),
+        &[
+            "--god",
+            "-T",
+            &format!("file://{}", repo.display()),
+            "--data-repo",
+            &format!("file://{}", bare.display()),
+        ],
+    );
+    let client = robot.god_client();
+    let created = client
+        .create_service(&ServiceCreate {
+            template: "thing".into(),
+            name: "exported".into(),
+            data: json!({}),
+            public: false,
+        })
+        .await
+        .unwrap();
+    let info = client.robot_info().await.unwrap();
+    assert!(info.repositories.data.url.contains("data.git"), "{info:?}");
+    // Stopping exports and pushes once more.
+    robot.terminate();
+    let check = tmp.path().join("check");
+    // An empty bare repository gets the data on `main`.
+    git2::build::RepoBuilder::new()
+        .branch("main")
+        .clone(&format!("file://{}", bare.display()), &check)
+        .unwrap();
+    let uid_path = check
+        .join("local")
+        .join("acme")
+        .join("things")
+        .join("thing")
+        .join("exported")
+        .join(created.service.guid.to_string());
+    let service_yaml = std::fs::read_to_string(uid_path.join("service.yaml"))
+        .unwrap_or_else(|e| panic!("{}: {e}", uid_path.display()));
+    assert!(service_yaml.contains("exported"), "{service_yaml}");
+    assert!(!service_yaml.contains(&created.secret));
+    let data_yaml = std::fs::read_to_string(uid_path.join("data.yaml")).unwrap();
+    assert!(data_yaml.contains("notes"), "{data_yaml}");
+    assert!(uid_path.join("state.yaml").exists());
+}
