@@ -83,6 +83,21 @@ pub struct TaskRecord {
     pub duration: Option<f64>,
     pub result: Option<Value>,
     pub eco: Option<Eco>,
+    /// Who asked for the task, when another task (maybe on another robot) did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<TaskTrace>,
+}
+
+/// Where a task came from, so a chain of tasks across robots can be followed
+/// from either end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct TaskTrace {
+    /// The guid of the task whose action scheduled this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller_task: Option<String>,
+    /// The W3C `traceparent` of the chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// A task the robot holds in memory: waiting, running, or held by someone who

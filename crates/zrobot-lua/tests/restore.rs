@@ -72,6 +72,7 @@ fn task(
         duration: None,
         result: None,
         eco: None,
+        trace: None,
     }
 }
 

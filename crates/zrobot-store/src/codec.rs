@@ -253,6 +253,7 @@ pub(crate) fn task_from_row(row: &Row<'_>, first: usize) -> Result<TaskRecord, F
             _ => Some(json_at(row, first + 13, "the result", &owner)?),
         },
         eco,
+        trace: None,
     })
 }
 

@@ -39,6 +39,7 @@ fn finished(service: &ServiceRecord, seq: u64) -> TaskRecord {
         duration: Some(0.1),
         result: Some(json!(seq)),
         eco: None,
+        trace: None,
     }
 }
 
@@ -166,7 +167,7 @@ async fn an_interrupted_move_is_finished_after_reopening() {
 }
 
 #[tokio::test]
-async fn a_task_finished_again_is_kept_once_at_the_end() {
+async fn a_task_finished_again_shows_once_at_the_end() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let path = dir.path().join("robot.db");
     let store = SqliteStore::open(&path, Retention::default()).expect("open");

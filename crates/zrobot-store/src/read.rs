@@ -2,7 +2,7 @@
 //! blocking calls: the store runs them on tokio's blocking threads (or, for an
 //! in-memory database, on the writer thread), never on an async thread.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -63,8 +63,9 @@ pub(crate) fn load(conn: &mut Connection) -> Result<Loaded, Failure> {
     })
 }
 
-/// Where finished tasks are, newest first: a task being moved may be in a
-/// recent table and the history at once, with the same id.
+/// Where finished tasks are. A task being moved is in a recent table and in
+/// the history at once, with the same id; a task finished twice has two ids,
+/// and the newest one counts.
 const FINISHED_TABLES: [&str; 3] = ["recent_tasks_a", "recent_tasks_b", "finished_tasks"];
 
 /// One task of `service`, wherever it is.
@@ -73,20 +74,35 @@ pub(crate) fn task(
     service: Uuid,
     guid: Uuid,
 ) -> Result<Option<TaskRecord>, Failure> {
-    for table in std::iter::once("waiting_tasks").chain(FINISHED_TABLES) {
-        let mut st = conn.prepare_cached(&format!(
-            "SELECT {TASK_COLUMNS} FROM {table} WHERE service_guid = ?1 AND guid = ?2 LIMIT 1"
-        ))?;
-        let found = st
-            .query_row(params![service.as_bytes(), guid.as_bytes()], |row| {
-                Ok(task_from_row(row, 0))
+    let key = params![service.as_bytes(), guid.as_bytes()];
+    let waiting = conn
+        .prepare_cached(&format!(
+            "SELECT {TASK_COLUMNS} FROM waiting_tasks WHERE guid = ?2 AND service_guid = ?1"
+        ))?
+        .query_row(key, |row| Ok(task_from_row(row, 0)))
+        .optional()?;
+    if let Some(task) = waiting {
+        return task.map(Some);
+    }
+    let mut newest: Option<(i64, TaskRecord)> = None;
+    for table in FINISHED_TABLES {
+        let found = conn
+            .prepare_cached(&format!(
+                "SELECT id, {TASK_COLUMNS} FROM {table} WHERE service_guid = ?1 AND guid = ?2 \
+                 ORDER BY id DESC LIMIT 1"
+            ))?
+            .query_row(key, |row| {
+                Ok(row.get::<_, i64>(0).map(|id| (id, task_from_row(row, 1))))
             })
             .optional()?;
-        if let Some(task) = found {
-            return task.map(Some);
+        if let Some(found) = found {
+            let (id, task) = found?;
+            if newest.as_ref().is_none_or(|(newest, _)| id > *newest) {
+                newest = Some((id, task?));
+            }
         }
     }
-    Ok(None)
+    Ok(newest.map(|(_, task)| task))
 }
 
 /// The newest `limit` finished tasks of `service` that retention keeps,
@@ -100,13 +116,17 @@ pub(crate) fn finished_tasks(
 ) -> Result<Vec<TaskRecord>, Failure> {
     let kept = retention.max_tasks.min(limit);
     let cutoff = zrobot_core::time::now() - retention.max_age_secs;
+    // SQLite would bind NaN as NULL, and hide everything.
+    let cutoff = if cutoff.is_nan() { f64::MIN } else { cutoff };
     let mut found: Vec<(i64, TaskRecord)> = Vec::new();
     for table in FINISHED_TABLES {
         let mut st = conn.prepare_cached(&format!(
-            "SELECT id, {TASK_COLUMNS} FROM {table} WHERE service_guid = ?1 ORDER BY id DESC LIMIT ?2"
+            "SELECT id, {TASK_COLUMNS} FROM {table} WHERE service_guid = ?1 AND created >= ?2 \
+             ORDER BY id DESC LIMIT ?3"
         ))?;
         let mut rows = st.query(params![
             service.as_bytes(),
+            cutoff,
             i64::try_from(kept).unwrap_or(i64::MAX)
         ])?;
         while let Some(row) = rows.next()? {
@@ -114,11 +134,9 @@ pub(crate) fn finished_tasks(
         }
     }
     found.sort_unstable_by_key(|(id, _)| std::cmp::Reverse(*id));
-    found.dedup_by_key(|(id, _)| *id);
-    // Count first, then age: the newest `max_tasks`, less those too old.
-    found.truncate(retention.max_tasks);
-    found.retain(|(_, t)| t.created >= cutoff);
-    found.truncate(limit);
+    let mut seen = HashSet::with_capacity(found.len());
+    found.retain(|(_, t)| seen.insert(t.guid));
+    found.truncate(kept);
     Ok(found.into_iter().rev().map(|(_, t)| t).collect())
 }
 

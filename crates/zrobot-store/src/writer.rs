@@ -4,8 +4,7 @@
 //! when no commit comes, it runs a slice of the history's background work
 //! (see `history`) in a transaction of its own.
 
-use std::collections::hash_map::Entry;
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
@@ -161,9 +160,9 @@ impl Writer {
             let tx = self.conn.transaction()?;
             {
                 let mut st = Statements::new(&tx);
-                for (op, need) in ops.iter().zip(needs) {
-                    if need != Need::Skip {
-                        st.apply(op, need, history)?;
+                for (op, needed) in ops.iter().zip(needs) {
+                    if needed {
+                        st.apply(op, history)?;
                     }
                 }
             }
@@ -218,23 +217,12 @@ impl Writer {
     }
 }
 
-/// What to do with an op of a batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Need {
-    Apply,
-    /// A later op of the batch makes this one pointless.
-    Skip,
-    /// A finished task put as new earlier in the same batch: nothing of it is
-    /// stored yet, so there is no older copy to look for.
-    ApplyFresh,
-}
-
 /// Which ops of a batch still matter: a later write of the same task, or a
 /// later save of the same service's data, state or template, makes an earlier
 /// one pointless. Skipping those leaves the same end state and spares the
 /// writer work: under load a task's start and finish often share a group.
-fn needs(ops: &[&Op]) -> Vec<Need> {
-    let mut needs = vec![Need::Apply; ops.len()];
+fn needs(ops: &[&Op]) -> Vec<bool> {
+    let mut needs = vec![true; ops.len()];
     if ops.len() < 2 {
         return needs;
     }
@@ -246,41 +234,21 @@ fn needs(ops: &[&Op]) -> Vec<Need> {
         State,
         Template,
     }
-    // The index of the latest op of each kind and target, seen so far from the end.
-    let mut later: HashMap<(Later, Uuid), usize> = HashMap::with_capacity(ops.len());
+    let mut later: HashSet<(Later, Uuid)> = HashSet::with_capacity(ops.len());
     for (i, op) in ops.iter().enumerate().rev() {
-        let key = match op {
-            Op::PutTask(t) => {
-                if let Some(&last) = later.get(&(Later::PutTask, t.guid)) {
-                    needs[i] = Need::Skip;
-                    if !t.state.is_done() && needs[last] == Need::Apply {
-                        needs[last] = Need::ApplyFresh;
-                    }
-                    continue;
-                }
-                (Later::PutTask, t.guid)
-            }
+        needs[i] = match op {
+            Op::PutTask(t) => later.insert((Later::PutTask, t.guid)),
             Op::TaskStarted { guid, .. } => {
-                if later.contains_key(&(Later::PutTask, *guid)) {
-                    needs[i] = Need::Skip;
-                    continue;
-                }
-                (Later::Started, *guid)
+                !later.contains(&(Later::PutTask, *guid)) && later.insert((Later::Started, *guid))
             }
-            Op::SaveData { service, .. } => (Later::Data, *service),
-            Op::SaveState { service, .. } => (Later::State, *service),
-            Op::SaveTemplate { service, .. } => (Later::Template, *service),
+            Op::SaveData { service, .. } => later.insert((Later::Data, *service)),
+            Op::SaveState { service, .. } => later.insert((Later::State, *service)),
+            Op::SaveTemplate { service, .. } => later.insert((Later::Template, *service)),
             Op::PutService(_)
             | Op::DeleteService(_)
             | Op::RemoveTask(_)
-            | Op::PutSetting { .. } => continue,
+            | Op::PutSetting { .. } => true,
         };
-        match later.entry(key) {
-            Entry::Occupied(_) => needs[i] = Need::Skip,
-            Entry::Vacant(slot) => {
-                slot.insert(i);
-            }
-        }
     }
     needs
 }
@@ -306,9 +274,6 @@ enum Sql {
     PutRecentA,
     PutRecentB,
     Unqueue,
-    ForgetRecentA,
-    ForgetRecentB,
-    ForgetHistory,
     TaskStarted,
     SaveData,
     SaveState,
@@ -317,7 +282,7 @@ enum Sql {
     RemoveSetting,
 }
 
-const SQL_COUNT: usize = 19;
+const SQL_COUNT: usize = 16;
 
 impl Sql {
     fn text(self) -> &'static str {
@@ -356,9 +321,6 @@ impl Sql {
                 ", id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
             ),
             Sql::Unqueue => "DELETE FROM waiting_tasks WHERE guid = ?1",
-            Sql::ForgetRecentA => "DELETE FROM recent_tasks_a WHERE service_guid = ?1 AND guid = ?2",
-            Sql::ForgetRecentB => "DELETE FROM recent_tasks_b WHERE service_guid = ?1 AND guid = ?2",
-            Sql::ForgetHistory => "DELETE FROM finished_tasks WHERE service_guid = ?1 AND guid = ?2",
             Sql::TaskStarted => "UPDATE waiting_tasks SET attempt = ?2, started = ?3, state = 'running' WHERE guid = ?1",
             Sql::SaveData => "UPDATE services SET data = ?2 WHERE guid = ?1",
             Sql::SaveState => "UPDATE services SET state = ?2 WHERE guid = ?1",
@@ -422,15 +384,7 @@ impl<'c> Statements<'c> {
         statement.raw_execute()
     }
 
-    /// Deletes every stored copy of a finished task.
-    fn forget_finished(&mut self, service: Uuid, guid: Uuid) -> rusqlite::Result<()> {
-        for sql in [Sql::ForgetRecentA, Sql::ForgetRecentB, Sql::ForgetHistory] {
-            self.run(sql, [service.as_bytes(), guid.as_bytes()])?;
-        }
-        Ok(())
-    }
-
-    fn apply(&mut self, op: &Op, need: Need, history: &mut History) -> rusqlite::Result<()> {
+    fn apply(&mut self, op: &Op, history: &mut History) -> rusqlite::Result<()> {
         match op {
             Op::PutService(s) => {
                 self.run(
@@ -461,11 +415,8 @@ impl<'c> Statements<'c> {
                 history.service_deleted(*guid);
             }
             Op::PutTask(t) if t.state.is_done() => {
-                let was_waiting = self.run(Sql::Unqueue, [t.guid.as_bytes()])? > 0;
-                if !was_waiting && need != Need::ApplyFresh {
-                    // Not in the queue: maybe finished before, and put again.
-                    self.forget_finished(t.service_guid, t.guid)?;
-                }
+                self.run(Sql::Unqueue, [t.guid.as_bytes()])?;
+                // A task finished again gets a second row; reads show the newest.
                 let (recent, id) = history.append();
                 let sql = match recent {
                     Recent::A => Sql::PutRecentA,

@@ -139,6 +139,7 @@ fn waiting(service: &ServiceRecord, seq: u64) -> TaskRecord {
         duration: None,
         result: None,
         eco: None,
+        trace: None,
     }
 }
 

@@ -118,9 +118,23 @@ pub(crate) struct RobotInner {
     /// Services from the store whose template is not loaded (with their
     /// waiting tasks): never dropped, retried when templates are loaded.
     missing: std::sync::Mutex<Vec<(ServiceRecord, Vec<TaskRecord>)>>,
+    /// Serializes read-modify-write updates of the known robots.
+    remote_lock: tokio::sync::Mutex<()>,
+    /// Idempotency keys of recently scheduled tasks: a retried request gets
+    /// the task its first try scheduled.
+    idempotency: std::sync::Mutex<Idempotency>,
     /// Robot settings, as stored (read at restore, written through).
     settings: RwLock<std::collections::BTreeMap<String, Value>>,
 }
+
+/// Recently used idempotency keys, oldest first; bounded.
+#[derive(Default)]
+struct Idempotency {
+    tasks: HashMap<String, (Uuid, Uuid)>,
+    order: std::collections::VecDeque<String>,
+}
+
+const IDEMPOTENCY_KEYS: usize = 100_000;
 
 #[derive(Default)]
 struct Services {
@@ -169,6 +183,8 @@ impl Robot {
             observers: RwLock::new(Vec::new()),
             missing: std::sync::Mutex::new(Vec::new()),
             settings: RwLock::new(Default::default()),
+            remote_lock: tokio::sync::Mutex::new(()),
+            idempotency: std::sync::Mutex::new(Idempotency::default()),
         }))
     }
 
@@ -235,6 +251,55 @@ impl Robot {
             settings.insert(key.to_owned(), value);
         }
         Ok(())
+    }
+
+    /// The robots this robot knows by name.
+    pub fn remote_robots(&self) -> crate::remote::RemoteRobots {
+        self.setting(crate::remote::SETTING)
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default()
+    }
+
+    /// One known robot.
+    pub fn remote_robot(&self, name: &str) -> Option<crate::remote::RemoteRobot> {
+        self.remote_robots().remove(name)
+    }
+
+    /// Learns (or re-learns) a robot: its URL and the token to present. The
+    /// secrets already kept for it stay.
+    pub async fn add_remote_robot(&self, name: &str, url: &str, token: Option<String>) -> Result<(), CoreError> {
+        if !crate::remote::valid_robot_name(name) {
+            return Err(CoreError::InvalidName(name.to_owned()));
+        }
+        self.update_remote_robots(|robots| {
+            let r = robots.entry(name.to_owned()).or_default();
+            r.url = url.to_owned();
+            if token.is_some() {
+                r.token = token.clone();
+            }
+        })
+        .await
+    }
+
+    /// Keeps, durably, a secret of a service on robot `name`.
+    pub async fn add_remote_secret(&self, name: &str, secret: &str) -> Result<(), CoreError> {
+        self.update_remote_robots(|robots| {
+            if let Some(r) = robots.get_mut(name) {
+                if !r.secrets.iter().any(|s| s == secret) {
+                    r.secrets.push(secret.to_owned());
+                }
+            }
+        })
+        .await
+    }
+
+    async fn update_remote_robots(&self, f: impl FnOnce(&mut crate::remote::RemoteRobots)) -> Result<(), CoreError> {
+        // One writer at a time, so concurrent updates do not lose each other.
+        let _guard = self.0.remote_lock.lock().await;
+        let mut robots = self.remote_robots();
+        f(&mut robots);
+        let value = serde_json::to_value(&robots).map_err(|e| CoreError::Storage(e.to_string()))?;
+        self.put_setting(crate::remote::SETTING, value).await
     }
 
     /// Services from the store whose template is not loaded: `(name, UID)`.
@@ -496,6 +561,18 @@ impl Robot {
         args: Value,
         priority: Priority,
     ) -> Result<Arc<Task>, CoreError> {
+        self.schedule_traced(svc, action, args, priority, None).await
+    }
+
+    /// Like [`Robot::schedule_with`], recording who asked for the task.
+    pub async fn schedule_traced(
+        &self,
+        svc: &Arc<Service>,
+        action: &str,
+        args: Value,
+        priority: Priority,
+        trace: Option<crate::task::TaskTrace>,
+    ) -> Result<Arc<Task>, CoreError> {
         let template = svc.template();
         let args = match template.prepare_args(action, args)? {
             Value::Null => Value::Object(Default::default()),
@@ -522,6 +599,7 @@ impl Robot {
             duration: None,
             result: None,
             eco: None,
+            trace,
         };
         let task = Task::new(record.clone(), Arc::downgrade(svc));
         if !creating {
@@ -557,6 +635,42 @@ impl Robot {
             tokio::spawn(self.clone().drive(svc.clone()));
         }
         Ok(task)
+    }
+
+    /// Like [`Robot::schedule`], but a repeated `key` (a client retrying a
+    /// request whose answer it lost) returns the task the first request
+    /// scheduled instead of scheduling again.
+    pub async fn schedule_idempotent(
+        &self,
+        svc: &Arc<Service>,
+        action: &str,
+        args: Value,
+        key: &str,
+    ) -> Result<TaskRecord, CoreError> {
+        let seen = self
+            .0
+            .idempotency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .tasks
+            .get(key)
+            .copied();
+        if let Some((service, task)) = seen {
+            if service == svc.guid {
+                return self.task(svc, task).await;
+            }
+        }
+        let task = self.schedule(svc, action, args).await?;
+        let mut idem = self.0.idempotency.lock().unwrap_or_else(|e| e.into_inner());
+        if idem.tasks.insert(key.to_owned(), (svc.guid, task.guid)).is_none() {
+            idem.order.push_back(key.to_owned());
+        }
+        while idem.order.len() > IDEMPOTENCY_KEYS {
+            if let Some(old) = idem.order.pop_front() {
+                idem.tasks.remove(&old);
+            }
+        }
+        Ok(task.record())
     }
 
     /// Starts draining the queue of `svc` if it has work and nobody drains it.
@@ -913,6 +1027,7 @@ impl Robot {
                 duration: None,
                 result: None,
                 eco: None,
+                trace: None,
             };
             let task = Task::new(record, Arc::downgrade(&svc));
             svc.lock().current = Some(task.clone());
