@@ -1,0 +1,141 @@
+//! `zrobot task ...`: schedule actions (and follow them), list, inspect and
+//! cancel the tasks of a service.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use zrobot_client::Task;
+
+use super::context::{explain, Ctx, Need};
+use super::{follow, output, values, TaskCommand};
+
+pub async fn run(ctx: &Ctx, command: TaskCommand) -> Result<ExitCode> {
+    let target = ctx.target()?;
+    match command {
+        TaskCommand::Schedule {
+            service,
+            action,
+            args,
+            args_file,
+            wait,
+        } => {
+            let args = values::build(args_file.as_deref(), &args, "-a")?;
+            let (guid, client) = ctx.service(&target, &service).await?;
+            let task = client
+                .schedule(guid, &action, args)
+                .await
+                .map_err(|e| explain(&target, e, Need::Service(&service)))?;
+            if !wait {
+                if ctx.json {
+                    output::json(&task)?;
+                } else {
+                    println!(
+                        "task {} scheduled: {}.{} ({})",
+                        task.guid,
+                        task.service_name,
+                        task.action_name,
+                        output::task_state(task.state)
+                    );
+                    println!(
+                        "follow it with `zrobot task get {} {}`",
+                        task.service_name, task.guid
+                    );
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let followed = follow::follow(&client, vec![task]).await;
+            if ctx.json {
+                output::json(followed[0].last())?;
+                Ok(follow::code(&followed))
+            } else {
+                Ok(follow::summary(&followed))
+            }
+        }
+        TaskCommand::List { service, all } => {
+            let (guid, client) = ctx.service(&target, &service).await?;
+            let tasks = client
+                .tasks(guid, all)
+                .await
+                .map_err(|e| explain(&target, e, Need::Service(&service)))?;
+            if ctx.json {
+                output::json(&tasks)?;
+            } else if tasks.is_empty() {
+                println!(
+                    "no {}task for `{service}`{}",
+                    if all { "" } else { "waiting or running " },
+                    if all {
+                        ""
+                    } else {
+                        "; --all shows finished ones too"
+                    }
+                );
+            } else {
+                println!("{}", output::tasks_table(&tasks));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TaskCommand::Get { service, task } => {
+            let (guid, client) = ctx.service(&target, &service).await?;
+            let task = client
+                .task(guid, task)
+                .await
+                .map_err(|e| explain(&target, e, Need::Service(&service)))?;
+            if ctx.json {
+                output::json(&task)?;
+            } else {
+                show(&task);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TaskCommand::Cancel { service, task } => {
+            let (guid, client) = ctx.service(&target, &service).await?;
+            client
+                .cancel_task(guid, task)
+                .await
+                .map_err(|e| explain(&target, e, Need::Service(&service)))?;
+            // A cancelled task stays in the history, ended with its reason.
+            let now = client
+                .task(guid, task)
+                .await
+                .map_err(|e| explain(&target, e, Need::Service(&service)))?;
+            if ctx.json {
+                output::json(&now)?;
+            } else {
+                println!("task {task} of `{service}` cancelled");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// One task, every field, for people.
+fn show(task: &Task) {
+    let mut t = output::table(&[]);
+    let row = |k: &str, v: String| vec![k.to_owned(), v];
+    t.add_row(row("task", task.guid.to_string()));
+    t.add_row(row(
+        "service",
+        format!("{} ({})", task.service_name, task.service_guid),
+    ));
+    t.add_row(row("template", task.template_uid.clone()));
+    t.add_row(row("action", task.action_name.clone()));
+    t.add_row(row("args", task.args.to_string()));
+    t.add_row(row("state", output::task_state(task.state).to_owned()));
+    t.add_row(row("created", output::time(task.created)));
+    t.add_row(row("duration", output::duration(task.duration)));
+    t.add_row(row("attempts", task.attempt.to_string()));
+    if let Some(v) = task.result_value() {
+        t.add_row(row(
+            "result",
+            serde_json::to_string_pretty(&v).unwrap_or_default(),
+        ));
+    }
+    if let Some(eco) = &task.eco {
+        t.add_row(row("error", format!("{}: {}", eco.cat, eco.message)));
+        t.add_row(row("failed runs", eco.count.to_string()));
+        if !eco.trace.is_empty() {
+            t.add_row(row("trace", eco.trace.clone()));
+        }
+    }
+    println!("{t}");
+}
