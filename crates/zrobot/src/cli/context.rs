@@ -338,47 +338,7 @@ pub fn explain(target: &Target, e: ClientError, need: Need<'_>) -> anyhow::Error
         ),
         ClientError::InvalidUrl { .. } => failure(EXIT_USAGE, e.to_string()),
         ClientError::Api { code, message, .. } => {
-            let hint = match (*code, &need) {
-                (401 | 403, Need::Service(svc)) => {
-                    let stored = target.entry.secrets.values().any(|s| s.name == *svc)
-                        || target
-                            .entry
-                            .secrets
-                            .keys()
-                            .any(|g| g.to_string() == *svc);
-                    if stored {
-                        format!(
-                            "the secret stored for `{svc}` was refused (was the service deleted and made again elsewhere?); \
-                             an admin or user JWT works too: `{}`",
-                            target.connect_hint()
-                        )
-                    } else {
-                        format!(
-                            "no secret is stored for `{svc}` on {label}: only the CLI that created a service keeps its secret; \
-                             use an admin or user JWT instead: `{}`",
-                            target.connect_hint()
-                        )
-                    }
-                }
-                (401, _) => format!(
-                    "the robot refused the credentials sent; replace them: `{}` (or --god-token for a robot started with --god)",
-                    target.connect_hint()
-                ),
-                (403, Need::Admin) => format!(
-                    "this needs an admin: connect with a JWT of a member of the robot's admin organization, `{}`, \
-                     or --god-token TOKEN for a robot started with --god",
-                    target.connect_hint()
-                ),
-                (403, Need::User) => format!(
-                    "this needs an admin or a user: connect with a JWT of a member of the robot's admin or user organization, `{}`",
-                    target.connect_hint()
-                ),
-                (403, Need::Anyone) => format!("connect with a JWT: `{}`", target.connect_hint()),
-                (404, Need::Service(_)) => {
-                    "list the services with `zrobot service list`".to_owned()
-                }
-                _ => String::new(),
-            };
+            let hint = hint(target, *code, &need);
             let mut text = format!("{label} answered {code}: {message}");
             if !hint.is_empty() {
                 text.push_str("\n  hint: ");
@@ -386,6 +346,48 @@ pub fn explain(target: &Target, e: ClientError, need: Need<'_>) -> anyhow::Error
             }
             failure(EXIT_FAILURE, text)
         }
+    }
+}
+
+/// What to do about a refusal (401/403) or a missing service (404).
+fn hint(target: &Target, code: u16, need: &Need<'_>) -> String {
+    let entry = &target.entry;
+    let connect = target.connect_hint();
+    // 401 means no credential was presented, or a token was refused.
+    if code == 401 && (entry.jwt.is_some() || entry.god_token.is_some()) {
+        return format!(
+            "the robot refused the token sent; replace it: `{connect}` (or --god-token TOKEN for a robot started with --god)"
+        );
+    }
+    match (code, need) {
+        (401 | 403, Need::Admin) => format!(
+            "this needs an admin: connect with a JWT of a member of the robot's admin organization, `{connect}`, \
+             or --god-token TOKEN for a robot started with --god"
+        ),
+        (401 | 403, Need::User) => format!(
+            "this needs an admin or a user: connect with a JWT of a member of the robot's admin or user organization, `{connect}`"
+        ),
+        (401 | 403, Need::Service(svc)) => {
+            let stored = entry
+                .secrets
+                .iter()
+                .any(|(g, s)| s.name == *svc || g.to_string() == *svc);
+            if stored {
+                format!(
+                    "the secret stored for `{svc}` was refused (was the service deleted and made again elsewhere?); \
+                     an admin or user JWT works too: `{connect}`"
+                )
+            } else {
+                format!(
+                    "no secret is stored for `{svc}` on {}: only the CLI that created a service keeps its secret; \
+                     use an admin or user JWT instead: `{connect}`",
+                    target.label()
+                )
+            }
+        }
+        (401 | 403, Need::Anyone) => format!("connect with a JWT: `{connect}`"),
+        (404, Need::Service(_)) => "list the services with `zrobot service list`".to_owned(),
+        _ => String::new(),
     }
 }
 

@@ -49,8 +49,10 @@ pub struct Cli {
 #[derive(Args)]
 pub struct GlobalArgs {
     /// The robot to talk to: a name from `zrobot robot list`, or a URL.
-    /// Overrides ZROBOT_URL, which overrides the current robot.
-    #[arg(long, global = true, value_name = "NAME_OR_URL")]
+    /// Overrides ZROBOT_URL, which overrides the current robot. Give it before
+    /// the command (`zrobot --robot b service list`): `server start` has a
+    /// `--robot NAME=URL` of its own, for the robots a robot reaches.
+    #[arg(long, value_name = "NAME_OR_URL")]
     pub robot: Option<String>,
     /// Print the API's JSON instead of tables, for scripts.
     #[arg(long, global = true)]

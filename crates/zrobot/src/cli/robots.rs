@@ -9,7 +9,7 @@ use serde_json::json;
 use zrobot_client::{Client, Credentials};
 
 use super::config::RobotEntry;
-use super::context::{explain, failure, normalize_url, Ctx, Need, Secrets, EXIT_USAGE};
+use super::context::{explain, failure, normalize_url, Ctx, Need, Secrets, Target, EXIT_USAGE};
 use super::{output, RobotCommand};
 
 pub async fn run(ctx: &mut Ctx, command: RobotCommand) -> Result<ExitCode> {
@@ -80,7 +80,12 @@ async fn connect(
         );
     }
     if let Some(e) = unreachable {
-        eprintln!("warning: cannot reach it now: {e}");
+        let target = Target {
+            name: Some(name),
+            url,
+            entry,
+        };
+        eprintln!("warning: saved, but {}", explain(&target, e, Need::Anyone));
     }
     Ok(ExitCode::SUCCESS)
 }
