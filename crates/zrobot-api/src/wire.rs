@@ -85,6 +85,8 @@ pub fn task(r: &TaskRecord) -> Task {
             .map(|v| v.to_string()),
         eco: r.eco.as_ref().map(eco),
         attempt: r.attempt,
+        caller_task: r.trace.as_ref().and_then(|t| t.caller_task.clone()),
+        traceparent: r.trace.as_ref().and_then(|t| t.traceparent.clone()),
     }
 }
 

@@ -26,6 +26,10 @@ pub use wire::*;
 pub const ADMIN_HEADER: &str = "ZrobotAdmin";
 pub const USER_HEADER: &str = "ZrobotUser";
 pub const SECRET_HEADER: &str = "ZrobotSecret";
+/// Makes a retried `POST .../task_list` return the task of the first try.
+pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
+/// The guid of the task whose action schedules this one.
+pub const CALLER_TASK_HEADER: &str = "X-Zrobot-Caller-Task";
 
 /// How long a request may take, beyond the wait it asks for.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -171,6 +175,19 @@ pub struct Client {
     http: reqwest::Client,
     base: Url,
     credentials: Credentials,
+    /// How long a request may take, beyond the wait it asks for.
+    timeout: Duration,
+}
+
+/// What a schedule request tells beyond the action: see [`Client::schedule_with`].
+#[derive(Debug, Clone, Default)]
+pub struct ScheduleOptions {
+    /// A retried request with the same key returns the first one's task.
+    pub idempotency_key: Option<String>,
+    /// The guid of the task (here or on another robot) asking.
+    pub caller_task: Option<String>,
+    /// The W3C `traceparent` of the chain.
+    pub traceparent: Option<String>,
 }
 
 impl Client {
@@ -221,7 +238,18 @@ impl Client {
             http,
             base,
             credentials,
+            timeout: REQUEST_TIMEOUT,
         })
+    }
+
+    /// The same client with another bound on each request (beyond the wait a
+    /// long poll asks for): a robot that stopped answering fails calls in
+    /// that time rather than the default minute.
+    pub fn with_timeout(&self, timeout: Duration) -> Client {
+        Client {
+            timeout,
+            ..self.clone()
+        }
     }
 
     /// The same robot and connection pool, other credentials.
@@ -230,6 +258,7 @@ impl Client {
             http: self.http.clone(),
             base: self.base.clone(),
             credentials,
+            timeout: self.timeout,
         }
     }
 
@@ -267,11 +296,25 @@ impl Client {
         body: Option<Vec<u8>>,
         timeout: Duration,
     ) -> Result<(StatusCode, Vec<u8>)> {
+        self.send_with(method, path, query, body, timeout, HeaderMap::new())
+            .await
+    }
+
+    async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+        extra: HeaderMap,
+    ) -> Result<(StatusCode, Vec<u8>)> {
         let url = self.url_of(path, query);
         let mut req = self
             .http
             .request(method.clone(), url.clone())
             .headers(self.credentials.headers())
+            .headers(extra)
             .timeout(timeout);
         if let Some(body) = body {
             req = req.header(CONTENT_TYPE, "application/json").body(body);
@@ -306,7 +349,7 @@ impl Client {
         query: &[(&str, &str)],
         body: Option<&(impl Serialize + ?Sized)>,
     ) -> Result<T> {
-        self.call_within(method, path, query, body, REQUEST_TIMEOUT)
+        self.call_within(method, path, query, body, self.timeout)
             .await
     }
 
@@ -339,7 +382,7 @@ impl Client {
     /// A request whose success has no body (204).
     async fn call_empty(&self, method: Method, path: &str, body: Option<Value>) -> Result<()> {
         let body = body.map(|b| b.to_string().into_bytes());
-        self.send(method, path, &[], body, REQUEST_TIMEOUT)
+        self.send(method, path, &[], body, self.timeout)
             .await
             .map(|_| ())
     }
@@ -492,6 +535,44 @@ impl Client {
         .await
     }
 
+    /// `POST /services/{guid}/task_list` telling who asks, and with a key
+    /// that makes a retry safe (see [`ScheduleOptions`]).
+    pub async fn schedule_with(
+        &self,
+        guid: Uuid,
+        action: &str,
+        args: Value,
+        options: &ScheduleOptions,
+    ) -> Result<Task> {
+        let mut extra = HeaderMap::new();
+        let mut put = |name: &'static str, value: &Option<String>| {
+            if let Some(v) = value.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+                extra.insert(name, v);
+            }
+        };
+        put(IDEMPOTENCY_HEADER, &options.idempotency_key);
+        put(CALLER_TASK_HEADER, &options.caller_task);
+        put("traceparent", &options.traceparent);
+        let path = format!("services/{guid}/task_list");
+        let body = serde_json::to_vec(&TaskCreate {
+            action_name: action.to_owned(),
+            args,
+        })
+        .map_err(|e| ClientError::Decode {
+            method: Method::POST,
+            url: self.url_of(&path, &[]).to_string(),
+            detail: format!("cannot encode the request body: {e}"),
+        })?;
+        let (_, bytes) = self
+            .send_with(Method::POST, &path, &[], Some(body), self.timeout, extra)
+            .await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+            method: Method::POST,
+            url: self.url_of(&path, &[]).to_string(),
+            detail: e.to_string(),
+        })
+    }
+
     /// `GET /services/{guid}/task_list/{task}`.
     pub async fn task(&self, guid: Uuid, task: Uuid) -> Result<Task> {
         self.call(
@@ -512,7 +593,7 @@ impl Client {
             &format!("services/{guid}/task_list/{task}"),
             &[("wait", &secs)],
             None::<&()>,
-            wait + REQUEST_TIMEOUT,
+            wait + self.timeout,
         )
         .await
     }

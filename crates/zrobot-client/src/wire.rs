@@ -324,6 +324,12 @@ pub struct Task {
     /// How many runs started (retries, and runs again after a restart).
     #[serde(default)]
     pub attempt: u32,
+    /// The guid of the task (maybe on another robot) that scheduled this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller_task: Option<String>,
+    /// The W3C `traceparent` of the chain of tasks this one belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl Task {

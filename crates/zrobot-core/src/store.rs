@@ -35,6 +35,9 @@ pub struct ServiceRecord {
 /// One change to make durable. Ops of one commit are applied in order and
 /// all together.
 #[derive(Debug, Clone)]
+// Ops live briefly in the writer's batch; boxing the large ones would cost an
+// allocation per task on the hot path for no gain.
+#[allow(clippy::large_enum_variant)]
 pub enum StoreOp {
     /// Create or replace a service.
     PutService(ServiceRecord),

@@ -21,7 +21,9 @@ use crate::engine::LuaConfig;
 /// What all states of the engine share: the HTTP client keeps its connections.
 #[derive(Default)]
 pub(crate) struct Shared {
-    http: OnceLock<Result<reqwest::Client, String>>,
+    pub http: OnceLock<Result<reqwest::Client, String>>,
+    /// Clients of remote robots.
+    pub clients: crate::remote::Clients,
 }
 
 impl Shared {
@@ -48,7 +50,7 @@ pub(crate) struct CallContext {
     pub data: Option<Value>,
 }
 
-fn ctx<R>(lua: &Lua, f: impl FnOnce(&CallContext) -> R) -> mlua::Result<R> {
+pub(crate) fn ctx<R>(lua: &Lua, f: impl FnOnce(&CallContext) -> R) -> mlua::Result<R> {
     match lua.app_data_ref::<CallContext>() {
         Some(c) => Ok(f(&c)),
         None => Err(mlua::Error::runtime(
@@ -57,11 +59,11 @@ fn ctx<R>(lua: &Lua, f: impl FnOnce(&CallContext) -> R) -> mlua::Result<R> {
     }
 }
 
-fn rt(msg: impl Into<String>) -> mlua::Error {
+pub(crate) fn rt(msg: impl Into<String>) -> mlua::Error {
     mlua::Error::runtime(msg.into())
 }
 
-fn json_arg(lua: &Lua, v: LuaValue, what: &str) -> mlua::Result<Value> {
+pub(crate) fn json_arg(lua: &Lua, v: LuaValue, what: &str) -> mlua::Result<Value> {
     convert::to_json(lua, v).map_err(|m| rt(format!("{what}: {m}")))
 }
 
@@ -130,7 +132,8 @@ end }"#,
     let robot = lua.create_table()?;
     robot.set("template_dir", source.dir.display().to_string())?;
     robot.set("services", services_table(lua)?)?;
-    robot.set("robots", robots_table(lua)?)?;
+    robot.set("robots", crate::remote::robots_table(lua)?)?;
+    lua.set_app_data(shared.clone());
     robot.set(
         "sleep",
         lua.create_async_function(|_, s: f64| async move {
@@ -347,29 +350,6 @@ fn services_table(lua: &Lua) -> mlua::Result<Table> {
             },
         )?,
     )?;
-    Ok(t)
-}
-
-fn robots_table(lua: &Lua) -> mlua::Result<Table> {
-    let t = lua.create_table()?;
-    t.set(
-        "get",
-        lua.create_function(|_, (_this, name): (LuaValue, String)| -> mlua::Result<()> {
-            Err(rt(format!(
-                "remote robot `{name}`: this robot does not reach remote robots yet"
-            )))
-        })?,
-    )?;
-    let meta = lua.create_table()?;
-    meta.set(
-        "__index",
-        lua.create_function(|_, (_t, name): (LuaValue, String)| -> mlua::Result<()> {
-            Err(rt(format!(
-                "no remote robot named `{name}`: this robot does not reach remote robots yet"
-            )))
-        })?,
-    )?;
-    t.set_metatable(Some(meta))?;
     Ok(t)
 }
 

@@ -27,6 +27,10 @@ pub struct LuaConfig {
     pub allow_exec: bool,
     /// States kept ready per template when idle.
     pub pool_size: usize,
+    /// How long one request to a remote robot may take.
+    pub remote_timeout: std::time::Duration,
+    /// How long a wait on a remote task goes on while its robot cannot be reached.
+    pub remote_unreachable: std::time::Duration,
 }
 
 impl Default for LuaConfig {
@@ -36,6 +40,8 @@ impl Default for LuaConfig {
             memory_limit: 64 * 1024 * 1024,
             allow_exec: true,
             pool_size: 32,
+            remote_timeout: std::time::Duration::from_secs(10),
+            remote_unreachable: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -49,9 +55,13 @@ pub struct LuaEngine {
 
 impl LuaEngine {
     pub fn new(config: LuaConfig) -> LuaEngine {
+        let shared = api::Shared {
+            clients: crate::remote::Clients::new(config.remote_timeout, config.remote_unreachable),
+            ..Default::default()
+        };
         LuaEngine {
             config: Arc::new(config),
-            shared: Arc::new(api::Shared::default()),
+            shared: Arc::new(shared),
         }
     }
 }

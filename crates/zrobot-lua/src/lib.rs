@@ -18,6 +18,7 @@
 mod api;
 mod convert;
 mod engine;
+mod remote;
 mod sandbox;
 
 pub use engine::{LuaConfig, LuaEngine};

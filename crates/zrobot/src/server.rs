@@ -67,6 +67,16 @@ pub struct StartArgs {
     /// Refuse `robot.exec` in templates.
     #[arg(long)]
     pub no_exec: bool,
+    /// Another robot this one reaches by name, e.g. `--robot b=http://10.0.0.2:6600`;
+    /// `,FILE` adds a file holding the token (JWT) to present to it. Repeatable.
+    #[arg(long = "robot", value_name = "NAME=URL[,FILE]")]
+    pub robots: Vec<String>,
+    /// Seconds one request to another robot may take.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    pub remote_timeout: f64,
+    /// Seconds a wait on another robot's task goes on while that robot cannot be reached.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    pub remote_unreachable_after: f64,
     /// Finished tasks kept per service.
     #[arg(long, default_value_t = 1000, value_name = "N")]
     pub history_max_tasks: usize,
@@ -120,10 +130,22 @@ pub async fn start(args: StartArgs) -> Result<()> {
     };
     let db = data_dir.join("zrobot.db");
     let store = SqliteStore::open(&db, retention).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let seconds = |flag: &str, v: f64| -> Result<Duration> {
+        if !(v.is_finite() && v > 0.0 && v < 1e6) {
+            bail!("{flag} must be a positive number of seconds");
+        }
+        Ok(Duration::from_secs_f64(v))
+    };
     let engine = LuaEngine::new(LuaConfig {
         allow_exec: !args.no_exec,
+        remote_timeout: seconds("--remote-timeout", args.remote_timeout)?,
+        remote_unreachable: seconds("--remote-unreachable-after", args.remote_unreachable_after)?,
         ..Default::default()
     });
+    let mut known_robots = Vec::new();
+    for spec in &args.robots {
+        known_robots.push(parse_robot_flag(spec)?);
+    }
     let robot = Robot::new(RobotConfig::default(), Arc::new(engine), Arc::new(store));
 
     // Settings first: they say which revisions were checked out at run time.
@@ -151,6 +173,12 @@ pub async fn start(args: StartArgs) -> Result<()> {
         load_template_repo(&robot, &repos, url).await;
     }
     let report = robot.restore_from(loaded);
+    for (name, url, token) in known_robots {
+        robot
+            .add_remote_robot(&name, &url, token)
+            .await
+            .with_context(|| format!("--robot {name}"))?;
+    }
     tracing::info!(
         services = report.services,
         waiting_tasks = report.waiting_tasks,
@@ -294,6 +322,33 @@ fn report_load(url: &TemplateRepoUrl, load: &zrobot_core::template::RepoLoad) {
     for e in &load.errors {
         tracing::error!("template repository {url}: {e}");
     }
+}
+
+/// `NAME=URL[,FILE]`: FILE holds the token to present to that robot.
+fn parse_robot_flag(spec: &str) -> Result<(String, String, Option<String>)> {
+    let Some((name, rest)) = spec.split_once('=') else {
+        bail!("--robot `{spec}`: write it NAME=URL or NAME=URL,TOKEN_FILE");
+    };
+    let (url, file) = match rest.split_once(',') {
+        Some((u, f)) => (u, Some(f)),
+        None => (rest, None),
+    };
+    if !zrobot_core::remote::valid_robot_name(name) {
+        bail!("--robot `{spec}`: `{name}` is not a robot name (letters, digits, `-`, `_`, `.`)");
+    }
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        bail!("--robot `{spec}`: the URL must start with http:// or https://");
+    }
+    let token = match file {
+        None => None,
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("--robot {name}: cannot read the token file {f}"))?
+                .trim()
+                .to_owned(),
+        ),
+    };
+    Ok((name.to_owned(), url.to_owned(), token))
 }
 
 /// Installs the SIGINT and SIGTERM handlers now (before anyone is told the

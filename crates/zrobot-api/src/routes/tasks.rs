@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::header::LOCATION;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -15,6 +15,7 @@ use crate::error::ApiError;
 use crate::extract::{Json, Query};
 use crate::wire::{self, Task, TaskCreate};
 use crate::AppState;
+use zrobot_client::{CALLER_TASK_HEADER, IDEMPOTENCY_HEADER};
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -86,18 +87,51 @@ pub async fn schedule(
     State(state): State<AppState>,
     caller: Caller,
     Path(guid): Path<String>,
+    headers: HeaderMap,
     Json(req): Json<TaskCreate>,
 ) -> Result<Response, ApiError> {
     let svc = service_for(&state, &caller, &guid)?;
-    let task = state
-        .robot
-        .schedule(&svc, &req.action_name, req.args)
-        .await?;
-    let location = format!("/services/{}/task_list/{}", svc.guid, task.guid);
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty() && v.len() <= 256)
+            .map(str::to_owned)
+    };
+    // Additions to 0-robot's API: who asked (a task, maybe on another robot),
+    // and a key that makes a retried request return the first one's task.
+    let trace = match (header(CALLER_TASK_HEADER), header("traceparent")) {
+        (None, None) => None,
+        (caller_task, traceparent) => Some(zrobot_core::TaskTrace {
+            caller_task,
+            traceparent,
+        }),
+    };
+    let record = match header(IDEMPOTENCY_HEADER) {
+        Some(key) => {
+            state
+                .robot
+                .schedule_idempotent(&svc, &req.action_name, req.args, &key, trace)
+                .await?
+        }
+        None => state
+            .robot
+            .schedule_traced(
+                &svc,
+                &req.action_name,
+                req.args,
+                zrobot_core::Priority::Normal,
+                trace,
+            )
+            .await?
+            .record(),
+    };
+    let location = format!("/services/{}/task_list/{}", svc.guid, record.guid);
     Ok((
         StatusCode::CREATED,
         [(LOCATION, location)],
-        axum::Json(wire::task(&task.record())),
+        axum::Json(wire::task(&record)),
     )
         .into_response())
 }

@@ -267,7 +267,12 @@ impl Robot {
 
     /// Learns (or re-learns) a robot: its URL and the token to present. The
     /// secrets already kept for it stay.
-    pub async fn add_remote_robot(&self, name: &str, url: &str, token: Option<String>) -> Result<(), CoreError> {
+    pub async fn add_remote_robot(
+        &self,
+        name: &str,
+        url: &str,
+        token: Option<String>,
+    ) -> Result<(), CoreError> {
         if !crate::remote::valid_robot_name(name) {
             return Err(CoreError::InvalidName(name.to_owned()));
         }
@@ -293,7 +298,10 @@ impl Robot {
         .await
     }
 
-    async fn update_remote_robots(&self, f: impl FnOnce(&mut crate::remote::RemoteRobots)) -> Result<(), CoreError> {
+    async fn update_remote_robots(
+        &self,
+        f: impl FnOnce(&mut crate::remote::RemoteRobots),
+    ) -> Result<(), CoreError> {
         // One writer at a time, so concurrent updates do not lose each other.
         let _guard = self.0.remote_lock.lock().await;
         let mut robots = self.remote_robots();
@@ -561,7 +569,8 @@ impl Robot {
         args: Value,
         priority: Priority,
     ) -> Result<Arc<Task>, CoreError> {
-        self.schedule_traced(svc, action, args, priority, None).await
+        self.schedule_traced(svc, action, args, priority, None)
+            .await
     }
 
     /// Like [`Robot::schedule_with`], recording who asked for the task.
@@ -646,6 +655,7 @@ impl Robot {
         action: &str,
         args: Value,
         key: &str,
+        trace: Option<crate::task::TaskTrace>,
     ) -> Result<TaskRecord, CoreError> {
         let seen = self
             .0
@@ -660,9 +670,15 @@ impl Robot {
                 return self.task(svc, task).await;
             }
         }
-        let task = self.schedule(svc, action, args).await?;
+        let task = self
+            .schedule_traced(svc, action, args, Priority::Normal, trace)
+            .await?;
         let mut idem = self.0.idempotency.lock().unwrap_or_else(|e| e.into_inner());
-        if idem.tasks.insert(key.to_owned(), (svc.guid, task.guid)).is_none() {
+        if idem
+            .tasks
+            .insert(key.to_owned(), (svc.guid, task.guid))
+            .is_none()
+        {
             idem.order.push_back(key.to_owned());
         }
         while idem.order.len() > IDEMPOTENCY_KEYS {
