@@ -1,0 +1,573 @@
+//! `robot.robots`: services and tasks of other robots, behind handles with
+//! the same methods as local ones, over the REST API. Calls that are safe to
+//! repeat are retried a few times when the robot cannot be reached; a
+//! schedule carries an idempotency key so that its retry never schedules
+//! twice; waits are long polls, bounded.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use mlua::{Lua, LuaSerdeExt, Table, UserData, UserDataFields, UserDataMethods, Value as LuaValue};
+use serde_json::Value;
+use uuid::Uuid;
+use zrobot_client::wire::{ServiceCreate, ServiceFilter as WireFilter, TaskState as WireState};
+use zrobot_client::{Client, ClientError, Credentials, ScheduleOptions};
+use zrobot_core::{Robot, ServiceFilter};
+
+use crate::api::{ctx, json_arg, rt};
+
+/// Tries of a call the robot cannot be reached for.
+const TRIES: u32 = 3;
+/// The longest single long poll.
+const LONG_POLL: Duration = Duration::from_secs(30);
+
+/// One HTTP client (connection pool) per remote URL, shared by every state.
+#[derive(Default)]
+pub(crate) struct Clients {
+    by_url: Mutex<HashMap<String, Client>>,
+    /// How long one request may take (long polls excepted).
+    timeout: Duration,
+    /// How long a wait goes on while the remote robot cannot be reached.
+    unreachable: Duration,
+}
+
+impl Clients {
+    pub fn new(timeout: Duration, unreachable: Duration) -> Clients {
+        Clients {
+            by_url: Mutex::default(),
+            timeout,
+            unreachable,
+        }
+    }
+
+    /// A client of robot `name` presenting its token and the secrets kept for it.
+    fn for_robot(&self, robot: &Robot, name: &str) -> mlua::Result<(Client, String)> {
+        let Some(cfg) = robot.remote_robot(name) else {
+            return Err(rt(format!(
+                "no robot named `{name}`: start this robot with `--robot {name}=URL`, or call robot.robots:get(\"{name}\", URL)"
+            )));
+        };
+        let base = {
+            let mut by_url = self.by_url.lock().unwrap_or_else(|e| e.into_inner());
+            match by_url.get(&cfg.url) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = Client::new(&cfg.url, Credentials::default())
+                        .map_err(|e| rt(format!("robot `{name}`: {e}")))?
+                        .with_timeout(self.timeout);
+                    by_url.insert(cfg.url.clone(), c.clone());
+                    c
+                }
+            }
+        };
+        let credentials = Credentials {
+            admin_jwt: cfg.token.clone(),
+            user_jwt: cfg.token.clone(),
+            secrets: cfg.secrets.clone(),
+            god_token: None,
+        };
+        Ok((base.with_credentials(credentials), cfg.url))
+    }
+}
+
+fn shared_clients(lua: &Lua) -> mlua::Result<std::sync::Arc<crate::api::Shared>> {
+    lua.app_data_ref::<std::sync::Arc<crate::api::Shared>>()
+        .map(|s| s.clone())
+        .ok_or_else(|| rt("the robot API is not installed in this state"))
+}
+
+fn client(lua: &Lua, name: &str) -> mlua::Result<(Client, String, Robot)> {
+    let robot = ctx(lua, |c| c.robot.clone())?;
+    let shared = shared_clients(lua)?;
+    let (c, url) = shared.clients.for_robot(&robot, name)?;
+    Ok((c, url, robot))
+}
+
+fn unreachable_bound(lua: &Lua) -> mlua::Result<Duration> {
+    Ok(shared_clients(lua)?.clients.unreachable)
+}
+
+/// Runs `call`, retrying when the robot cannot be reached (only calls that are
+/// safe to repeat come here); errors name the robot and the call.
+async fn retried<T, F, Fut>(robot: &str, url: &str, what: &str, mut call: F) -> mlua::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ClientError>>,
+{
+    let mut pause = Duration::from_millis(100);
+    for attempt in 1..=TRIES {
+        match call().await {
+            Ok(v) => return Ok(v),
+            Err(ClientError::Transport { source, .. }) => {
+                if attempt == TRIES {
+                    return Err(rt(format!(
+                        "robot `{robot}` ({url}): {what}: cannot reach the robot after {TRIES} tries: {}",
+                        chain(&source)
+                    )));
+                }
+                tokio::time::sleep(pause).await;
+                pause *= 4;
+            }
+            Err(e) => return Err(remote_error(robot, what, &e)),
+        }
+    }
+    unreachable!("the loop returns on its last try")
+}
+
+fn remote_error(robot: &str, what: &str, e: &ClientError) -> mlua::Error {
+    match e {
+        ClientError::Api { code, message, .. } => {
+            rt(format!("robot `{robot}`: {what}: {message} (HTTP {code})"))
+        }
+        other => rt(format!("robot `{robot}`: {what}: {other}")),
+    }
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+fn wire_filter(lua: &Lua, v: LuaValue) -> mlua::Result<WireFilter> {
+    let f: ServiceFilter = if v.is_nil() {
+        ServiceFilter::default()
+    } else {
+        lua.from_value(v).map_err(|e| {
+            rt(format!(
+                "bad service filter ({}); its keys are name, guid, template_uid, template_host, template_account, template_repo, template_name, template_version",
+                crate::convert::message_of(&e)
+            ))
+        })?
+    };
+    Ok(WireFilter {
+        name: f.name,
+        template_uid: f.template_uid,
+        template_host: f.template_host,
+        template_account: f.template_account,
+        template_repo: f.template_repo,
+        template_name: f.template_name,
+        template_version: f.template_version,
+    })
+}
+
+/// Installs `robot.robots`.
+pub(crate) fn robots_table(lua: &Lua) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.set(
+        "get",
+        lua.create_async_function(|lua, (_this, name, url): (LuaValue, String, Option<String>)| async move {
+            let robot = ctx(&lua, |c| c.robot.clone())?;
+            if let Some(url) = url {
+                let known = robot.remote_robot(&name).map(|r| r.url);
+                if known.as_deref() != Some(url.as_str()) {
+                    Client::new(&url, Credentials::default()).map_err(|e| rt(format!("robot `{name}`: {e}")))?;
+                    robot
+                        .add_remote_robot(&name, &url, None)
+                        .await
+                        .map_err(|e| rt(format!("robot `{name}`: {e}")))?;
+                }
+            } else if robot.remote_robot(&name).is_none() {
+                return Err(rt(format!(
+                    "no robot named `{name}`: give its URL, robot.robots:get(\"{name}\", URL), or start this robot with `--robot {name}=URL`"
+                )));
+            }
+            Ok(RemoteRobot { name })
+        })?,
+    )?;
+    let meta = lua.create_table()?;
+    meta.set(
+        "__index",
+        lua.create_function(|lua, (_t, name): (LuaValue, String)| {
+            let robot = ctx(lua, |c| c.robot.clone())?;
+            if robot.remote_robot(&name).is_none() {
+                return Err(rt(format!(
+                    "no robot named `{name}`: start this robot with `--robot {name}=URL`, or call robot.robots:get(\"{name}\", URL)"
+                )));
+            }
+            Ok(RemoteRobot { name })
+        })?,
+    )?;
+    t.set_metatable(Some(meta))?;
+    Ok(t)
+}
+
+/// `robot.robots[name]`.
+struct RemoteRobot {
+    name: String,
+}
+
+impl UserData for RemoteRobot {
+    fn add_fields<F: UserDataFields<Self>>(f: &mut F) {
+        f.add_field_method_get("name", |_, this| Ok(this.name.clone()));
+        f.add_field_method_get("services", |_, this| {
+            Ok(RemoteServices {
+                robot: this.name.clone(),
+            })
+        });
+    }
+}
+
+/// `robot.robots[name].services`.
+struct RemoteServices {
+    robot: String,
+}
+
+impl UserData for RemoteServices {
+    fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
+        m.add_async_method("find", |lua, this, filter: LuaValue| async move {
+            let filter = wire_filter(&lua, filter)?;
+            let (c, url, _) = client(&lua, &this.robot)?;
+            let found = retried(&this.robot, &url, "find services", || c.services(&filter)).await?;
+            Ok(found
+                .into_iter()
+                .map(|s| RemoteService::from_wire(&this.robot, &s))
+                .collect::<Vec<_>>())
+        });
+        m.add_async_method("exists", |lua, this, filter: LuaValue| async move {
+            let filter = wire_filter(&lua, filter)?;
+            let (c, url, _) = client(&lua, &this.robot)?;
+            let found = retried(&this.robot, &url, "find services", || c.services(&filter)).await?;
+            Ok(!found.is_empty())
+        });
+        m.add_async_method("get", |lua, this, filter: LuaValue| async move {
+            let filter = wire_filter(&lua, filter)?;
+            let (c, url, _) = client(&lua, &this.robot)?;
+            let mut found =
+                retried(&this.robot, &url, "find services", || c.services(&filter)).await?;
+            match found.len() {
+                1 => Ok(RemoteService::from_wire(&this.robot, &found.remove(0))),
+                0 => Err(rt(format!(
+                    "robot `{}`: no service matches {} (or this robot holds no secret for it)",
+                    this.robot,
+                    serde_json::to_string(&filter).unwrap_or_default()
+                ))),
+                n => Err(rt(format!(
+                    "robot `{}`: {n} services match {}; narrow the filter",
+                    this.robot,
+                    serde_json::to_string(&filter).unwrap_or_default()
+                ))),
+            }
+        });
+        m.add_async_method(
+            "create",
+            |lua, this, (template, name, data, opts): (String, String, LuaValue, Option<Table>)| async move {
+                let public = match &opts {
+                    Some(o) => o.get::<Option<bool>>("public")?.unwrap_or(false),
+                    None => false,
+                };
+                let data = json_arg(&lua, data, "service data")?;
+                create(&lua, &this.robot, template, name, data, public).await
+            },
+        );
+        m.add_async_method(
+            "find_or_create",
+            |lua, this, (template, name, data): (String, String, LuaValue)| async move {
+                let data = json_arg(&lua, data, "service data")?;
+                let (c, url, _) = client(&lua, &this.robot)?;
+                let filter = WireFilter {
+                    name: Some(name.clone()),
+                    ..Default::default()
+                };
+                let found =
+                    retried(&this.robot, &url, "find services", || c.services(&filter)).await?;
+                if let Some(s) = found.first() {
+                    return Ok(RemoteService::from_wire(&this.robot, s));
+                }
+                create(&lua, &this.robot, template, name, data, false).await
+            },
+        );
+    }
+}
+
+/// Creates a service on `robot_name` and keeps its secret, durably.
+async fn create(
+    lua: &Lua,
+    robot_name: &str,
+    template: String,
+    name: String,
+    data: Value,
+    public: bool,
+) -> mlua::Result<RemoteService> {
+    let (c, url, robot) = client(lua, robot_name)?;
+    let req = ServiceCreate {
+        template,
+        name: name.clone(),
+        data,
+        public,
+    };
+    let what = format!("create service `{name}`");
+    let mut pause = Duration::from_millis(100);
+    for attempt in 1..=TRIES {
+        match c.create_service(&req).await {
+            Ok(created) => {
+                robot
+                    .add_remote_secret(robot_name, &created.secret)
+                    .await
+                    .map_err(|e| {
+                        rt(format!(
+                            "robot `{robot_name}`: keeping the secret of `{name}`: {e}"
+                        ))
+                    })?;
+                return Ok(RemoteService::from_wire(robot_name, &created.service));
+            }
+            // A retry after a lost answer: the first try made it.
+            Err(ClientError::Api { code: 409, .. }) if attempt > 1 => {
+                let filter = WireFilter {
+                    name: Some(name.clone()),
+                    ..Default::default()
+                };
+                let found = retried(robot_name, &url, &what, || c.services(&filter)).await?;
+                if let Some(s) = found.first() {
+                    return Ok(RemoteService::from_wire(robot_name, s));
+                }
+                return Err(rt(format!(
+                    "robot `{robot_name}`: {what}: the name is taken"
+                )));
+            }
+            Err(ClientError::Transport { source, .. }) if attempt < TRIES => {
+                tracing::debug!("robot {robot_name}: {what}: {source}; retrying");
+                tokio::time::sleep(pause).await;
+                pause *= 4;
+            }
+            Err(e) => return Err(remote_error(robot_name, &what, &e)),
+        }
+    }
+    unreachable!("the loop returns on its last try")
+}
+
+/// A service of another robot.
+pub(crate) struct RemoteService {
+    robot: String,
+    guid: Uuid,
+    name: String,
+    template_uid: String,
+}
+
+impl RemoteService {
+    fn from_wire(robot: &str, s: &zrobot_client::wire::Service) -> RemoteService {
+        RemoteService {
+            robot: robot.to_owned(),
+            guid: s.guid,
+            name: s.name.clone(),
+            template_uid: s.template.clone(),
+        }
+    }
+}
+
+/// A `traceparent` continuing the calling task's chain, or starting one.
+fn traceparent(lua: &Lua) -> mlua::Result<(Option<String>, String)> {
+    let task = ctx(lua, |c| c.task.clone())?;
+    let caller = task.as_ref().map(|t| t.guid.to_string());
+    let inherited = task
+        .as_ref()
+        .and_then(|t| t.record().trace)
+        .and_then(|t| t.traceparent)
+        .and_then(|tp| tp.split('-').nth(1).map(str::to_owned))
+        .filter(|id| id.len() == 32);
+    let trace_id = inherited.unwrap_or_else(|| Uuid::new_v4().simple().to_string());
+    let span = &Uuid::new_v4().simple().to_string()[..16];
+    Ok((caller, format!("00-{trace_id}-{span}-01")))
+}
+
+impl UserData for RemoteService {
+    fn add_fields<F: UserDataFields<Self>>(f: &mut F) {
+        f.add_field_method_get("name", |_, this| Ok(this.name.clone()));
+        f.add_field_method_get("guid", |_, this| Ok(this.guid.to_string()));
+        f.add_field_method_get("template_uid", |_, this| Ok(this.template_uid.clone()));
+        f.add_field_method_get("robot", |_, this| Ok(this.robot.clone()));
+    }
+
+    fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
+        m.add_async_method("state", |lua, this, ()| async move {
+            let (c, url, _) = client(&lua, &this.robot)?;
+            let what = format!("state of service `{}`", this.name);
+            let s = retried(&this.robot, &url, &what, || c.service(this.guid)).await?;
+            let t = lua.create_table()?;
+            for row in s.state {
+                let cat: Table = match t.get::<Option<Table>>(row.category.as_str())? {
+                    Some(c) => c,
+                    None => {
+                        let c = lua.create_table()?;
+                        t.set(row.category.as_str(), c.clone())?;
+                        c
+                    }
+                };
+                let state = serde_json::to_value(row.state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                cat.set(row.tag, state)?;
+            }
+            Ok(t)
+        });
+        m.add_async_method("actions", |lua, this, ()| async move {
+            let (c, url, _) = client(&lua, &this.robot)?;
+            let what = format!("actions of service `{}`", this.name);
+            let actions = retried(&this.robot, &url, &what, || c.actions(this.guid)).await?;
+            Ok(actions.into_iter().map(|a| a.name).collect::<Vec<_>>())
+        });
+        m.add_async_method(
+            "schedule_action",
+            |lua, this, (action, args): (String, LuaValue)| async move {
+                let args = json_arg(&lua, args, "schedule_action arguments")?;
+                let (c, url, _) = client(&lua, &this.robot)?;
+                let (caller_task, traceparent) = traceparent(&lua)?;
+                let options = ScheduleOptions {
+                    // The same key on every try: the robot schedules once.
+                    idempotency_key: Some(Uuid::new_v4().to_string()),
+                    caller_task,
+                    traceparent: Some(traceparent),
+                };
+                let what = format!("schedule `{action}` on service `{}`", this.name);
+                let task = retried(&this.robot, &url, &what, || {
+                    c.schedule_with(this.guid, &action, args.clone(), &options)
+                })
+                .await?;
+                Ok(RemoteTask {
+                    robot: this.robot.clone(),
+                    service: this.guid,
+                    service_name: this.name.clone(),
+                    action,
+                    guid: task.guid,
+                })
+            },
+        );
+        m.add_async_method("delete", |lua, this, ()| async move {
+            let (c, url, _) = client(&lua, &this.robot)?;
+            let what = format!("delete service `{}`", this.name);
+            retried(&this.robot, &url, &what, || c.delete_service(this.guid)).await
+        });
+        m.add_meta_method("__tostring", |_, this, ()| {
+            Ok(format!(
+                "service {} ({}) on robot {}",
+                this.name, this.guid, this.robot
+            ))
+        });
+    }
+}
+
+/// A task of another robot.
+struct RemoteTask {
+    robot: String,
+    service: Uuid,
+    service_name: String,
+    action: String,
+    guid: Uuid,
+}
+
+impl RemoteTask {
+    fn describe(&self) -> String {
+        format!(
+            "`{}` of service `{}` on robot `{}`",
+            self.action, self.service_name, self.robot
+        )
+    }
+}
+
+fn state_name(s: WireState) -> &'static str {
+    match s {
+        WireState::New => "new",
+        WireState::Running => "running",
+        WireState::Ok => "ok",
+        WireState::Error => "error",
+    }
+}
+
+impl UserData for RemoteTask {
+    fn add_fields<F: UserDataFields<Self>>(f: &mut F) {
+        f.add_field_method_get("guid", |_, this| Ok(this.guid.to_string()));
+    }
+
+    fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
+        m.add_async_method("state", |lua, this, ()| async move {
+            let (c, url, _) = client(&lua, &this.robot)?;
+            let what = format!("state of task {}", this.describe());
+            let t = retried(&this.robot, &url, &what, || c.task(this.service, this.guid)).await?;
+            Ok(state_name(t.state))
+        });
+        m.add_async_method("result", |lua, this, ()| async move {
+            let (c, url, _) = client(&lua, &this.robot)?;
+            let what = format!("result of task {}", this.describe());
+            let t = retried(&this.robot, &url, &what, || c.task(this.service, this.guid)).await?;
+            match (t.state, t.result_value()) {
+                (WireState::Ok, Some(v)) => lua.to_value(&v),
+                _ => Ok(LuaValue::Nil),
+            }
+        });
+        m.add_async_method("cancel", |lua, this, ()| async move {
+            let (c, url, _) = client(&lua, &this.robot)?;
+            let what = format!("cancel task {}", this.describe());
+            retried(&this.robot, &url, &what, || {
+                c.cancel_task(this.service, this.guid)
+            })
+            .await
+        });
+        m.add_async_method("wait", |lua, this, timeout: Option<f64>| async move {
+            let limit = match timeout {
+                None => None,
+                Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t.min(1e9))),
+                Some(_) => {
+                    return Err(rt(
+                        "task:wait: the timeout must be a positive number of seconds",
+                    ))
+                }
+            };
+            let (c, url, _) = client(&lua, &this.robot)?;
+            let bound = unreachable_bound(&lua)?;
+            let started = Instant::now();
+            let mut unreachable_since: Option<Instant> = None;
+            loop {
+                let left = limit.map(|l| l.saturating_sub(started.elapsed()));
+                if left.is_some_and(|l| l.is_zero()) {
+                    return Err(rt(format!(
+                        "waiting on {}: timed out after {:?}",
+                        this.describe(),
+                        limit.unwrap_or_default()
+                    )));
+                }
+                let poll = left.map(|l| l.min(LONG_POLL)).unwrap_or(LONG_POLL);
+                match c.wait_task(this.service, this.guid, poll).await {
+                    Ok(t) if t.state.is_done() => {
+                        if t.state == WireState::Ok {
+                            return lua.to_value(&t.result_value().unwrap_or(Value::Null));
+                        }
+                        let msg = t.eco.map(|e| e.message).unwrap_or_else(|| "failed".into());
+                        return Err(rt(format!("task {} failed: {msg}", this.describe())));
+                    }
+                    Ok(_) => unreachable_since = None,
+                    Err(ClientError::Transport { source, .. }) => {
+                        let since = *unreachable_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() >= bound {
+                            return Err(rt(format!(
+                                "waiting on {}: robot `{}` ({url}) cannot be reached for {}s: {}",
+                                this.describe(),
+                                this.robot,
+                                bound.as_secs_f64(),
+                                chain(&source)
+                            )));
+                        }
+                        tokio::time::sleep(Duration::from_millis(200).min(bound)).await;
+                    }
+                    Err(e) => {
+                        return Err(remote_error(
+                            &this.robot,
+                            &format!("waiting on {}", this.describe()),
+                            &e,
+                        ))
+                    }
+                }
+            }
+        });
+        m.add_meta_method("__tostring", |_, this, ()| {
+            Ok(format!("task {} on robot {}", this.guid, this.robot))
+        });
+    }
+}
