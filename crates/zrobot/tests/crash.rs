@@ -101,7 +101,7 @@ async fn sigkill_loses_no_acknowledged_task() {
 
     // Everything acknowledged is there, and every task runs exactly once.
     let client = robot.god_client();
-    let acked = acked.lock().unwrap();
+    let acked = std::mem::take(&mut *acked.lock().unwrap());
     eprintln!(
         "acknowledged: {} services, {} tasks",
         acked.services.len(),
