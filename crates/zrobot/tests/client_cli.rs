@@ -577,6 +577,9 @@ fn exit_codes_say_what_went_wrong() {
         err.contains("is it running? start it with `zrobot server start`"),
         "{err}"
     );
+    // After the command's name too.
+    let (code, _, err) = cli.code(&["service", "list", "--robot", "http://127.0.0.1:1"]);
+    assert_eq!(code, 3, "{err}");
     cli.ok(&["robot", "connect", "gone", "http://127.0.0.1:1"]);
     let (code, _, err) = cli.code(&["robot", "info"]);
     assert_eq!(code, 3, "{err}");

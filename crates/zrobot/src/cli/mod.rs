@@ -49,14 +49,24 @@ pub struct Cli {
 #[derive(Args)]
 pub struct GlobalArgs {
     /// The robot to talk to: a name from `zrobot robot list`, or a URL.
-    /// Overrides ZROBOT_URL, which overrides the current robot. Give it before
-    /// the command (`zrobot --robot b service list`): `server start` has a
-    /// `--robot NAME=URL` of its own, for the robots a robot reaches.
+    /// Overrides ZROBOT_URL, which overrides the current robot. Not global:
+    /// `server start` has a `--robot NAME=URL` of its own, for the robots a
+    /// robot reaches; each client command takes it after its name too.
     #[arg(long, value_name = "NAME_OR_URL")]
     pub robot: Option<String>,
     /// Print the API's JSON instead of tables, for scripts.
     #[arg(long, global = true)]
     pub json: bool,
+}
+
+/// `--robot` given after a client command's name (`zrobot service list
+/// --robot b`): global to that command's branch only.
+#[derive(Args, Clone, Default)]
+pub struct At {
+    /// The robot to talk to: a name from `zrobot robot list`, or a URL.
+    /// Overrides ZROBOT_URL, which overrides the current robot.
+    #[arg(long = "robot", global = true, value_name = "NAME_OR_URL")]
+    pub robot: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -65,23 +75,47 @@ pub enum Command {
     #[command(subcommand)]
     Server(ServerCommand),
     /// The robots this CLI knows, and which one commands go to.
-    #[command(subcommand)]
-    Robot(RobotCommand),
+    Robot {
+        #[command(flatten)]
+        at: At,
+        #[command(subcommand)]
+        command: RobotCommand,
+    },
     /// Templates of the robot, and template repositories.
-    #[command(subcommand)]
-    Template(TemplateCommand),
+    Template {
+        #[command(flatten)]
+        at: At,
+        #[command(subcommand)]
+        command: TemplateCommand,
+    },
     /// Services: create, inspect, delete.
-    #[command(subcommand)]
-    Service(ServiceCommand),
+    Service {
+        #[command(flatten)]
+        at: At,
+        #[command(subcommand)]
+        command: ServiceCommand,
+    },
     /// Tasks of a service's task list.
-    #[command(subcommand)]
-    Task(TaskCommand),
+    Task {
+        #[command(flatten)]
+        at: At,
+        #[command(subcommand)]
+        command: TaskCommand,
+    },
     /// Services and actions from a YAML file.
-    #[command(subcommand)]
-    Blueprint(BlueprintCommand),
+    Blueprint {
+        #[command(flatten)]
+        at: At,
+        #[command(subcommand)]
+        command: BlueprintCommand,
+    },
     /// URLs told about every failed task.
-    #[command(subcommand)]
-    Webhook(WebhookCommand),
+    Webhook {
+        #[command(flatten)]
+        at: At,
+        #[command(subcommand)]
+        command: WebhookCommand,
+    },
     /// The god token of a robot started with --god.
     #[command(subcommand)]
     Godtoken(GodtokenCommand),
@@ -289,8 +323,9 @@ pub enum GodtokenCommand {
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let Cli { global, command } = cli;
     // Only client commands read the config: a broken one must not keep a
-    // robot from starting.
-    let ctx = || Ctx::new(global.json, global.robot.clone());
+    // robot from starting. `--robot` after the command wins over before it.
+    let json = global.json;
+    let ctx = |at: At| Ctx::new(json, at.robot.or(global.robot));
     match command {
         Command::Server(ServerCommand::Start(args)) => {
             server::start(args).await.map(|_| ExitCode::SUCCESS)
@@ -307,13 +342,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => demo::run(args).await,
-        Command::Template(c) => templates::run(c, ctx).await,
-        Command::Robot(c) => robots::run(&mut ctx()?, c).await,
-        Command::Service(c) => services::run(&mut ctx()?, c).await,
-        Command::Task(c) => tasks::run(&ctx()?, c).await,
-        Command::Blueprint(BlueprintCommand::Execute { file, wait }) => {
-            blueprints::execute(&mut ctx()?, &file, wait).await
-        }
-        Command::Webhook(c) => webhooks::run(&ctx()?, c).await,
+        Command::Template { at, command } => templates::run(command, || ctx(at)).await,
+        Command::Robot { at, command } => robots::run(&mut ctx(at)?, command).await,
+        Command::Service { at, command } => services::run(&mut ctx(at)?, command).await,
+        Command::Task { at, command } => tasks::run(&ctx(at)?, command).await,
+        Command::Blueprint {
+            at,
+            command: BlueprintCommand::Execute { file, wait },
+        } => blueprints::execute(&mut ctx(at)?, &file, wait).await,
+        Command::Webhook { at, command } => webhooks::run(&ctx(at)?, command).await,
     }
 }
