@@ -605,6 +605,28 @@ fn exit_codes_say_what_went_wrong() {
         .contains("complete -c zrobot"));
 }
 
+#[test]
+fn commands_run_at_once_keep_every_secret() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = echo_repo(tmp.path());
+    let robot = RobotProcess::start(&tmp.path().join("data"), &["--god", "-T", &repo]);
+    let cli = Cli::new();
+    cli.ok(&["robot", "connect", "local", &robot.url]);
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            cli.command(&["service", "create", "echo", &format!("p{i}")])
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    let secrets = &cli.config()["robots"]["local"]["secrets"];
+    assert_eq!(secrets.as_object().unwrap().len(), 8, "{secrets}");
+}
+
 const JWT_KEY: &str = "a shared HS256 secret for the tests";
 
 fn jwt(scope: &str, exp_in: i64) -> String {

@@ -26,6 +26,8 @@ const EXAMPLES_ORIGIN: &str = "https://github.com/zrobot/examples";
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a robot may take to stop after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// The exit code of a demo stopped before its summary, as a shell reports SIGINT.
+const EXIT_INTERRUPTED: u8 = 130;
 /// How long the capacity report the demo asks for at the end may take.
 const REPORT_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -72,7 +74,17 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
          calls across the two robots are being wired, and robot 2 stays up, empty, to try the CLI on."
     );
 
-    let code = show(&robots[0], &blueprint).await;
+    // Ctrl-C while the blueprint runs stops the robots too, and cleans up.
+    let code = tokio::select! {
+        code = show(&robots[0], &blueprint) => code,
+        _ = wait_for_stop() => {
+            println!("\nstopping the robots");
+            for r in robots {
+                r.stop().await;
+            }
+            return Ok(ExitCode::from(EXIT_INTERRUPTED));
+        }
+    };
     println!("\nThe API of each robot (open on loopback, no credentials needed):");
     for r in &robots {
         println!("  robot {}: {}", r.number, r.url);

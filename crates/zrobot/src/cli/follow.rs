@@ -69,10 +69,12 @@ pub async fn follow(client: &Client, tasks: Vec<Task>) -> Vec<Followed> {
     let mut handles = Vec::with_capacity(tasks.len());
     for task in tasks {
         let spinner = spinners.then(|| {
-            let pb = progress.add(ProgressBar::new_spinner());
-            pb.set_style(style.clone());
-            pb.set_prefix(format!("{}.{}", task.service_name, task.action_name));
-            pb.set_message(output::task_state(task.state));
+            // Styled before it is added, so its first frame is complete.
+            let pb = ProgressBar::new_spinner()
+                .with_style(style.clone())
+                .with_prefix(format!("{}.{}", task.service_name, task.action_name))
+                .with_message(output::task_state(task.state));
+            let pb = progress.add(pb);
             pb.enable_steady_tick(Duration::from_millis(120));
             pb
         });
