@@ -3,8 +3,12 @@
 use std::process::Command;
 
 fn zrobot(args: &[&str]) -> (i32, String) {
+    // No test reads or writes the user's own CLI config.
+    let config_home = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_zrobot"))
         .args(args)
+        .env("XDG_CONFIG_HOME", config_home.path())
+        .env_remove("ZROBOT_URL")
         .output()
         .unwrap();
     (
@@ -41,5 +45,18 @@ fn template_check_reports_each_template() {
 fn help_names_the_commands() {
     let (code, out) = zrobot(&["--help"]);
     assert_eq!(code, 0);
-    assert!(out.contains("template"), "{out}");
+    for command in [
+        "server",
+        "robot",
+        "template",
+        "service",
+        "task",
+        "blueprint",
+        "webhook",
+        "godtoken",
+        "completions",
+        "demo",
+    ] {
+        assert!(out.contains(command), "{command}: {out}");
+    }
 }
