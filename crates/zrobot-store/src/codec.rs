@@ -69,12 +69,14 @@ pub(crate) struct TaskRow {
     pub created: f64,
     pub started: Option<f64>,
     pub duration: Option<f64>,
-    /// service name, template uid, action name, args, result, eco: UTF-8, back to back.
+    /// service name, template uid, action name, args, result, eco, trace:
+    /// UTF-8, back to back.
     text: Vec<u8>,
     /// Where each of them ends in `text`.
-    ends: [usize; 6],
+    ends: [usize; 7],
     has_result: bool,
     has_eco: bool,
+    has_trace: bool,
 }
 
 impl TaskRow {
@@ -82,7 +84,7 @@ impl TaskRow {
         let mut text = Vec::with_capacity(
             t.service_name.len() + t.template_uid.len() + t.action_name.len() + 64,
         );
-        let mut ends = [0; 6];
+        let mut ends = [0; 7];
         text.extend_from_slice(t.service_name.as_bytes());
         ends[0] = text.len();
         text.extend_from_slice(t.template_uid.as_bytes());
@@ -99,6 +101,10 @@ impl TaskRow {
             serde_json::to_writer(&mut text, eco)?;
         }
         ends[5] = text.len();
+        if let Some(trace) = &t.trace {
+            serde_json::to_writer(&mut text, trace)?;
+        }
+        ends[6] = text.len();
         Ok(TaskRow {
             guid: t.guid,
             service_guid: t.service_guid,
@@ -114,6 +120,7 @@ impl TaskRow {
             ends,
             has_result: t.result.is_some(),
             has_eco: t.eco.is_some(),
+            has_trace: t.trace.is_some(),
         })
     }
 
@@ -145,6 +152,10 @@ impl TaskRow {
 
     pub fn eco(&self) -> Option<ToSqlOutput<'_>> {
         self.has_eco.then(|| self.field(5))
+    }
+
+    pub fn trace(&self) -> Option<ToSqlOutput<'_>> {
+        self.has_trace.then(|| self.field(6))
     }
 }
 
@@ -201,7 +212,7 @@ impl Op {
 /// The columns of both task tables, in the order [`task_from_row`] reads them.
 pub(crate) const TASK_COLUMNS: &str =
     "guid, service_guid, service_name, template_uid, action_name, \
-     args, priority, seq, state, attempt, created, started, duration, result, eco";
+     args, priority, seq, state, attempt, created, started, duration, result, eco, trace";
 
 /// The columns of `services`, in the order [`service_from_row`] reads them.
 pub(crate) const SERVICE_COLUMNS: &str =
@@ -253,7 +264,10 @@ pub(crate) fn task_from_row(row: &Row<'_>, first: usize) -> Result<TaskRecord, F
             _ => Some(json_at(row, first + 13, "the result", &owner)?),
         },
         eco,
-        trace: None,
+        trace: match row.get_ref(first + 15)? {
+            ValueRef::Null => None,
+            _ => Some(json_at(row, first + 15, "the trace", &owner)?),
+        },
     })
 }
 

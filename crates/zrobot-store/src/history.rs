@@ -1,6 +1,6 @@
 //! Where finished tasks go, and the background work that keeps the history in
-//! shape: moving the recent tables into it a service at a time, and trimming
-//! what retention drops. The writer runs this work in slices between commits,
+//! shape: moving a recent table into it a range of services at a time, and
+//! trimming what retention drops. The writer runs this work in slices between commits,
 //! sized to the load so that it keeps up without stalling anyone.
 
 use std::collections::{HashMap, VecDeque};
@@ -35,7 +35,7 @@ impl Recent {
 
 /// A slice moves or trims at least this many tasks, and more under load.
 const SLICE_ROWS: usize = 1024;
-/// At most this many services are visited per slice and per step of work.
+/// A slice sweeps this many services, and trims at least as many.
 const SLICE_SERVICES: usize = 64;
 /// The active recent table is handed over to be moved at this many tasks:
 /// small enough that its index stays a few hundred pages, big enough that a
@@ -53,7 +53,8 @@ const PAUSE_AFTER_FAILURE: Duration = Duration::from_secs(5);
 pub(crate) struct Progress {
     /// Where finished tasks are appended.
     active: Recent,
-    /// The recent table being moved, and the last service moved from it.
+    /// The recent table being moved, and the last service moved from it
+    /// (services move in the order of their guids).
     moving: Option<(Recent, Vec<u8>)>,
     sweep: Sweep,
 }
@@ -242,32 +243,39 @@ impl History {
             return Ok(());
         };
         let table = recent.table();
-        let services: Vec<[u8; 16]> = conn
+        // The services of the next `budget` tasks, the last one whole: one
+        // statement moves them all, in the history's order.
+        let last: Option<[u8; 16]> = conn
             .prepare_cached(&format!(
-                "SELECT DISTINCT service_guid FROM {table} WHERE service_guid > ?1 ORDER BY service_guid LIMIT ?2"
+                "SELECT service_guid FROM {table} WHERE service_guid > ?1 \
+                 ORDER BY service_guid LIMIT 1 OFFSET ?2"
             ))?
-            .query_map(params![after, SLICE_SERVICES as i64], |r| r.get(0))?
+            .query_row(
+                params![after, i64::try_from(budget - 1).unwrap_or(i64::MAX)],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let upto = last.map_or_else(|| vec![0xff; 17], |l| l.to_vec());
+        let range = params![after, upto];
+        let moved: Vec<([u8; 16], usize)> = conn
+            .prepare_cached(&format!(
+                "SELECT service_guid, count(*) FROM {table} \
+                 WHERE service_guid > ?1 AND service_guid <= ?2 GROUP BY service_guid"
+            ))?
+            .query_map(range, |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as usize)))?
             .collect::<rusqlite::Result<_>>()?;
-        let mut copy = conn.prepare_cached(&format!(
+        conn.prepare_cached(&format!(
             // IGNORE: a task already there was moved before a crash, and is the same.
             "INSERT OR IGNORE INTO finished_tasks ({HISTORY_COLUMNS}) \
-             SELECT {HISTORY_COLUMNS} FROM {table} WHERE service_guid = ?1"
-        ))?;
-        let mut moved = 0;
-        let mut last = None;
-        for service in &services {
-            let n = copy.execute([service])?;
-            moved += n;
-            last = Some(service);
-            self.note_moved(Uuid::from_bytes(*service), n);
-            if moved >= budget {
-                break;
-            }
+             SELECT {HISTORY_COLUMNS} FROM {table} WHERE service_guid > ?1 AND service_guid <= ?2 \
+             ORDER BY service_guid, id"
+        ))?
+        .execute(range)?;
+        for (service, tasks) in moved {
+            self.note_moved(Uuid::from_bytes(service), tasks);
         }
-        let finished = services.len() < SLICE_SERVICES && last == services.last();
-        if !finished {
-            let after = last.map_or(after, |s| s.to_vec());
-            self.progress.moving = Some((recent, after));
+        if last.is_some() {
+            self.progress.moving = Some((recent, upto));
             return Ok(());
         }
         // Ids must keep growing once both recent tables are empty.
@@ -336,8 +344,10 @@ impl History {
                 }
             };
         }
+        // Services become due about once per `step` tasks moved: trim twice as fast.
+        let visits = SLICE_SERVICES.max(budget.saturating_mul(2) / self.step);
         let mut deleted = 0;
-        for _ in 0..SLICE_SERVICES {
+        for _ in 0..visits {
             if deleted >= budget {
                 break;
             }
@@ -421,4 +431,4 @@ impl History {
 /// The columns of `finished_tasks`, which the recent tables have too.
 pub(crate) const HISTORY_COLUMNS: &str =
     "service_guid, id, guid, created, service_name, template_uid, action_name, \
-     args, priority, seq, state, attempt, started, duration, result, eco";
+     args, priority, seq, state, attempt, started, duration, result, eco, trace";

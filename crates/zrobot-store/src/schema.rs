@@ -132,6 +132,13 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     );
     ",
+    // Who asked for a task (JSON), when another task did.
+    "
+    ALTER TABLE waiting_tasks ADD COLUMN trace TEXT;
+    ALTER TABLE recent_tasks_a ADD COLUMN trace TEXT;
+    ALTER TABLE recent_tasks_b ADD COLUMN trace TEXT;
+    ALTER TABLE finished_tasks ADD COLUMN trace TEXT;
+    ",
 ];
 
 /// The schema version this code writes.
@@ -166,4 +173,28 @@ pub(crate) fn migrate(conn: &mut Connection, db: &str) -> Result<(), StoreError>
     tx.commit().map_err(fail)?;
     tracing::info!(db, from = found, to = VERSION, "database schema migrated");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_of_every_older_version_is_brought_up_to_date() {
+        for from in 0..VERSION {
+            let mut conn = Connection::open_in_memory().expect("a database");
+            for sql in &MIGRATIONS[..from as usize] {
+                conn.execute_batch(sql).expect("an old migration");
+            }
+            conn.pragma_update(None, "user_version", from)
+                .expect("a version");
+            migrate(&mut conn, "old.db").expect("migrated");
+            let version: i64 = conn
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .expect("a version");
+            assert_eq!(version, VERSION);
+            // Migrating again changes nothing.
+            migrate(&mut conn, "old.db").expect("migrated again");
+        }
+    }
 }

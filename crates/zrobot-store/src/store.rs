@@ -419,7 +419,7 @@ fn configure_writer(conn: &Connection, file: bool) -> rusqlite::Result<()> {
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
         // Checkpoints run on the writer thread and end in fsyncs: fewer and
         // bigger ones copy a page changed by many commits only once.
-        conn.pragma_update(None, "wal_autocheckpoint", std::env::var("ZCKPT").map(|v| v.parse::<i64>().unwrap()).unwrap_or(10_000))?;
+        conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
     }
     // The hot part of the history and its indexes stay in memory.
     conn.pragma_update(None, "cache_size", -65_536)?;

@@ -256,7 +256,7 @@ fn needs(ops: &[&Op]) -> Vec<bool> {
 macro_rules! task_columns {
     () => {
         "guid, service_guid, service_name, template_uid, action_name, args, priority, seq, state, \
-         attempt, created, started, duration, result, eco"
+         attempt, created, started, duration, result, eco, trace"
     };
 }
 
@@ -302,23 +302,23 @@ impl Sql {
             Sql::PutWaiting => concat!(
                 "INSERT INTO waiting_tasks (",
                 task_columns!(),
-                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
                  ON CONFLICT (guid) DO UPDATE SET service_guid = excluded.service_guid, \
                  service_name = excluded.service_name, template_uid = excluded.template_uid, \
                  action_name = excluded.action_name, args = excluded.args, priority = excluded.priority, \
                  seq = excluded.seq, state = excluded.state, attempt = excluded.attempt, \
                  created = excluded.created, started = excluded.started, duration = excluded.duration, \
-                 result = excluded.result, eco = excluded.eco"
+                 result = excluded.result, eco = excluded.eco, trace = excluded.trace"
             ),
             Sql::PutRecentA => concat!(
                 "INSERT INTO recent_tasks_a (",
                 task_columns!(),
-                ", id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+                ", id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
             ),
             Sql::PutRecentB => concat!(
                 "INSERT INTO recent_tasks_b (",
                 task_columns!(),
-                ", id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+                ", id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
             ),
             Sql::Unqueue => "DELETE FROM waiting_tasks WHERE guid = ?1",
             Sql::TaskStarted => "UPDATE waiting_tasks SET attempt = ?2, started = ?3, state = 'running' WHERE guid = ?1",
@@ -358,7 +358,7 @@ impl<'c> Statements<'c> {
 
     fn put_task(&mut self, sql: Sql, t: &TaskRow, id: Option<i64>) -> rusqlite::Result<usize> {
         let statement = self.get(sql)?;
-        let fields: [&dyn rusqlite::ToSql; 15] = [
+        let fields: [&dyn rusqlite::ToSql; 16] = [
             t.guid.as_bytes(),
             t.service_guid.as_bytes(),
             &t.service_name(),
@@ -374,12 +374,13 @@ impl<'c> Statements<'c> {
             &t.duration,
             &t.result(),
             &t.eco(),
+            &t.trace(),
         ];
         for (i, field) in fields.iter().enumerate() {
             statement.raw_bind_parameter(i + 1, field)?;
         }
         if let Some(id) = id {
-            statement.raw_bind_parameter(16, id)?;
+            statement.raw_bind_parameter(17, id)?;
         }
         statement.raw_execute()
     }
