@@ -30,6 +30,9 @@ struct Args {
     /// How many times each figure is measured; the median is reported.
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Measure only the figures whose key contains this (e.g. `restart`).
+    #[arg(long)]
+    only: Option<String>,
 }
 
 const BENCH_YAML: &str = "version: 1.0.0\n";
@@ -469,101 +472,125 @@ fn main() {
         .expect("runtime");
     let runs = if args.quick { 1 } else { args.runs.max(1) };
     let q = args.quick;
+    let only = args.only.clone();
+    let wanted = move |key: &str| only.as_deref().is_none_or(|o| key.contains(o));
     let mut figures = Vec::new();
     runtime.block_on(async {
         let (svcs, tasks) = if q { (100, 20_000) } else { (1_000, 500_000) };
-        figures.push(Figure {
-            key: "tasks_per_second",
-            what: format!("no-op tasks executed per second, {svcs} services, durable (SQLite)"),
-            value: median_of!(runs, tasks_per_second(StoreKind::Sqlite, svcs, tasks).await),
-            unit: "tasks/s",
-            bar: Some((100_000.0, true)),
-        });
-        figures.push(Figure {
-            key: "tasks_per_second_memory",
-            what: format!("no-op tasks executed per second, {svcs} services, in-memory store"),
-            value: median_of!(runs, tasks_per_second(StoreKind::Memory, svcs, tasks).await),
-            unit: "tasks/s",
-            bar: None,
-        });
-        figures.push(Figure {
-            key: "tasks_per_second_1_service",
-            what: "no-op tasks executed per second, 1 service, durable".into(),
-            value: median_of!(runs, tasks_per_second(StoreKind::Sqlite, 1, tasks / 10).await),
-            unit: "tasks/s",
-            bar: None,
-        });
+        if wanted("tasks_per_second") {
+            figures.push(Figure {
+                key: "tasks_per_second",
+                what: format!("no-op tasks executed per second, {svcs} services, durable (SQLite)"),
+                value: median_of!(runs, tasks_per_second(StoreKind::Sqlite, svcs, tasks).await),
+                unit: "tasks/s",
+                bar: Some((100_000.0, true)),
+            });
+        }
+        if wanted("tasks_per_second_memory") {
+            figures.push(Figure {
+                key: "tasks_per_second_memory",
+                what: format!("no-op tasks executed per second, {svcs} services, in-memory store"),
+                value: median_of!(runs, tasks_per_second(StoreKind::Memory, svcs, tasks).await),
+                unit: "tasks/s",
+                bar: None,
+            });
+        }
+        if wanted("tasks_per_second_1_service") {
+            figures.push(Figure {
+                key: "tasks_per_second_1_service",
+                what: "no-op tasks executed per second, 1 service, durable".into(),
+                value: median_of!(runs, tasks_per_second(StoreKind::Sqlite, 1, tasks / 10).await),
+                unit: "tasks/s",
+                bar: None,
+            });
+        }
         let many = if q { 2_000 } else { 100_000 };
-        figures.push(Figure {
-            key: "tasks_per_second_many_services",
-            what: format!("no-op tasks executed per second, {many} services, durable"),
-            value: median_of!(runs, tasks_per_second(StoreKind::Sqlite, many, tasks).await),
-            unit: "tasks/s",
-            bar: None,
-        });
+        if wanted("tasks_per_second_many_services") {
+            figures.push(Figure {
+                key: "tasks_per_second_many_services",
+                what: format!("no-op tasks executed per second, {many} services, durable"),
+                value: median_of!(runs, tasks_per_second(StoreKind::Sqlite, many, tasks).await),
+                unit: "tasks/s",
+                bar: None,
+            });
+        }
         let (pairs, each) = if q { (10, 200) } else { (100, 2_000) };
-        figures.push(Figure {
-            key: "round_trips_per_second_local",
-            what: format!("consumer -> producer round trips per second, same robot, {pairs} pairs, durable"),
-            value: median_of!(runs, round_trips(StoreKind::Sqlite, pairs, each).await),
-            unit: "trips/s",
-            bar: Some((50_000.0, true)),
-        });
+        if wanted("round_trips_per_second_local") {
+            figures.push(Figure {
+                key: "round_trips_per_second_local",
+                what: format!("consumer -> producer round trips per second, same robot, {pairs} pairs, durable"),
+                value: median_of!(runs, round_trips(StoreKind::Sqlite, pairs, each).await),
+                unit: "trips/s",
+                bar: Some((50_000.0, true)),
+            });
+        }
         let (pairs, each) = if q { (4, 50) } else { (50, 400) };
-        figures.push(Figure {
-            key: "round_trips_per_second_remote",
-            what: format!("consumer -> producer round trips per second, two robots on loopback, {pairs} pairs"),
-            value: median_of!(runs, remote_round_trips(pairs, each).await),
-            unit: "trips/s",
-            bar: Some((5_000.0, true)),
-        });
+        if wanted("round_trips_per_second_remote") {
+            figures.push(Figure {
+                key: "round_trips_per_second_remote",
+                what: format!("consumer -> producer round trips per second, two robots on loopback, {pairs} pairs"),
+                value: median_of!(runs, remote_round_trips(pairs, each).await),
+                unit: "trips/s",
+                bar: Some((5_000.0, true)),
+            });
+        }
         let (conns, secs) = if q { (8, 1) } else { (32, 10) };
         let mut rates = Vec::new();
         let mut p50s = Vec::new();
         let mut p99s = Vec::new();
-        for _ in 0..runs {
+        for _ in 0..if wanted("http_schedule") { runs } else { 0 } {
             let (r, p50, p99) = http_schedule(conns, Duration::from_secs(secs)).await;
             rates.push(r);
             p50s.push(p50);
             p99s.push(p99);
         }
-        figures.push(Figure {
-            key: "http_schedule_per_second",
-            what: format!("POST /services/{{guid}}/task_list per second, keep-alive, {conns} connections"),
-            value: median(rates),
-            unit: "req/s",
-            bar: Some((20_000.0, true)),
-        });
-        figures.push(Figure {
-            key: "http_schedule_p50_ms",
-            what: "  its p50 latency".into(),
-            value: median(p50s),
-            unit: "ms",
-            bar: None,
-        });
-        figures.push(Figure {
-            key: "http_schedule_p99_ms",
-            what: "  its p99 latency".into(),
-            value: median(p99s),
-            unit: "ms",
-            bar: Some((5.0, false)),
-        });
+        if wanted("http_schedule_per_second") {
+            figures.push(Figure {
+                key: "http_schedule_per_second",
+                what: format!("POST /services/{{guid}}/task_list per second, keep-alive, {conns} connections"),
+                value: median(rates),
+                unit: "req/s",
+                bar: Some((20_000.0, true)),
+            });
+        }
+        if wanted("http_schedule_p50_ms") {
+            figures.push(Figure {
+                key: "http_schedule_p50_ms",
+                what: "  its p50 latency".into(),
+                value: median(p50s),
+                unit: "ms",
+                bar: None,
+            });
+        }
+        if wanted("http_schedule_p99_ms") {
+            figures.push(Figure {
+                key: "http_schedule_p99_ms",
+                what: "  its p99 latency".into(),
+                value: median(p99s),
+                unit: "ms",
+                bar: Some((5.0, false)),
+            });
+        }
         let idle = if q { 10_000 } else { 100_000 };
-        figures.push(Figure {
-            key: "bytes_per_idle_service",
-            what: format!("resident memory per idle service, {idle} services"),
-            value: median_of!(runs, memory_per_service(idle).await),
-            unit: "bytes",
-            bar: Some((16.0 * 1024.0, false)),
-        });
+        if wanted("bytes_per_idle_service") {
+            figures.push(Figure {
+                key: "bytes_per_idle_service",
+                what: format!("resident memory per idle service, {idle} services"),
+                value: median_of!(runs, memory_per_service(idle).await),
+                unit: "bytes",
+                bar: Some((16.0 * 1024.0, false)),
+            });
+        }
         let (svcs, tasks) = if q { (2_000, 20_000) } else { (100_000, 1_000_000) };
-        figures.push(Figure {
-            key: "restart_seconds",
-            what: format!("restart to ready, {svcs} services and {tasks} finished tasks"),
-            value: median_of!(runs, restart(svcs, tasks).await),
-            unit: "s",
-            bar: Some((3.0, false)),
-        });
+        if wanted("restart_seconds") {
+            figures.push(Figure {
+                key: "restart_seconds",
+                what: format!("restart to ready, {svcs} services and {tasks} finished tasks"),
+                value: median_of!(runs, restart(svcs, tasks).await),
+                unit: "s",
+                bar: Some((3.0, false)),
+            });
+        }
     });
     println!(
         "zrobot benchmark: {} cores, {} mode, median of {runs} run(s), SQLite store (WAL, synchronous=NORMAL) unless said",

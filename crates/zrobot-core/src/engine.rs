@@ -104,9 +104,10 @@ pub struct ActionCall {
     /// The action's arguments; for `update_data` the new data, for `migrate`
     /// the version moved from (a string).
     pub args: Value,
-    /// The service data when the call starts. The engine hands back the data
-    /// only when the code could have changed it.
-    pub data: Value,
+    /// The service data when the call starts (shared: most actions never
+    /// read it). The engine hands back the data only when the code could have
+    /// changed it.
+    pub data: Arc<Value>,
     /// When the call must be over; the engine stops the code past it.
     pub deadline: Option<Instant>,
 }

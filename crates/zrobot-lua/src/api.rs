@@ -47,7 +47,7 @@ pub(crate) struct CallContext {
     pub service: Arc<Service>,
     pub task: Option<Arc<Task>>,
     /// The service data, until the action first reads `self.data`.
-    pub data: Option<Value>,
+    pub data: Option<Arc<Value>>,
 }
 
 pub(crate) fn ctx<R>(lua: &Lua, f: impl FnOnce(&CallContext) -> R) -> mlua::Result<R> {
@@ -98,8 +98,8 @@ pub(crate) fn install(
         let data = lua
             .app_data_mut::<CallContext>()
             .and_then(|mut c| c.data.take())
-            .unwrap_or(Value::Null);
-        lua.to_value(&data)
+            .unwrap_or_default();
+        lua.to_value(&*data)
     })?;
     let self_methods = lua.create_table()?;
     self_methods.set(

@@ -500,7 +500,7 @@ impl Robot {
             task: None,
             callable: Callable::Hook(hook),
             args: arg,
-            data: (*svc.data()).clone(),
+            data: svc.data(),
             deadline: Some(std::time::Instant::now() + timeout),
         };
         let outcome = self.run_call(template, svc, call, timeout).await;
@@ -767,7 +767,7 @@ impl Robot {
                 task: Some(task.clone()),
                 callable: Callable::Action(action.clone()),
                 args: args.clone(),
-                data: (*svc.data()).clone(),
+                data: svc.data(),
                 deadline: Some(std::time::Instant::now() + timeout),
             };
             let outcome = self.run_call(&template, svc, call, timeout).await;
