@@ -486,7 +486,7 @@ fn http_function(lua: &Lua, shared: Arc<Shared>) -> mlua::Result<Function> {
     })
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

@@ -16,7 +16,7 @@ use zrobot_client::wire::{ServiceCreate, ServiceFilter as WireFilter, TaskState 
 use zrobot_client::{Client, ClientError, Credentials, ScheduleOptions};
 use zrobot_core::{Robot, ServiceFilter};
 
-use crate::api::{ctx, json_arg, rt};
+use crate::api::{ctx, error_chain, json_arg, rt};
 
 /// Tries of a call the robot cannot be reached for.
 const TRIES: u32 = 3;
@@ -104,7 +104,7 @@ where
                 if attempt == TRIES {
                     return Err(rt(format!(
                         "robot `{robot}` ({url}): {what}: cannot reach the robot after {TRIES} tries: {}",
-                        chain(&source)
+                        error_chain(&source)
                     )));
                 }
                 tokio::time::sleep(pause).await;
@@ -123,17 +123,6 @@ fn remote_error(robot: &str, what: &str, e: &ClientError) -> mlua::Error {
         }
         other => rt(format!("robot `{robot}`: {what}: {other}")),
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 fn wire_filter(lua: &Lua, v: LuaValue) -> mlua::Result<WireFilter> {
@@ -551,7 +540,7 @@ impl UserData for RemoteTask {
                                 this.describe(),
                                 this.robot,
                                 bound.as_secs_f64(),
-                                chain(&source)
+                                error_chain(&source)
                             )));
                         }
                         tokio::time::sleep(Duration::from_millis(200).min(bound)).await;

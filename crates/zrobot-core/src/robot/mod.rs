@@ -747,12 +747,11 @@ impl Robot {
             r.started = Some(started);
             (r.action_name.clone(), r.args.clone(), r.attempt, started)
         };
-        // Handed over now, applied before the outcome: no need to wait on it.
-        drop(self.0.store.commit(vec![StoreOp::TaskStarted {
-            guid: task.guid,
-            attempt,
-            started,
-        }]));
+        // The start is recorded (so that a crash shows in the attempt count)
+        // only for a run that does not end at its first poll: most actions
+        // run to their end without waiting, and their outcome is the only
+        // write they need. It is handed over at once and applied before the
+        // outcome, so nothing waits on it.
         let policy = template.policy(&action);
         let tries = policy.retry.map(|r| r.tries).unwrap_or(1);
         let timeout = policy
@@ -770,7 +769,20 @@ impl Robot {
                 data: svc.data(),
                 deadline: Some(std::time::Instant::now() + timeout),
             };
-            let outcome = self.run_call(&template, svc, call, timeout).await;
+            let run_call = self.run_call(&template, svc, call, timeout);
+            tokio::pin!(run_call);
+            let outcome = tokio::select! {
+                biased;
+                out = &mut run_call => out,
+                _ = std::future::ready(()) => {
+                    drop(self.0.store.commit(vec![StoreOp::TaskStarted {
+                        guid: task.guid,
+                        attempt,
+                        started,
+                    }]));
+                    run_call.await
+                }
+            };
             let outcome = match outcome {
                 ActionOutcome {
                     result: Ok(v),
@@ -828,11 +840,6 @@ impl Robot {
             }
             attempt += 1;
             task.lock().attempt = attempt;
-            drop(self.0.store.commit(vec![StoreOp::TaskStarted {
-                guid: task.guid,
-                attempt,
-                started,
-            }]));
         };
         let mut record = task.record();
         record.duration = Some((crate::time::now() - started).max(0.0));

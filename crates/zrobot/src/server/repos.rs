@@ -85,6 +85,33 @@ fn outcome(url: &TemplateRepoUrl, load: RepoLoad) -> Result<Vec<Arc<Template>>, 
     Ok(load.templates)
 }
 
+/// Fetches and checks out `url` at `reference` (or the URL's own `#ref`),
+/// loads its templates, remembers the choice, and moves services to newer
+/// versions: what adding and checking out have in common.
+async fn fetch_and_load(
+    robot: Robot,
+    repos: TemplateRepos,
+    parsed: TemplateRepoUrl,
+    reference: Option<String>,
+) -> Result<Vec<Arc<Template>>, RepoError> {
+    let reference = reference.or_else(|| parsed.reference().map(str::to_owned));
+    let parsed = parsed
+        .with_reference(reference.as_deref())
+        .map_err(|e| RepoError::Invalid(e.to_string()))?;
+    let checkout = repos
+        .clone_or_update_async(parsed.clone())
+        .await
+        .map_err(|e| RepoError::Invalid(e.to_string()))?;
+    let load = robot.load_repository(&checkout.path, &checkout.repo_id);
+    let templates = outcome(&parsed, load)?;
+    remember(&robot, &parsed, reference.as_deref()).await?;
+    let report = robot.upgrade_services().await;
+    for (name, to, why) in report.failed {
+        tracing::warn!("service {name} stays where it is: moving to {to} failed: {why}");
+    }
+    Ok(templates)
+}
+
 impl TemplateRepositories for GitRepos {
     fn add(
         &self,
@@ -96,22 +123,7 @@ impl TemplateRepositories for GitRepos {
         Box::pin(async move {
             let parsed =
                 TemplateRepoUrl::parse(&url).map_err(|e| RepoError::Invalid(e.to_string()))?;
-            let reference = reference.or_else(|| parsed.reference().map(str::to_owned));
-            let parsed = parsed
-                .with_reference(reference.as_deref())
-                .map_err(|e| RepoError::Invalid(e.to_string()))?;
-            let checkout = repos
-                .clone_or_update_async(parsed.clone())
-                .await
-                .map_err(|e| RepoError::Invalid(e.to_string()))?;
-            let load = robot.load_repository(&checkout.path, &checkout.repo_id);
-            let templates = outcome(&parsed, load)?;
-            remember(&robot, &parsed, reference.as_deref()).await?;
-            let report = robot.upgrade_services().await;
-            for (name, to, why) in report.failed {
-                tracing::warn!("service {name} stays where it is: moving to {to} failed: {why}");
-            }
-            Ok(templates)
+            fetch_and_load(robot, repos, parsed, reference).await
         })
     }
 
@@ -125,28 +137,15 @@ impl TemplateRepositories for GitRepos {
         Box::pin(async move {
             let parsed =
                 TemplateRepoUrl::parse(&url).map_err(|e| RepoError::Invalid(e.to_string()))?;
-            let id = parsed.repo_id();
             if repos.current(&parsed).is_none() {
+                let id = parsed.repo_id();
                 return Err(RepoError::NotFound(format!(
                     "template repository {parsed} ({id}) was never added to this robot; add it with POST /templates"
                 )));
             }
-            let reference = reference.or_else(|| parsed.reference().map(str::to_owned));
-            let parsed = parsed
-                .with_reference(reference.as_deref())
-                .map_err(|e| RepoError::Invalid(e.to_string()))?;
-            let checkout = repos
-                .clone_or_update_async(parsed.clone())
+            fetch_and_load(robot, repos, parsed, reference)
                 .await
-                .map_err(|e| RepoError::Invalid(e.to_string()))?;
-            let load = robot.load_repository(&checkout.path, &checkout.repo_id);
-            outcome(&parsed, load)?;
-            remember(&robot, &parsed, reference.as_deref()).await?;
-            let report = robot.upgrade_services().await;
-            for (name, to, why) in report.failed {
-                tracing::warn!("service {name} stays where it is: moving to {to} failed: {why}");
-            }
-            Ok(())
+                .map(|_| ())
         })
     }
 

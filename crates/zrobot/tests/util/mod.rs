@@ -16,21 +16,8 @@ pub fn zrobot_bin() -> &'static str {
 /// A git repository of templates: `files` are `(path, text)` pairs.
 pub fn template_repo(dir: &Path, files: &[(&str, &str)]) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
-    for (p, t) in files {
-        let path = dir.join(p);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, t).unwrap();
-    }
-    let repo = git2::Repository::init(dir).unwrap();
-    let mut index = repo.index().unwrap();
-    index
-        .add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None)
-        .unwrap();
-    index.write().unwrap();
-    let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
-    let sig = git2::Signature::now("test", "test@example.com").unwrap();
-    repo.commit(Some("HEAD"), &sig, &sig, "templates", &tree, &[])
-        .unwrap();
+    git2::Repository::init(dir).unwrap();
+    commit_files(dir, files, None);
     dir.to_path_buf()
 }
 
@@ -148,9 +135,11 @@ pub fn commit_files(dir: &Path, files: &[(&str, &str)], tag: Option<&str>) {
     index.write().unwrap();
     let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
     let sig = git2::Signature::now("test", "test@example.com").unwrap();
-    let parent = repo.head().unwrap().peel_to_commit().unwrap();
+    // The first commit has no parent.
+    let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
+    let parents: Vec<&git2::Commit> = parent.iter().collect();
     let oid = repo
-        .commit(Some("HEAD"), &sig, &sig, "update", &tree, &[&parent])
+        .commit(Some("HEAD"), &sig, &sig, "update", &tree, &parents)
         .unwrap();
     if let Some(tag) = tag {
         let obj = repo.find_object(oid, None).unwrap();
