@@ -28,9 +28,9 @@ fn load_examples(robot: &Robot) {
     assert_eq!(
         uids,
         [
-            "github.com/zrobot/examples/capacity/1.0.0",
+            "github.com/zrobot/examples/capacity/1.1.0",
             "github.com/zrobot/examples/node/1.0.0",
-            "github.com/zrobot/examples/vm/1.0.0",
+            "github.com/zrobot/examples/vm/1.1.0",
         ]
     );
 }
@@ -382,6 +382,15 @@ async fn bad_data_and_arguments_are_refused_by_the_schemas() {
         err.to_string().contains("a vm cannot be its own node"),
         "{err}"
     );
+    // A node of another robot may have any name.
+    let vm = create(
+        &robot,
+        "vm",
+        "twin",
+        json!({"node": "twin", "robot": "edge"}),
+    )
+    .await;
+    assert_eq!(vm.data()["robot"], json!("edge"));
     let node = create(&robot, "node", "n", json!({"hostname": "h"})).await;
     let err = robot
         .schedule(&node, "create_vm", json!({"memory": 512}))
@@ -409,12 +418,9 @@ async fn bad_data_and_arguments_are_refused_by_the_schemas() {
 
 /// Until the robot executes blueprints itself, this does by hand what
 /// DESIGN.md §4 says: create the services in order, then queue each block's
-/// actions on the services it selects.
-#[tokio::test]
-async fn the_demo_blueprint_runs_on_the_examples() {
-    let robot = robot();
-    load_examples(&robot);
-    let text = std::fs::read_to_string(examples_dir().join("blueprints/demo.yaml")).unwrap();
+/// actions on the services it selects. Returns the queued tasks.
+async fn execute(robot: &Robot, file: &str) -> Vec<Arc<Task>> {
+    let text = std::fs::read_to_string(examples_dir().join("blueprints").join(file)).unwrap();
     let blueprint: Value = serde_saphyr::from_str(&text).unwrap();
 
     let mut created = Vec::new();
@@ -426,7 +432,7 @@ async fn the_demo_blueprint_runs_on_the_examples() {
         assert_eq!(entry.len(), 1, "{entry:?}");
         let (key, data) = entry.iter().next().unwrap();
         let (template, name) = key.split_once("__").expect("keys are <template>__<name>");
-        created.push(create(&robot, template, name, data.clone()).await);
+        created.push(create(robot, template, name, data.clone()).await);
     }
 
     let blocks = match &blueprint["actions"] {
@@ -463,6 +469,14 @@ async fn the_demo_blueprint_runs_on_the_examples() {
             }
         }
     }
+    tasks
+}
+
+#[tokio::test]
+async fn the_one_robot_blueprint_runs_on_the_examples() {
+    let robot = robot();
+    load_examples(&robot);
+    let tasks = execute(&robot, "one-robot.yaml").await;
     // node1 install, web install+start, db install+start, the report.
     assert_eq!(tasks.len(), 6);
     for t in &tasks {
@@ -491,4 +505,70 @@ async fn the_demo_blueprint_runs_on_the_examples() {
                "memory": {"total": 32768, "used": 10240, "free": 22528},
                "cpu": {"total": 16, "used": 6, "free": 10}})
     );
+}
+
+/// The demo's blueprint puts the vms' node on another robot, `edge`
+/// (`zrobot demo` runs it across two real robots: see the CLI's tests). On a
+/// robot told of no `edge` its services are still valid; the installs fail
+/// saying how to name that robot, and the planner reports the robot it
+/// cannot ask instead of failing. A robot that is named but cannot be
+/// reached gives the same kind of answers, through the remote calls.
+#[tokio::test]
+async fn the_demo_blueprint_asks_another_robot_for_the_node() {
+    let robot = robot();
+    load_examples(&robot);
+    let tasks = execute(&robot, "demo.yaml").await;
+    // web install+start, db install+start, the report.
+    assert_eq!(tasks.len(), 5);
+    for t in &tasks {
+        let r = finished(t).await;
+        match (r.service_name.as_str(), r.action_name.as_str()) {
+            ("web" | "db", "install") => {
+                assert_eq!(r.state, TaskState::Error);
+                let m = r.eco.unwrap().message;
+                assert!(
+                    m.contains("no robot named `edge`") && m.contains("--robot edge=URL"),
+                    "{m}"
+                );
+            }
+            ("web" | "db", "start") => {
+                assert_eq!(r.state, TaskState::Error);
+                assert_eq!(r.eco.unwrap().category, "state.check");
+            }
+            ("capacity", "report") => {
+                let report = ok(&r);
+                assert_eq!(report["total"]["nodes"], json!(0));
+                let m = report["problems"]["robot edge"].as_str().unwrap();
+                assert!(m.contains("no robot named `edge`"), "{m}");
+            }
+            other => panic!("the demo blueprint queued {other:?}"),
+        }
+    }
+    let web = robot.service_by_name("web").unwrap();
+    assert_eq!(web.data()["robot"], json!("edge"));
+    assert_eq!(web.data()["node"], json!("node1"));
+    // The node was looked for on `edge` only, never made here.
+    assert!(robot.service_by_name("node1").is_none());
+    let planner = robot.service_by_name("capacity").unwrap();
+    assert_eq!(planner.data()["robots"], json!(["edge"]));
+    assert_eq!(tag(&planner, "capacity", "nodes"), Some(TagState::Warning));
+
+    // `edge` named, but nothing answers at its address.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    robot.add_remote_robot("edge", &url, None).await.unwrap();
+    let r = run(&robot, &web, "install", json!({})).await;
+    assert_eq!(r.state, TaskState::Error);
+    let m = r.eco.unwrap().message;
+    assert!(
+        m.contains("robot `edge`") && m.contains("cannot reach"),
+        "{m}"
+    );
+    let report = ok(&run(&robot, &planner, "report", json!({})).await);
+    let m = report["problems"]["robot edge"].as_str().unwrap();
+    assert!(m.contains("cannot reach"), "{m}");
+    // Its uninstall cannot give the room back; the vm goes all the same.
+    robot.delete_service(web.guid).await.unwrap();
+    assert!(robot.service_by_name("web").is_none());
 }

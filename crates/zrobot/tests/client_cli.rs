@@ -758,6 +758,31 @@ fn demo_urls(out: &str) -> Vec<String> {
         .collect()
 }
 
+/// The first column of the table printed under the line `title`: the names
+/// of the services (or the actions of the tasks) it lists.
+fn table_column(out: &str, title: &str) -> Vec<String> {
+    out.lines()
+        .skip_while(|l| *l != title)
+        // The title, the column titles, the rule under them.
+        .skip(3)
+        .take_while(|l| l.starts_with(' ') && !l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+/// The address the demo says vm `name` of robot 1 got from node1 of robot 2.
+fn vm_ip<'a>(out: &'a str, name: &str) -> &'a str {
+    let prefix = format!("  {name}: ");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no line for vm {name}: {out}"));
+    let rest = &line[prefix.len()..];
+    let (ip, from) = rest.split_once(' ').unwrap();
+    assert_eq!(from, "from node1 on robot 2 (`edge`)", "{line}");
+    ip
+}
+
 #[test]
 fn the_demo_runs_to_completion_and_stops_its_robots() {
     let cli = Cli::new();
@@ -768,12 +793,64 @@ fn the_demo_runs_to_completion_and_stops_its_robots() {
         examples_dir().to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
-    assert!(out.contains("6 task(s): 6 ok, 0 failed"), "{out}");
-    assert!(out.contains("Capacity now: 1 node(s), 2 vm(s)"), "{out}");
-    for name in ["node1", "web", "db", "capacity"] {
-        assert!(out.contains(&format!(" {name} ")), "{name}: {out}");
+    assert!(out.contains("5 task(s): 5 ok, 0 failed"), "{out}");
+    assert!(!out.contains("being wired"), "{out}");
+
+    // The vms and the planner are services of robot 1, the node one of robot 2.
+    assert_eq!(
+        table_column(&out, "Services on robot 1:"),
+        ["capacity", "db", "web"],
+        "{out}"
+    );
+    assert_eq!(
+        table_column(
+            &out,
+            "Services on robot 2 (`edge`), as robot 2 reports them:"
+        ),
+        ["node1"],
+        "{out}"
+    );
+    // Each vm got its address from the node of robot 2, and that node's data,
+    // as robot 2 shows it, lists both vms at those addresses.
+    let (web, db) = (vm_ip(&out, "web"), vm_ip(&out, "db"));
+    let ips = std::collections::BTreeSet::from([web, db]);
+    assert_eq!(
+        ips,
+        std::collections::BTreeSet::from(["10.0.0.2", "10.0.0.3"]),
+        "{out}"
+    );
+    let node = out
+        .lines()
+        .find(|l| l.starts_with("  node1 on robot 2 hosts "))
+        .unwrap_or_else(|| panic!("no line for node1: {out}"));
+    assert!(
+        node.contains("hosts 2 vm(s): ")
+            && node.contains(&format!("db at {db} (8192 MiB, 4 cpu)"))
+            && node.contains(&format!("web at {web} (2048 MiB, 2 cpu)")),
+        "{node}"
+    );
+    assert!(
+        out.contains("✓ every vm of robot 1 is in the data of its node on robot 2"),
+        "{out}"
+    );
+    // Robot 2 ran create_vm for the installs of robot 1, and info for its
+    // planner: for the report asked at the end, and for the blueprint's own
+    // if node1 existed by then.
+    let asked = "Tasks node1 of robot 2 ran (its recurring monitor left out), and the task of robot 1 that asked for each:";
+    let actions = table_column(&out, asked);
+    let count = |a: &str| actions.iter().filter(|x| *x == a).count();
+    assert_eq!(count("create_vm"), 2, "{out}");
+    assert!((1..=2).contains(&count("info")), "{out}");
+    assert_eq!(actions.len(), count("create_vm") + count("info"), "{out}");
+    for caller in ["web.install", "db.install", "capacity.report"] {
+        assert!(out.contains(&format!("{caller} on robot 1")), "{out}");
     }
-    assert!(out.contains("robot 2 stays up"), "{out}");
+    // The planner of robot 1 counts the node of robot 2.
+    assert!(
+        out.contains(": 1 node(s), 2 vm(s); memory 10240 MiB used"),
+        "{out}"
+    );
+
     let urls = demo_urls(&out);
     assert_eq!(urls.len(), 2, "{out}");
     for addr in urls {
@@ -796,9 +873,9 @@ fn the_demo_exits_1_when_a_task_fails() {
     std::fs::create_dir_all(&boot).unwrap();
     let bp = examples.join("blueprints/demo.yaml");
     let text = std::fs::read_to_string(&bp).unwrap().replace(
-        "  - vm__web:\n      node: node1\n",
+        "  - vm__web:\n",
         &format!(
-            "  - vm__web:\n      node: node1\n      boot_dir: {}\n      boot_after: 1000\n",
+            "  - vm__web:\n      boot_dir: {}\n      boot_after: 1000\n",
             boot.display()
         ),
     );
@@ -815,8 +892,13 @@ fn the_demo_exits_1_when_a_task_fails() {
         examples.to_str().unwrap(),
     ]);
     assert_eq!(code, 1, "stdout: {out}\nstderr: {err}");
-    assert!(out.contains("6 task(s): 5 ok, 1 failed"), "{out}");
+    assert!(out.contains("5 task(s): 4 ok, 1 failed"), "{out}");
     assert!(out.contains("web is not answering yet"), "{out}");
+    // Its install went well: robot 2 placed it all the same.
+    assert!(
+        out.contains("✓ every vm of robot 1 is in the data of its node on robot 2"),
+        "{out}"
+    );
 }
 
 fn copy(from: &Path, to: &Path) {

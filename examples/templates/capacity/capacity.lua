@@ -1,23 +1,53 @@
--- capacity: a planner over the nodes of this robot.
+-- capacity: a planner over the nodes of this robot, and of the other robots
+-- named in its data (`robots`).
 --
--- It finds nodes by template with robot.services:find, so a node created
--- after the planner is counted without any wiring, and asks each one for its
--- `info`. It asks all of them first and only then waits for the answers: the
--- nodes work in parallel, and a survey takes as long as the slowest node,
--- not the sum of them all.
+-- It finds nodes by template with robot.services:find (and, on another
+-- robot, robot.robots[name].services:find), so a node created after the
+-- planner is counted without any wiring, and asks each one for its `info`.
+-- It asks all of them first and only then waits for the answers: the nodes
+-- work in parallel, and a survey takes as long as the slowest node, not the
+-- sum of them all.
 
 local tables = require("tables")
 
 local capacity = {}
 
--- Returns the info of every node that answered, by node name, and a message
--- for every node that did not. One bad node must not sink the whole report,
--- hence pcall around the calls that may raise.
-local function survey()
-  local asked, problems = {}, {}
+-- Every node to ask, each with the name the report gives it: its service
+-- name for a node of this robot, `<robot>/<name>` for a node of another
+-- robot (two robots may each have a `node1`). A robot that cannot be asked
+-- goes into `problems` as `robot <name>`.
+local function all_nodes(self, problems)
+  local nodes = {}
   for _, node in ipairs(robot.services:find({template_name = "node"})) do
+    nodes[#nodes + 1] = {name = node.name, service = node}
+  end
+  -- `or {}`: a planner made by version 1.0.0 of this template has no `robots`.
+  for _, where in ipairs(self.data.robots or {}) do
+    -- robot.robots[where] raises for a robot this one was not told about,
+    -- and find raises when that robot cannot be reached.
+    local ok, found = pcall(function()
+      return robot.robots[where].services:find({template_name = "node"})
+    end)
+    if ok then
+      -- Services of another robot have the same methods as local ones.
+      for _, node in ipairs(found) do
+        nodes[#nodes + 1] = {name = where .. "/" .. node.name, service = node}
+      end
+    else
+      problems["robot " .. where] = tostring(found)
+    end
+  end
+  return nodes
+end
+
+-- Returns the info of every node that answered, by node name, and a message
+-- for every node (or robot) that did not. One bad node must not sink the
+-- whole report, hence pcall around the calls that may raise.
+local function survey(self)
+  local asked, problems = {}, {}
+  for _, node in ipairs(all_nodes(self, problems)) do
     -- A node being deleted refuses new tasks: scheduling raises.
-    local ok, task = pcall(function() return node:schedule_action("info", {}) end)
+    local ok, task = pcall(function() return node.service:schedule_action("info", {}) end)
     if ok then
       asked[#asked + 1] = {name = node.name, task = task}
     else
@@ -37,7 +67,7 @@ local function survey()
 end
 
 function capacity.report(self)
-  local nodes, problems = survey()
+  local nodes, problems = survey(self)
   local total = {
     nodes = 0,
     reachable = 0,
@@ -80,9 +110,10 @@ end
 -- Advises which node should take a vm of this size: among the reachable
 -- nodes with room, the one with the most free memory. It only advises: the
 -- node's create_vm has the last word, since another vm may take the room
--- between this answer and the install.
+-- between this answer and the install. The node is named as in the report:
+-- `edge/node1` is node1 of robot edge (a vm's `robot: edge, node: node1`).
 function capacity.place(self, args)
-  local nodes = survey()
+  local nodes = survey(self)
   local best_name, best
   -- Sorted, so that a tie goes to the same node every time.
   for _, name in ipairs(tables.sorted_keys(nodes)) do

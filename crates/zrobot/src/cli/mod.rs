@@ -125,7 +125,8 @@ pub enum Command {
         shell: clap_complete::Shell,
     },
     /// First contact: start two robots on loopback with the example
-    /// templates, execute the demo blueprint, and show what happened.
+    /// templates, execute the demo blueprint, whose services call each
+    /// other across the two robots, and show what happened.
     Demo(demo::DemoArgs),
 }
 
