@@ -253,7 +253,7 @@ impl UserData for RemoteServices {
                     None => false,
                 };
                 let data = json_arg(&lua, data, "service data")?;
-                create(&lua, &this.robot, template, name, data, public).await
+                create(&lua, &this.robot, template, name, data, public, false).await
             },
         );
         m.add_async_method(
@@ -270,13 +270,15 @@ impl UserData for RemoteServices {
                 if let Some(s) = found.first() {
                     return Ok(RemoteService::from_wire(&this.robot, s));
                 }
-                create(&lua, &this.robot, template, name, data, false).await
+                // Another caller may create it meanwhile: then it is found.
+                create(&lua, &this.robot, template, name, data, false, true).await
             },
         );
     }
 }
 
-/// Creates a service on `robot_name` and keeps its secret, durably.
+/// Creates a service on `robot_name` and keeps its secret, durably. With
+/// `or_existing`, a name taken meanwhile gives that service.
 async fn create(
     lua: &Lua,
     robot_name: &str,
@@ -284,6 +286,7 @@ async fn create(
     name: String,
     data: Value,
     public: bool,
+    or_existing: bool,
 ) -> mlua::Result<RemoteService> {
     let (c, url, robot) = client(lua, robot_name)?;
     let req = ServiceCreate {
@@ -307,8 +310,9 @@ async fn create(
                     })?;
                 return Ok(RemoteService::from_wire(robot_name, &created.service));
             }
-            // A retry after a lost answer: the first try made it.
-            Err(ClientError::Api { code: 409, .. }) if attempt > 1 => {
+            // A retry after a lost answer (the first try made it), or a
+            // creation by someone else in the meantime.
+            Err(ClientError::Api { code: 409, .. }) if attempt > 1 || or_existing => {
                 let filter = WireFilter {
                     name: Some(name.clone()),
                     ..Default::default()
