@@ -524,7 +524,7 @@ fn main() {
                 bar: Some((50_000.0, true)),
             });
         }
-        let (pairs, each) = if q { (4, 50) } else { (50, 400) };
+        let (pairs, each) = if q { (4, 50) } else { (200, 100) };
         if wanted("round_trips_per_second_remote") {
             figures.push(Figure {
                 key: "round_trips_per_second_remote",
@@ -534,7 +534,7 @@ fn main() {
                 bar: Some((5_000.0, true)),
             });
         }
-        let (conns, secs) = if q { (8, 1) } else { (32, 10) };
+        let (conns, secs) = if q { (8, 1) } else { (16, 10) };
         let mut rates = Vec::new();
         let mut p50s = Vec::new();
         let mut p99s = Vec::new();
