@@ -439,3 +439,45 @@ mod tests {
         assert!(v.get("data").is_none());
     }
 }
+
+/// Unix seconds as ISO 8601 (RFC 3339, UTC, to the millisecond).
+pub fn iso8601(unix: f64) -> String {
+    let millis = (unix * 1000.0).round() as i128;
+    time::OffsetDateTime::from_unix_timestamp_nanos(millis * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS` (UTC), for people.
+pub fn human_time(unix: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(unix) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        Err(_) => unix.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::*;
+
+    #[test]
+    fn dates_read_as_iso8601_and_for_people() {
+        assert_eq!(iso8601(0.0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso8601(951_782_400.5), "2000-02-29T00:00:00.5Z");
+        assert_eq!(iso8601(1_700_000_000.0), "2023-11-14T22:13:20Z");
+        assert_eq!(human_time(0), "1970-01-01 00:00:00");
+        assert_eq!(human_time(1_512_038_654), "2017-11-30 10:44:14");
+    }
+}
