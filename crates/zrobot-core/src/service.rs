@@ -179,7 +179,7 @@ impl Service {
     }
 
     pub fn template_uid(&self) -> String {
-        self.template().uid.to_string()
+        self.template().uid_text.clone()
     }
 
     /// The service data (private: shown to no one but god mode and the service's own actions).

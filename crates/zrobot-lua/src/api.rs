@@ -73,8 +73,9 @@ pub(crate) fn make_self(lua: &Lua, context: CallContext) -> mlua::Result<Table> 
     let template = svc.template();
     let t = lua.create_table_with_capacity(0, 8)?;
     t.raw_set("name", svc.name.as_str())?;
-    t.raw_set("guid", svc.guid.to_string())?;
-    t.raw_set("template_uid", template.uid.to_string())?;
+    let mut guid = uuid::Uuid::encode_buffer();
+    t.raw_set("guid", &*svc.guid.hyphenated().encode_lower(&mut guid))?;
+    t.raw_set("template_uid", template.uid_text.as_str())?;
     t.raw_set("version", template.uid.version.to_string())?;
     t.raw_set("state", StateHandle(svc.clone()))?;
     t.raw_set("log", LogHandle(svc.clone()))?;

@@ -20,6 +20,8 @@ use crate::error::{CoreError, TemplateError};
 /// One loaded template version.
 pub struct Template {
     pub uid: TemplateUid,
+    /// `uid` as text, made once: every task records it.
+    pub uid_text: String,
     pub manifest: Manifest,
     /// The template's folder (its files are the template's to read).
     pub dir: PathBuf,
@@ -238,6 +240,7 @@ pub fn load_template(
     })?;
     manifest.check_actions(&manifest_path, code.actions())?;
     Ok(Template {
+        uid_text: uid.to_string(),
         uid,
         manifest,
         dir: dir.to_path_buf(),
