@@ -41,12 +41,13 @@ struct Args {
 
 /// The figures, in the order they are measured; a child process measures
 /// one group (the HTTP group gives three figures).
-const GROUPS: [&str; 9] = [
+const GROUPS: [&str; 10] = [
     "tasks_per_second",
     "tasks_per_second_memory",
     "tasks_per_second_1_service",
     "tasks_per_second_many_services",
     "round_trips_per_second_local",
+    "round_trips_per_second_local_memory",
     "round_trips_per_second_remote",
     "http_schedule",
     "bytes_per_idle_service",
@@ -608,6 +609,17 @@ fn main() -> std::process::ExitCode {
                 value: median_of!(runs, round_trips(StoreKind::Sqlite, pairs, each).await),
                 unit: "trips/s",
                 bar: Some((50_000.0, true)),
+            });
+        }
+        if wanted("round_trips_per_second_local_memory") {
+            figures.push(Figure {
+                key: "round_trips_per_second_local_memory",
+                what: format!(
+                    "consumer -> producer round trips per second, same robot, {pairs} pairs, in-memory store"
+                ),
+                value: median_of!(runs, round_trips(StoreKind::Memory, pairs, each).await),
+                unit: "trips/s",
+                bar: None,
             });
         }
         let (pairs, each) = if q { (4, 50) } else { (200, 100) };
