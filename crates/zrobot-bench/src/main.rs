@@ -622,7 +622,7 @@ fn main() -> std::process::ExitCode {
                 bar: None,
             });
         }
-        let (pairs, each) = if q { (4, 50) } else { (200, 100) };
+        let (pairs, each) = if q { (4, 50) } else { (400, 50) };
         if wanted("round_trips_per_second_remote") {
             figures.push(Figure {
                 key: "round_trips_per_second_remote",
