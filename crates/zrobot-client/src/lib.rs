@@ -361,6 +361,20 @@ impl Client {
         body: Option<&(impl Serialize + ?Sized)>,
         timeout: Duration,
     ) -> Result<T> {
+        self.call_with_headers(method, path, query, body, timeout, HeaderMap::new())
+            .await
+    }
+
+    /// A request with headers of its own beyond the credentials.
+    async fn call_with_headers<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&(impl Serialize + ?Sized)>,
+        timeout: Duration,
+        extra: HeaderMap,
+    ) -> Result<T> {
         let body = match body {
             Some(b) => Some(serde_json::to_vec(b).map_err(|e| ClientError::Decode {
                 method: method.clone(),
@@ -370,7 +384,7 @@ impl Client {
             None => None,
         };
         let (_, bytes) = self
-            .send(method.clone(), path, query, body, timeout)
+            .send_with(method.clone(), path, query, body, timeout, extra)
             .await?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
             method,
@@ -522,17 +536,8 @@ impl Client {
 
     /// `POST /services/{guid}/task_list`: returns once the task is durable.
     pub async fn schedule(&self, guid: Uuid, action: &str, args: Value) -> Result<Task> {
-        let body = TaskCreate {
-            action_name: action.to_owned(),
-            args,
-        };
-        self.call(
-            Method::POST,
-            &format!("services/{guid}/task_list"),
-            &[],
-            Some(&body),
-        )
-        .await
+        self.schedule_with(guid, action, args, &ScheduleOptions::default())
+            .await
     }
 
     /// `POST /services/{guid}/task_list` telling who asks, and with a key
@@ -553,24 +558,19 @@ impl Client {
         put(IDEMPOTENCY_HEADER, &options.idempotency_key);
         put(CALLER_TASK_HEADER, &options.caller_task);
         put("traceparent", &options.traceparent);
-        let path = format!("services/{guid}/task_list");
-        let body = serde_json::to_vec(&TaskCreate {
+        let body = TaskCreate {
             action_name: action.to_owned(),
             args,
-        })
-        .map_err(|e| ClientError::Decode {
-            method: Method::POST,
-            url: self.url_of(&path, &[]).to_string(),
-            detail: format!("cannot encode the request body: {e}"),
-        })?;
-        let (_, bytes) = self
-            .send_with(Method::POST, &path, &[], Some(body), self.timeout, extra)
-            .await?;
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
-            method: Method::POST,
-            url: self.url_of(&path, &[]).to_string(),
-            detail: e.to_string(),
-        })
+        };
+        self.call_with_headers(
+            Method::POST,
+            &format!("services/{guid}/task_list"),
+            &[],
+            Some(&body),
+            self.timeout,
+            extra,
+        )
+        .await
     }
 
     /// `GET /services/{guid}/task_list/{task}`.
