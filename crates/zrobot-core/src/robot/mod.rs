@@ -893,8 +893,9 @@ impl Robot {
                 });
             }
         }
-        task.finish(record.clone());
+        // Observers first, so that the record moves into the task uncopied.
         self.observe(|o| o.task_finished(svc, &record));
+        task.finish(record);
     }
 
     /// A task of `svc`, waiting, running or finished.
