@@ -45,14 +45,19 @@ pub enum StoreOp {
     DeleteService(Uuid),
     /// Create or replace a task (waiting, or finished).
     PutTask(TaskRecord),
-    /// A run of a waiting task started.
+    /// A run of a waiting task started. `seq` is the task's (see
+    /// [`TaskRecord::seq`]): a store may keep its queue in that order.
     TaskStarted {
         guid: Uuid,
+        seq: u64,
         attempt: u32,
         started: f64,
     },
     /// Drop a waiting task that never ran.
-    RemoveTask(Uuid),
+    RemoveTask {
+        guid: Uuid,
+        seq: u64,
+    },
     SaveData {
         service: Uuid,
         data: Arc<Value>,
@@ -195,6 +200,7 @@ impl MemoryStore {
                 guid,
                 attempt,
                 started,
+                ..
             } => {
                 if let Some(t) = inner.tasks.get_mut(&guid) {
                     t.attempt = attempt;
@@ -202,7 +208,7 @@ impl MemoryStore {
                     t.state = TaskState::Running;
                 }
             }
-            StoreOp::RemoveTask(guid) => {
+            StoreOp::RemoveTask { guid, .. } => {
                 inner.tasks.remove(&guid);
             }
             StoreOp::SaveData { service, data } => {

@@ -104,6 +104,8 @@ pub struct TaskTrace {
 /// waits for it. Finished tasks live on in the store.
 pub struct Task {
     pub guid: Uuid,
+    /// The record's `seq`, which never changes.
+    pub seq: u64,
     pub(crate) record: Mutex<TaskRecord>,
     pub(crate) service: Weak<Service>,
     /// Woken when the task is done.
@@ -124,6 +126,7 @@ impl Task {
     pub(crate) fn new(record: TaskRecord, service: Weak<Service>) -> Arc<Task> {
         Arc::new(Task {
             guid: record.guid,
+            seq: record.seq,
             record: Mutex::new(record),
             service,
             done: Notify::new(),

@@ -89,6 +89,7 @@ async fn run(seconds: u64, at_once: usize, lifecycle: bool) -> anyhow::Result<()
                     let started = zrobot_core::time::now();
                     drop(store.commit(vec![StoreOp::TaskStarted {
                         guid: task.guid,
+                        seq: task.seq,
                         attempt: 1,
                         started,
                     }]));

@@ -20,10 +20,14 @@ pub(crate) enum Op {
     PutTask(TaskRow),
     TaskStarted {
         guid: Uuid,
+        seq: i64,
         attempt: u32,
         started: f64,
     },
-    RemoveTask(Uuid),
+    RemoveTask {
+        guid: Uuid,
+        seq: i64,
+    },
     SaveData {
         service: Uuid,
         data: String,
@@ -176,14 +180,19 @@ impl Op {
             StoreOp::PutTask(t) => Op::PutTask(TaskRow::encode(&t)?),
             StoreOp::TaskStarted {
                 guid,
+                seq,
                 attempt,
                 started,
             } => Op::TaskStarted {
                 guid,
+                seq: seq as i64,
                 attempt,
                 started,
             },
-            StoreOp::RemoveTask(guid) => Op::RemoveTask(guid),
+            StoreOp::RemoveTask { guid, seq } => Op::RemoveTask {
+                guid,
+                seq: seq as i64,
+            },
             StoreOp::SaveData { service, data } => Op::SaveData {
                 service,
                 data: serde_json::to_string(&*data)?,
@@ -213,6 +222,11 @@ impl Op {
 pub(crate) const TASK_COLUMNS: &str =
     "guid, service_guid, service_name, template_uid, action_name, \
      args, priority, seq, state, attempt, created, started, duration, result, eco, trace";
+
+/// [`TASK_COLUMNS`] of a table named `d` in a join.
+pub(crate) const TASK_COLUMNS_OF_D: &str =
+    "d.guid, d.service_guid, d.service_name, d.template_uid, d.action_name, \
+     d.args, d.priority, d.seq, d.state, d.attempt, d.created, d.started, d.duration, d.result, d.eco, d.trace";
 
 /// The columns of `services`, in the order [`service_from_row`] reads them.
 pub(crate) const SERVICE_COLUMNS: &str =

@@ -1,62 +1,131 @@
-//! Where finished tasks go, and the background work that keeps the history in
-//! shape: moving a recent table into it a range of services at a time, and
-//! trimming what retention drops. The writer runs this work in slices between commits,
-//! sized to the load so that it keeps up without stalling anyone.
+//! Where finished tasks go, and the background work that keeps them in shape.
+//!
+//! A finished task is appended once to `done_tasks`, in finishing order (its
+//! `id`), and never moved: a commit only touches the table's last pages. The
+//! per-service index `done_by_service` is filled later, in batches, from
+//! [`Unindexed`], an in-memory index of the tasks not yet in it that readers
+//! consult too. Batches touch each service's part of the index once for many
+//! tasks. Retention deletes what it drops in the same background slices,
+//! sized to the load so that they keep up without stalling anyone.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use uuid::Uuid;
 use zrobot_core::store::Retention;
 
-/// One of the two recent tables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Recent {
-    A,
-    B,
-}
-
-impl Recent {
-    pub fn table(self) -> &'static str {
-        match self {
-            Recent::A => "recent_tasks_a",
-            Recent::B => "recent_tasks_b",
-        }
-    }
-
-    fn other(self) -> Recent {
-        match self {
-            Recent::A => Recent::B,
-            Recent::B => Recent::A,
-        }
-    }
-}
-
-/// A slice moves or trims at least this many tasks, and more under load.
+/// A slice indexes or trims at least this many tasks, and more under load.
 const SLICE_ROWS: usize = 1024;
 /// A slice sweeps this many services, and trims at least as many.
 const SLICE_SERVICES: usize = 64;
-/// The active recent table is handed over to be moved at this many tasks:
-/// small enough that its index stays a few hundred pages, big enough that a
-/// service gets several tasks moved at once.
-const SWITCH_AT: usize = 16_384;
+/// An indexing round starts at this many unindexed tasks: enough that a
+/// service gets several tasks indexed at once, few enough that readers and
+/// a restart scan little.
+const INDEX_AT: usize = 16_384;
+/// Unindexed tasks are indexed anyway once the writer is this long idle.
+const INDEX_WHEN_IDLE: Duration = Duration::from_secs(2);
 /// How often every service's history is checked against retention, to catch
 /// what the per-service counts miss (age, and services quiet since opening).
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
 /// How long background work rests after it failed.
 const PAUSE_AFTER_FAILURE: Duration = Duration::from_secs(5);
 
+/// The finished tasks that `done_by_service` does not list yet, by service
+/// and by guid. The writer adds to it once a commit is durable and removes
+/// from it once the index entries are; a reader locks it *before* its read
+/// transaction starts, so that a task missing here is in the index of any
+/// snapshot it takes afterwards.
+#[derive(Debug, Default)]
+pub(crate) struct Unindexed {
+    /// Each service's tasks, by increasing id.
+    by_service: HashMap<Uuid, Vec<(i64, Uuid)>>,
+    /// A task's newest id (a task finished again gets another).
+    by_guid: HashMap<Uuid, i64>,
+    len: usize,
+}
+
+pub(crate) type SharedUnindexed = Arc<Mutex<Unindexed>>;
+
+pub(crate) fn lock(index: &SharedUnindexed) -> MutexGuard<'_, Unindexed> {
+    index.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Unindexed {
+    /// The ids of `service`'s unindexed tasks, oldest first.
+    pub fn ids_of(&self, service: Uuid) -> Vec<i64> {
+        self.by_service
+            .get(&service)
+            .map(|tasks| tasks.iter().map(|(id, _)| *id).collect())
+            .unwrap_or_default()
+    }
+
+    /// The newest id of task `guid`, if it is unindexed.
+    pub fn id_of(&self, guid: Uuid) -> Option<i64> {
+        self.by_guid.get(&guid).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    fn add(&mut self, service: Uuid, guid: Uuid, id: i64) {
+        self.by_service.entry(service).or_default().push((id, guid));
+        let newest = self.by_guid.entry(guid).or_insert(id);
+        *newest = (*newest).max(id);
+        self.len += 1;
+    }
+
+    /// Forgets `service`'s tasks up to id `upto`, or all of them.
+    fn remove(&mut self, service: Uuid, upto: Option<i64>) {
+        let Some(tasks) = self.by_service.get_mut(&service) else {
+            return;
+        };
+        let cut = upto.map_or(tasks.len(), |upto| {
+            tasks.partition_point(|(id, _)| *id <= upto)
+        });
+        for (id, guid) in tasks.drain(..cut) {
+            if self.by_guid.get(&guid) == Some(&id) {
+                self.by_guid.remove(&guid);
+            }
+        }
+        self.len -= cut;
+        if tasks.is_empty() {
+            self.by_service.remove(&service);
+        }
+    }
+
+    fn services(&self) -> Vec<Uuid> {
+        self.by_service.keys().copied().collect()
+    }
+}
+
+/// What a transaction does to [`Unindexed`] once it is committed.
+#[derive(Debug)]
+enum Effect {
+    Added { service: Uuid, guid: Uuid, id: i64 },
+    Indexed { service: Uuid, upto: i64 },
+    ServiceDeleted(Uuid),
+}
+
 /// What the history's background work has reached: it rolls back with a
 /// failed transaction, so it is kept apart from what may safely run ahead.
 #[derive(Debug, Clone)]
 pub(crate) struct Progress {
-    /// Where finished tasks are appended.
-    active: Recent,
-    /// The recent table being moved, and the last service moved from it
-    /// (services move in the order of their guids).
-    moving: Option<(Recent, Vec<u8>)>,
+    round: Option<Round>,
     sweep: Sweep,
+    /// Old tasks may be left to delete.
+    aging: bool,
+}
+
+/// An indexing round: every task up to `upto` gets indexed, a service at a
+/// time; `services[next..]` are still to do.
+#[derive(Debug, Clone)]
+struct Round {
+    upto: i64,
+    services: Arc<[Uuid]>,
+    next: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -72,61 +141,58 @@ enum Sweep {
 
 pub(crate) struct History {
     pub progress: Progress,
+    unindexed: SharedUnindexed,
+    /// What the open transaction will do to `unindexed` once committed.
+    effects: Vec<Effect>,
     /// The id of the next finished task: ids give the finishing order.
     next_id: i64,
-    /// Tasks appended to the active table since it became active.
-    active_rows: usize,
-    switch_at: usize,
+    index_at: usize,
     /// Tasks finished since the last slice, which sizes the next one.
     since_slice: usize,
+    /// When the writer last had a commit to make.
+    last_commit: Instant,
     /// `None` when no service ever has too many.
     max_tasks: Option<i64>,
     /// `None` when no task is ever too old.
     max_age_secs: Option<f64>,
-    /// How many tasks moved into a service's history make it due for a trim.
+    /// How many tasks indexed for a service make it due for a trim.
     step: usize,
-    /// Tasks moved into each service's history since it was last trimmed.
-    moved: HashMap<Uuid, usize>,
+    /// Tasks indexed for each service since it was last trimmed.
+    indexed: HashMap<Uuid, usize>,
     due: VecDeque<Uuid>,
     paused_until: Option<Instant>,
 }
 
 impl History {
-    /// Picks up where the last process left off.
+    /// Picks up where the last process left off: the tasks finished after the
+    /// last complete indexing round are read back into [`Unindexed`].
     pub fn open(
         conn: &Connection,
         retention: Retention,
         now: Instant,
     ) -> rusqlite::Result<History> {
-        let max_id = |recent: Recent| -> rusqlite::Result<Option<i64>> {
-            conn.query_row(
-                &format!("SELECT max(id) FROM {}", recent.table()),
-                [],
-                |r| r.get(0),
-            )
-        };
-        let (a, b) = (max_id(Recent::A)?, max_id(Recent::B)?);
-        let floor: i64 = conn
+        let indexed_id: i64 = conn
             .query_row(
-                "SELECT value FROM store_meta WHERE key = 'finished_id'",
+                "SELECT value FROM store_meta WHERE key = 'indexed_id'",
                 [],
                 |r| r.get(0),
             )
             .optional()?
             .unwrap_or(0);
-        // Both full means a move was under way: the older one is moved again
-        // from the start (moving is idempotent), the newer one stays active.
-        let (active, moving) = match (a, b) {
-            (Some(a), Some(b)) if a < b => (Recent::B, Some((Recent::A, Vec::new()))),
-            (Some(_), Some(_)) => (Recent::A, Some((Recent::B, Vec::new()))),
-            (None, Some(_)) => (Recent::B, None),
-            _ => (Recent::A, None),
-        };
-        let active_rows: i64 = conn.query_row(
-            &format!("SELECT count(*) FROM {}", active.table()),
-            [],
-            |r| r.get(0),
-        )?;
+        let mut unindexed = Unindexed::default();
+        let mut max_id = indexed_id;
+        {
+            let mut st = conn.prepare(
+                "SELECT id, service_guid, guid FROM done_tasks WHERE id > ?1 ORDER BY id",
+            )?;
+            let mut rows = st.query([indexed_id])?;
+            while let Some(row) = rows.next()? {
+                let id: i64 = row.get(0)?;
+                let service = Uuid::from_bytes(row.get(1)?);
+                unindexed.add(service, Uuid::from_bytes(row.get(2)?), id);
+                max_id = max_id.max(id);
+            }
+        }
         let max_tasks = i64::try_from(retention.max_tasks).ok();
         let max_age_secs = Some(retention.max_age_secs).filter(|a| a.is_finite());
         let sweep = if max_tasks.is_some() || max_age_secs.is_some() {
@@ -138,41 +204,86 @@ impl History {
         };
         Ok(History {
             progress: Progress {
-                active,
-                moving,
+                round: None,
                 sweep,
+                aging: false,
             },
-            next_id: a.into_iter().chain(b).fold(floor, i64::max) + 1,
-            active_rows: usize::try_from(active_rows).unwrap_or(0),
-            switch_at: SWITCH_AT,
+            unindexed: Arc::new(Mutex::new(unindexed)),
+            effects: Vec::new(),
+            next_id: max_id + 1,
+            index_at: INDEX_AT,
             since_slice: 0,
+            last_commit: now,
             max_tasks,
             max_age_secs,
             step: (retention.max_tasks / 8).clamp(1, 256),
-            moved: HashMap::new(),
+            indexed: HashMap::new(),
             due: VecDeque::new(),
             paused_until: None,
         })
     }
 
-    /// Hands over the active table after fewer tasks (tests use it to reach
-    /// the moves without writing thousands of tasks).
+    /// Starts indexing rounds at fewer tasks (tests use it to reach them
+    /// without writing thousands of tasks).
     #[cfg(test)]
-    pub fn set_switch_at(&mut self, tasks: usize) {
-        self.switch_at = tasks;
+    pub fn set_index_at(&mut self, tasks: usize) {
+        self.index_at = tasks;
     }
 
-    /// The table a finished task goes to, and its id.
-    pub fn append(&mut self) -> (Recent, i64) {
+    /// The index readers share.
+    pub fn unindexed(&self) -> SharedUnindexed {
+        self.unindexed.clone()
+    }
+
+    /// The id of a task of `service` being finished in the open transaction.
+    pub fn append(&mut self, service: Uuid, guid: Uuid) -> i64 {
         let id = self.next_id;
         self.next_id += 1;
-        self.active_rows += 1;
         self.since_slice += 1;
-        (self.progress.active, id)
+        self.effects.push(Effect::Added { service, guid, id });
+        id
+    }
+
+    /// The ids of `service`'s unindexed tasks, the open transaction's too.
+    pub fn unindexed_ids(&self, service: Uuid) -> Vec<i64> {
+        let mut ids = lock(&self.unindexed).ids_of(service);
+        ids.extend(self.effects.iter().filter_map(|e| match e {
+            Effect::Added { service: s, id, .. } if *s == service => Some(*id),
+            _ => None,
+        }));
+        ids
     }
 
     pub fn service_deleted(&mut self, service: Uuid) {
-        self.moved.remove(&service);
+        self.indexed.remove(&service);
+        self.effects.push(Effect::ServiceDeleted(service));
+    }
+
+    /// A commit of someone's went through: readers may now see what it did.
+    pub fn committed(&mut self, now: Instant) {
+        self.last_commit = now;
+        self.publish();
+    }
+
+    /// The open transaction committed: readers may now see what it did.
+    /// (Background work calls this alone: the writer is no less idle for it.)
+    pub fn publish(&mut self) {
+        if self.effects.is_empty() {
+            return;
+        }
+        let mut index = lock(&self.unindexed);
+        for effect in self.effects.drain(..) {
+            match effect {
+                Effect::Added { service, guid, id } => index.add(service, guid, id),
+                Effect::Indexed { service, upto } => index.remove(service, Some(upto)),
+                Effect::ServiceDeleted(service) => index.remove(service, None),
+            }
+        }
+    }
+
+    /// The open transaction rolled back.
+    pub fn rolled_back(&mut self) {
+        self.effects.clear();
     }
 
     pub fn pause(&mut self, now: Instant) {
@@ -185,17 +296,26 @@ impl History {
 
     /// Whether work is waiting that should not wait for a timer.
     fn busy(&self) -> bool {
-        self.progress.moving.is_some()
-            || self.active_rows >= self.switch_at
+        self.progress.round.is_some()
+            || self.progress.aging
+            || lock(&self.unindexed).len() >= self.index_at
             || !self.due.is_empty()
             || matches!(self.progress.sweep, Sweep::After(_))
     }
 
+    /// When idle work (indexing what little there is, the next sweep) is due.
+    fn idle_work_at(&self) -> Option<Instant> {
+        let index = (lock(&self.unindexed).len() > 0).then(|| self.last_commit + INDEX_WHEN_IDLE);
+        let sweep = match self.progress.sweep {
+            Sweep::Resting { next } => Some(next),
+            _ => None,
+        };
+        index.into_iter().chain(sweep).min()
+    }
+
     /// Whether a slice has something to do now.
     pub fn due(&self, now: Instant) -> bool {
-        !self.paused(now)
-            && (self.busy()
-                || matches!(self.progress.sweep, Sweep::Resting { next } if now >= next))
+        !self.paused(now) && (self.busy() || self.idle_work_at().is_some_and(|at| now >= at))
     }
 
     /// How long the writer may wait for a commit before it runs a slice alone.
@@ -203,9 +323,9 @@ impl History {
         let next = match self.paused_until {
             Some(until) if now < until => until,
             _ if self.busy() => return Duration::ZERO,
-            _ => match self.progress.sweep {
-                Sweep::Resting { next } => next,
-                _ => return Duration::from_secs(3600),
+            _ => match self.idle_work_at() {
+                Some(at) => at,
+                None => return Duration::from_secs(3600),
             },
         };
         next.saturating_duration_since(now)
@@ -219,86 +339,79 @@ impl History {
         self.paused_until = None;
         // Twice the pace tasks arrive at, so that the work catches up.
         let budget = SLICE_ROWS.max(2 * std::mem::take(&mut self.since_slice));
-        if self.progress.moving.is_none() && self.active_rows >= self.switch_at {
-            self.switch();
+        let idle = now >= self.last_commit + INDEX_WHEN_IDLE;
+        let pending = lock(&self.unindexed).len();
+        if self.progress.round.is_none() && (pending >= self.index_at || (idle && pending > 0)) {
+            self.start_round();
         }
-        self.move_some(conn, budget)?;
+        self.index_some(conn, budget)?;
         self.trim_some(conn, budget, now)?;
         Ok(())
     }
 
-    /// Hands the active table over to be moved; the other one is empty, since
-    /// its own move ended by emptying it.
-    fn switch(&mut self) {
-        let full = self.progress.active;
-        self.progress.moving = Some((full, Vec::new()));
-        self.progress.active = full.other();
-        self.active_rows = 0;
+    /// Starts indexing every task finished so far.
+    fn start_round(&mut self) {
+        let mut services = lock(&self.unindexed).services();
+        services.sort_unstable();
+        self.progress.round = Some(Round {
+            upto: self.next_id - 1,
+            services: services.into(),
+            next: 0,
+        });
     }
 
-    /// Moves the tasks of the next few services from the table being moved
-    /// into the history; empties the table once every service is done.
-    fn move_some(&mut self, conn: &Connection, budget: usize) -> rusqlite::Result<()> {
-        let Some((recent, after)) = self.progress.moving.clone() else {
+    /// Indexes the tasks of the round's next few services; ends the round
+    /// once every service is done.
+    fn index_some(&mut self, conn: &Connection, budget: usize) -> rusqlite::Result<()> {
+        let Some(mut round) = self.progress.round.clone() else {
             return Ok(());
         };
-        let table = recent.table();
-        // The services of the next `budget` tasks, the last one whole: one
-        // statement moves them all, in the history's order.
-        let last: Option<[u8; 16]> = conn
-            .prepare_cached(&format!(
-                "SELECT service_guid FROM {table} WHERE service_guid > ?1 \
-                 ORDER BY service_guid LIMIT 1 OFFSET ?2"
-            ))?
-            .query_row(
-                params![after, i64::try_from(budget - 1).unwrap_or(i64::MAX)],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let upto = last.map_or_else(|| vec![0xff; 17], |l| l.to_vec());
-        let range = params![after, upto];
-        let moved: Vec<([u8; 16], usize)> = conn
-            .prepare_cached(&format!(
-                "SELECT service_guid, count(*) FROM {table} \
-                 WHERE service_guid > ?1 AND service_guid <= ?2 GROUP BY service_guid"
-            ))?
-            .query_map(range, |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as usize)))?
-            .collect::<rusqlite::Result<_>>()?;
-        conn.prepare_cached(&format!(
-            // IGNORE: a task already there was moved before a crash, and is the same.
-            "INSERT OR IGNORE INTO finished_tasks ({HISTORY_COLUMNS}) \
-             SELECT {HISTORY_COLUMNS} FROM {table} WHERE service_guid > ?1 AND service_guid <= ?2 \
-             ORDER BY service_guid, id"
-        ))?
-        .execute(range)?;
-        for (service, tasks) in moved {
-            self.note_moved(Uuid::from_bytes(service), tasks);
+        let mut insert = conn.prepare_cached(
+            // IGNORE: a task indexed before a crash, in a round that did not end.
+            "INSERT OR IGNORE INTO done_by_service (service_guid, id) VALUES (?1, ?2)",
+        )?;
+        let mut done = 0;
+        while done < budget && round.next < round.services.len() {
+            let service = round.services[round.next];
+            round.next += 1;
+            let ids: Vec<i64> = {
+                let index = lock(&self.unindexed);
+                let mut ids = index.ids_of(service);
+                ids.retain(|id| *id <= round.upto);
+                ids
+            };
+            for id in &ids {
+                insert.execute(params![service.as_bytes(), id])?;
+            }
+            done += ids.len().max(1);
+            self.effects.push(Effect::Indexed {
+                service,
+                upto: round.upto,
+            });
+            self.note_indexed(service, ids.len());
         }
-        if last.is_some() {
-            self.progress.moving = Some((recent, upto));
+        if round.next < round.services.len() {
+            self.progress.round = Some(round);
             return Ok(());
         }
-        // Ids must keep growing once both recent tables are empty.
-        conn.execute(
-            &format!(
-                "INSERT INTO store_meta (key, value) SELECT 'finished_id', max(id) FROM {table} WHERE true \
-                 HAVING max(id) IS NOT NULL ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)"
-            ),
-            [],
-        )?;
-        conn.execute(&format!("DELETE FROM {table}"), [])?;
-        self.progress.moving = None;
+        // After a restart, only tasks after this one are read back.
+        conn.prepare_cached(
+            "INSERT INTO store_meta (key, value) VALUES ('indexed_id', ?1) \
+             ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+        )?
+        .execute([round.upto])?;
+        self.progress.round = None;
         Ok(())
     }
 
-    fn note_moved(&mut self, service: Uuid, tasks: usize) {
+    fn note_indexed(&mut self, service: Uuid, tasks: usize) {
         if self.max_tasks.is_none() || tasks == 0 {
             return;
         }
-        let moved = self.moved.entry(service).or_insert(0);
-        let before = *moved;
-        *moved += tasks;
-        if before < self.step && *moved >= self.step {
+        let indexed = self.indexed.entry(service).or_insert(0);
+        let before = *indexed;
+        *indexed += tasks;
+        if before < self.step && *indexed >= self.step {
             self.due.push_back(service);
         }
     }
@@ -313,11 +426,27 @@ impl History {
         if let Sweep::Resting { next } = self.progress.sweep {
             if now >= next {
                 self.progress.sweep = Sweep::After(Vec::new());
+                self.progress.aging = true;
             }
         }
+        let mut deleted = 0;
+        if self.progress.aging {
+            let (old, more) = self.trim_old(conn, budget)?;
+            deleted += old;
+            self.progress.aging = more;
+        }
         if let Sweep::After(after) = &self.progress.sweep {
+            // Index entries of tasks that age took are dropped on the way.
+            let oldest: i64 = conn
+                .query_row("SELECT min(id) FROM done_tasks", [], |r| {
+                    r.get::<_, Option<i64>>(0)
+                })?
+                .unwrap_or(self.next_id);
             let mut next = conn.prepare_cached(
-                "SELECT service_guid FROM finished_tasks WHERE service_guid > ?1 ORDER BY service_guid LIMIT 1",
+                "SELECT service_guid FROM done_by_service WHERE service_guid > ?1 ORDER BY service_guid LIMIT 1",
+            )?;
+            let mut dangling = conn.prepare_cached(
+                "DELETE FROM done_by_service WHERE service_guid = ?1 AND id < ?2",
             )?;
             let mut after = after.clone();
             let mut rest = true;
@@ -327,6 +456,7 @@ impl History {
                     .optional()?
                 {
                     Some(service) => {
+                        deleted += dangling.execute(params![service, oldest])?;
                         self.due.push_back(Uuid::from_bytes(service));
                         after = service.to_vec();
                     }
@@ -344,9 +474,8 @@ impl History {
                 }
             };
         }
-        // Services become due about once per `step` tasks moved: trim twice as fast.
+        // Services become due about once per `step` tasks indexed: trim twice as fast.
         let visits = SLICE_SERVICES.max(budget.saturating_mul(2) / self.step);
-        let mut deleted = 0;
         for _ in 0..visits {
             if deleted >= budget {
                 break;
@@ -354,59 +483,76 @@ impl History {
             let Some(service) = self.due.pop_front() else {
                 break;
             };
-            self.moved.remove(&service);
+            self.indexed.remove(&service);
             deleted += self.trim_service(conn, service)?;
         }
         Ok(())
     }
 
-    /// Deletes what retention drops from one service's history: all but the
-    /// newest `max_tasks`, and the old tasks at its start (up to the first
-    /// young one: tasks finish in about the order they were created, and one
-    /// that lingers behind a young one goes once that one does).
+    /// Deletes the oldest tasks up to the first young one, looking at ids
+    /// within `budget` of the oldest (tasks finish in about the order they
+    /// were created, and one that lingers behind a young one goes once that
+    /// one does). Their index entries go as the sweep passes their services.
+    /// Says how many went, and whether older ones may remain.
+    fn trim_old(&self, conn: &Connection, budget: usize) -> rusqlite::Result<(usize, bool)> {
+        let Some(max_age) = self.max_age_secs else {
+            return Ok((0, false));
+        };
+        let cutoff = zrobot_core::time::now() - max_age;
+        let first: Option<i64> =
+            conn.query_row("SELECT min(id) FROM done_tasks", [], |r| r.get(0))?;
+        let Some(first) = first else {
+            return Ok((0, false));
+        };
+        let end = first.saturating_add(i64::try_from(budget).unwrap_or(i64::MAX));
+        let young: Option<i64> = conn
+            .prepare_cached(
+                "SELECT id FROM done_tasks WHERE id >= ?1 AND id < ?2 AND created >= ?3 ORDER BY id LIMIT 1",
+            )?
+            .query_row(params![first, end, cutoff], |r| r.get(0))
+            .optional()?;
+        let deleted = conn
+            .prepare_cached("DELETE FROM done_tasks WHERE id < ?1")?
+            .execute([young.unwrap_or(end)])?;
+        Ok((deleted, young.is_none() && deleted > 0))
+    }
+
+    /// Deletes all but the newest `max_tasks` of one service's indexed tasks.
     fn trim_service(&self, conn: &Connection, service: Uuid) -> rusqlite::Result<usize> {
-        let mut deleted = 0;
-        if let Some(max_tasks) = self.max_tasks {
-            deleted += conn
-                .prepare_cached(
-                    "DELETE FROM finished_tasks WHERE service_guid = ?1 AND id <= \
-                     (SELECT id FROM finished_tasks WHERE service_guid = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-                )?
-                .execute(params![service.as_bytes(), max_tasks])?;
-        }
-        if let Some(max_age) = self.max_age_secs {
-            let cutoff = zrobot_core::time::now() - max_age;
-            deleted += conn
-                .prepare_cached(
-                    "DELETE FROM finished_tasks WHERE service_guid = ?1 AND id < coalesce( \
-                     (SELECT id FROM finished_tasks WHERE service_guid = ?1 AND created >= ?2 ORDER BY id LIMIT 1), \
-                     9223372036854775807)",
-                )?
-                .execute(params![service.as_bytes(), cutoff])?;
-        }
-        Ok(deleted)
+        let Some(max_tasks) = self.max_tasks else {
+            return Ok(0);
+        };
+        let key = service.as_bytes();
+        let last: Option<i64> = conn
+            .prepare_cached(
+                "SELECT id FROM done_by_service WHERE service_guid = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2",
+            )?
+            .query_row(params![key, max_tasks], |r| r.get(0))
+            .optional()?;
+        let Some(last) = last else {
+            return Ok(0);
+        };
+        conn.prepare_cached(
+            "DELETE FROM done_tasks WHERE id IN \
+             (SELECT id FROM done_by_service WHERE service_guid = ?1 AND id <= ?2)",
+        )?
+        .execute(params![key, last])?;
+        conn.prepare_cached("DELETE FROM done_by_service WHERE service_guid = ?1 AND id <= ?2")?
+            .execute(params![key, last])
     }
 
-    /// Hands the active table over if it holds anything, so that a full
-    /// compaction empties both; says whether there was anything.
-    pub fn switch_if_any(&mut self, conn: &Connection) -> rusqlite::Result<bool> {
-        if self.progress.moving.is_some() {
-            return Ok(true);
+    /// Starts a round that indexes everything finished so far, if there is
+    /// anything and no round runs; says whether a round is under way.
+    pub fn index_all(&mut self) -> bool {
+        if self.progress.round.is_none() && lock(&self.unindexed).len() > 0 {
+            self.start_round();
         }
-        let table = self.progress.active.table();
-        let any: bool =
-            conn.query_row(&format!("SELECT EXISTS (SELECT 1 FROM {table})"), [], |r| {
-                r.get(0)
-            })?;
-        if any {
-            self.switch();
-        }
-        Ok(any)
+        self.progress.round.is_some()
     }
 
-    /// One step of moving, however big.
-    pub fn move_step(&mut self, conn: &Connection) -> rusqlite::Result<()> {
-        self.move_some(conn, usize::MAX)
+    /// One step of indexing, however big.
+    pub fn index_step(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        self.index_some(conn, usize::MAX)
     }
 
     /// Starts a sweep of every service now.
@@ -414,12 +560,15 @@ impl History {
         self.paused_until = None;
         if !matches!(self.progress.sweep, Sweep::Off) {
             self.progress.sweep = Sweep::After(Vec::new());
+            self.progress.aging = true;
         }
     }
 
     /// Whether trimming has work left.
     pub fn trimming(&self) -> bool {
-        !self.due.is_empty() || matches!(self.progress.sweep, Sweep::After(_))
+        self.progress.aging
+            || !self.due.is_empty()
+            || matches!(self.progress.sweep, Sweep::After(_))
     }
 
     /// One step of trimming, however big.
@@ -427,8 +576,3 @@ impl History {
         self.trim_some(conn, usize::MAX, now)
     }
 }
-
-/// The columns of `finished_tasks`, which the recent tables have too.
-pub(crate) const HISTORY_COLUMNS: &str =
-    "service_guid, id, guid, created, service_name, template_uid, action_name, \
-     args, priority, seq, state, attempt, started, duration, result, eco, trace";

@@ -1,4 +1,5 @@
-//! How the history holds up across moves, interrupted moves and restarts:
+//! How the history holds up across indexing rounds, interrupted rounds,
+//! restarts and the migration from the old layout:
 //! what the conformance suite cannot reach without writing thousands of tasks.
 
 use std::path::Path;
@@ -58,13 +59,13 @@ fn count(path: &Path, table: &str) -> i64 {
 }
 
 #[tokio::test]
-async fn moves_keep_every_task_once_and_in_order() {
+async fn indexing_keeps_every_task_once_and_in_order() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let path = dir.path().join("robot.db");
     let services: Vec<ServiceRecord> = (0..3).map(|i| service(&format!("s{i}"))).collect();
     let expected = |i: u64, upto: u64| (0..upto).filter(|seq| seq % 3 == i).collect::<Vec<_>>();
     {
-        let store = SqliteStore::open_file(&path, Retention::default(), |h| h.set_switch_at(8))
+        let store = SqliteStore::open_file(&path, Retention::default(), |h| h.set_index_at(8))
             .expect("open");
         let puts = services.iter().cloned().map(StoreOp::PutService).collect();
         store.commit(puts).await.expect("services");
@@ -74,21 +75,26 @@ async fn moves_keep_every_task_once_and_in_order() {
                 .commit(vec![StoreOp::PutTask(task)])
                 .await
                 .expect("a task");
+            // Read between commits too: some tasks indexed, some not.
+            if seq % 7 == 0 {
+                let svc = (seq % 3) as usize;
+                assert_eq!(
+                    history(&store, &services[svc]).await,
+                    expected(svc as u64, seq + 1)
+                );
+            }
         }
         for (i, svc) in services.iter().enumerate() {
             assert_eq!(history(&store, svc).await, expected(i as u64, 60));
         }
-        // The writer moved some on its own, between commits.
-        assert!(count(&path, "finished_tasks") > 0);
+        // The writer indexed some on its own, between commits.
+        assert!(count(&path, "done_by_service") > 0);
         store.compact().await.expect("compaction");
         for (i, svc) in services.iter().enumerate() {
             assert_eq!(history(&store, svc).await, expected(i as u64, 60));
         }
-        assert_eq!(
-            count(&path, "recent_tasks_a") + count(&path, "recent_tasks_b"),
-            0
-        );
-        assert_eq!(count(&path, "finished_tasks"), 60);
+        assert_eq!(count(&path, "done_by_service"), 60);
+        assert_eq!(count(&path, "done_tasks"), 60);
     }
     let store = SqliteStore::open(&path, Retention::default()).expect("reopen");
     store
@@ -101,7 +107,7 @@ async fn moves_keep_every_task_once_and_in_order() {
 }
 
 #[tokio::test]
-async fn an_interrupted_move_is_finished_after_reopening() {
+async fn an_interrupted_round_is_finished_after_reopening() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let path = dir.path().join("robot.db");
     let (a, b) = (service("a"), service("b"));
@@ -116,23 +122,15 @@ async fn an_interrupted_move_is_finished_after_reopening() {
         );
         store.commit(ops).await.expect("tasks");
     }
-    // What a crash in the middle of a move leaves: part of one recent table
-    // already in the history, and newer tasks in the other recent table.
+    // What a crash in the middle of a round leaves: some services' tasks
+    // indexed, but the round's end not recorded.
     let conn = Connection::open(&path).expect("a connection");
-    let columns = crate::history::HISTORY_COLUMNS;
     conn.execute(
-        &format!(
-            "INSERT INTO finished_tasks ({columns}) SELECT {columns} FROM recent_tasks_a \
-             WHERE service_guid = ?1 AND id <= 10"
-        ),
+        "INSERT INTO done_by_service (service_guid, id) SELECT service_guid, id FROM done_tasks \
+         WHERE service_guid = ?1 AND id <= 10",
         [a.guid.as_bytes()],
     )
-    .expect("a partial move");
-    conn.execute_batch(&format!(
-        "INSERT INTO recent_tasks_b ({columns}) SELECT {columns} FROM recent_tasks_a WHERE id > 15; \
-         DELETE FROM recent_tasks_a WHERE id > 15;"
-    ))
-    .expect("newer tasks");
+    .expect("a partial round");
     drop(conn);
 
     let evens: Vec<u64> = (0..20).filter(|s| s % 2 == 0).collect();
@@ -150,20 +148,91 @@ async fn an_interrupted_move_is_finished_after_reopening() {
         evens.push(20);
         assert_eq!(history(&store, &a).await, evens);
         assert_eq!(history(&store, &b).await, odds);
-        assert_eq!(
-            count(&path, "recent_tasks_a") + count(&path, "recent_tasks_b"),
-            0
-        );
+        assert_eq!(count(&path, "done_by_service"), 21);
     }
-    // Both recent tables are empty now: new ids still come after the old ones.
+    // Everything indexed, then every task gone (as retention may do): new
+    // ids still come after the old ones, so that none is taken as indexed.
+    let conn = Connection::open(&path).expect("a connection");
+    conn.execute_batch("DELETE FROM done_tasks; DELETE FROM done_by_service;")
+        .expect("emptied");
+    drop(conn);
+    {
+        let store = SqliteStore::open(&path, Retention::default()).expect("reopen");
+        store
+            .commit(vec![StoreOp::PutTask(finished(&b, 21))])
+            .await
+            .expect("a task");
+        assert_eq!(history(&store, &b).await, vec![21]);
+    }
     let store = SqliteStore::open(&path, Retention::default()).expect("reopen");
+    assert_eq!(history(&store, &b).await, vec![21]);
+}
+
+/// The layout of schema version 2: a queue keyed by guid, two recent tables
+/// and a history keyed by service.
+#[tokio::test]
+async fn a_version_2_database_keeps_its_queue_and_history() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("robot.db");
+    let svc = service("old");
+    let task = |seq: u64, state: &str| {
+        format!(
+            "x'{}', x'{}', 'old', 'github.com/zrobot/templates/node/0.0.1', 'install', '{{}}', 'normal', \
+             {seq}, '{state}', 1, {}, NULL, NULL, NULL, NULL, NULL",
+            hex(&Uuid::new_v4()),
+            hex(&svc.guid),
+            zrobot_core::time::now(),
+        )
+    };
+    let columns =
+        "guid, service_guid, service_name, template_uid, action_name, args, priority, seq, \
+                   state, attempt, created, started, duration, result, eco, trace";
+    {
+        let mut conn = Connection::open(&path).expect("a connection");
+        let tx = conn.transaction().expect("a transaction");
+        for sql in &crate::schema::MIGRATIONS[..2] {
+            tx.execute_batch(sql).expect("an old migration");
+        }
+        tx.pragma_update(None, "user_version", 2)
+            .expect("a version");
+        tx.execute_batch(&format!(
+            "INSERT INTO waiting_tasks ({columns}) VALUES ({}), ({});
+             INSERT INTO finished_tasks (id, {columns}) VALUES (1, {}), (2, {});
+             -- Task 2 was being moved: in a recent table and in the history.
+             INSERT INTO recent_tasks_a (id, {columns}) SELECT id, {columns} FROM finished_tasks WHERE id = 2;
+             INSERT INTO recent_tasks_b (id, {columns}) VALUES (3, {});
+             INSERT INTO store_meta (key, value) VALUES ('finished_id', 7);",
+            task(11, "running"),
+            task(10, "new"),
+            task(1, "ok").replace("NULL, NULL, NULL, NULL, NULL", "NULL, NULL, '1', NULL, NULL"),
+            task(2, "ok").replace("NULL, NULL, NULL, NULL, NULL", "NULL, NULL, '2', NULL, NULL"),
+            task(3, "error"),
+        ))
+        .expect("old rows");
+        tx.commit().expect("committed");
+    }
+    let store = SqliteStore::open(&path, Retention::default()).expect("migrated");
+    let loaded = store.load().await.expect("loaded");
+    assert_eq!(
+        loaded.waiting.iter().map(|t| t.seq).collect::<Vec<_>>(),
+        vec![10, 11]
+    );
+    assert_eq!(history(&store, &svc).await, vec![1, 2, 3]);
     store
-        .commit(vec![StoreOp::PutTask(finished(&b, 21))])
+        .commit(vec![StoreOp::PutTask(finished(&svc, 12))])
         .await
         .expect("a task");
-    let mut odds = odds;
-    odds.push(21);
-    assert_eq!(history(&store, &b).await, odds);
+    assert_eq!(history(&store, &svc).await, vec![1, 2, 3, 12]);
+    // Ids go on after the highest the old layout had given.
+    let conn = Connection::open(&path).expect("a connection");
+    let newest: i64 = conn
+        .query_row("SELECT max(id) FROM done_tasks", [], |r| r.get(0))
+        .expect("an id");
+    assert_eq!(newest, 8);
+}
+
+fn hex(guid: &Uuid) -> String {
+    guid.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[tokio::test]
@@ -183,9 +252,9 @@ async fn a_task_finished_again_shows_once_at_the_end() {
         .expect("tasks");
     let mut again = first.clone();
     again.result = Some(json!("again"));
-    // Once from the recent table, once from the history.
-    for moved in [false, true] {
-        if moved {
+    // Once not indexed yet, once indexed.
+    for indexed in [false, true] {
+        if indexed {
             store.compact().await.expect("compaction");
         }
         store

@@ -12,8 +12,11 @@ use uuid::Uuid;
 use zrobot_core::store::{Loaded, Retention};
 use zrobot_core::task::TaskRecord;
 
-use crate::codec::{service_from_row, task_from_row, SERVICE_COLUMNS, TASK_COLUMNS};
+use crate::codec::{
+    service_from_row, task_from_row, SERVICE_COLUMNS, TASK_COLUMNS, TASK_COLUMNS_OF_D,
+};
 use crate::error::Failure;
+use crate::history::{self, SharedUnindexed};
 
 /// Every service, the waiting and running tasks in queue order, and the settings.
 pub(crate) fn load(conn: &mut Connection) -> Result<Loaded, Failure> {
@@ -54,7 +57,7 @@ pub(crate) fn load(conn: &mut Connection) -> Result<Loaded, Failure> {
         settings
     };
     tx.finish()?;
-    // Sorted here rather than by SQLite: the queue table is keyed by guid.
+    // The queue table is in `seq` order already; kept stable whatever its key.
     waiting.sort_by_key(|t| t.seq);
     Ok(Loaded {
         services,
@@ -63,66 +66,90 @@ pub(crate) fn load(conn: &mut Connection) -> Result<Loaded, Failure> {
     })
 }
 
-/// Where finished tasks are. A task being moved is in a recent table and in
-/// the history at once, with the same id; a task finished twice has two ids,
-/// and the newest one counts.
-const FINISHED_TABLES: [&str; 3] = ["recent_tasks_a", "recent_tasks_b", "finished_tasks"];
+/// A finished task by its id; `None` when retention took it.
+fn done_task(conn: &Connection, id: i64) -> Result<Option<TaskRecord>, Failure> {
+    conn.prepare_cached(&format!(
+        "SELECT {TASK_COLUMNS} FROM done_tasks WHERE id = ?1"
+    ))?
+    .query_row([id], |row| Ok(task_from_row(row, 0)))
+    .optional()?
+    .transpose()
+}
 
 /// One task of `service`, wherever it is.
 pub(crate) fn task(
-    conn: &Connection,
+    conn: &mut Connection,
+    unindexed: &SharedUnindexed,
     service: Uuid,
     guid: Uuid,
 ) -> Result<Option<TaskRecord>, Failure> {
+    // Before the snapshot: a task no longer here is in the index by then.
+    let id = history::lock(unindexed).id_of(guid);
+    let tx = conn.transaction()?;
+    if let Some(id) = id {
+        // The newest run of the task, since indexed ones are older.
+        if let Some(task) = done_task(&tx, id)? {
+            if task.service_guid == service {
+                return Ok(Some(task));
+            }
+        }
+    }
     let key = params![service.as_bytes(), guid.as_bytes()];
-    let waiting = conn
+    let indexed = tx
+        .prepare_cached(&format!(
+            "SELECT {TASK_COLUMNS_OF_D} FROM done_by_service i CROSS JOIN done_tasks d ON d.id = i.id \
+             WHERE i.service_guid = ?1 AND d.guid = ?2 ORDER BY i.id DESC LIMIT 1",
+        ))?
+        .query_row(key, |row| Ok(task_from_row(row, 0)))
+        .optional()?;
+    if let Some(task) = indexed {
+        return task.map(Some);
+    }
+    let waiting = tx
         .prepare_cached(&format!(
             "SELECT {TASK_COLUMNS} FROM waiting_tasks WHERE guid = ?2 AND service_guid = ?1"
         ))?
         .query_row(key, |row| Ok(task_from_row(row, 0)))
         .optional()?;
-    if let Some(task) = waiting {
-        return task.map(Some);
-    }
-    let mut newest: Option<(i64, TaskRecord)> = None;
-    for table in FINISHED_TABLES {
-        let found = conn
-            .prepare_cached(&format!(
-                "SELECT id, {TASK_COLUMNS} FROM {table} WHERE service_guid = ?1 AND guid = ?2 \
-                 ORDER BY id DESC LIMIT 1"
-            ))?
-            .query_row(key, |row| {
-                Ok(row.get::<_, i64>(0).map(|id| (id, task_from_row(row, 1))))
-            })
-            .optional()?;
-        if let Some(found) = found {
-            let (id, task) = found?;
-            if newest.as_ref().is_none_or(|(newest, _)| id > *newest) {
-                newest = Some((id, task?));
-            }
-        }
-    }
-    Ok(newest.map(|(_, task)| task))
+    waiting.transpose()
 }
 
 /// The newest `limit` finished tasks of `service` that retention keeps,
 /// oldest first. Retention is applied here, so that what is shown never
 /// depends on how far the background work has got.
 pub(crate) fn finished_tasks(
-    conn: &Connection,
+    conn: &mut Connection,
+    unindexed: &SharedUnindexed,
     service: Uuid,
     limit: usize,
     retention: Retention,
 ) -> Result<Vec<TaskRecord>, Failure> {
     let kept = retention.max_tasks.min(limit);
+    if kept == 0 {
+        return Ok(Vec::new());
+    }
     let cutoff = zrobot_core::time::now() - retention.max_age_secs;
     // SQLite would bind NaN as NULL, and hide everything.
     let cutoff = if cutoff.is_nan() { f64::MIN } else { cutoff };
+    // Before the snapshot: a task no longer here is in the index by then.
+    let recent = history::lock(unindexed).ids_of(service);
+    let tx = conn.transaction()?;
     let mut found: Vec<(i64, TaskRecord)> = Vec::new();
-    for table in FINISHED_TABLES {
-        let mut st = conn.prepare_cached(&format!(
-            "SELECT id, {TASK_COLUMNS} FROM {table} WHERE service_guid = ?1 AND created >= ?2 \
-             ORDER BY id DESC LIMIT ?3"
+    // The unindexed ones are the newest; the index gives the rest.
+    for id in recent.into_iter().rev() {
+        if found.len() >= kept {
+            break;
+        }
+        if let Some(task) = done_task(&tx, id)? {
+            if task.created >= cutoff {
+                found.push((id, task));
+            }
+        }
+    }
+    {
+        let mut st = tx.prepare_cached(&format!(
+            "SELECT d.id, {TASK_COLUMNS_OF_D} FROM done_by_service i CROSS JOIN done_tasks d ON d.id = i.id \
+             WHERE i.service_guid = ?1 AND d.created >= ?2 ORDER BY i.id DESC LIMIT ?3"
         ))?;
         let mut rows = st.query(params![
             service.as_bytes(),
@@ -133,7 +160,9 @@ pub(crate) fn finished_tasks(
             found.push((row.get(0)?, task_from_row(row, 1)?));
         }
     }
+    // A task indexed twice over a restart, or finished twice, shows once.
     found.sort_unstable_by_key(|(id, _)| std::cmp::Reverse(*id));
+    found.dedup_by_key(|(id, _)| *id);
     let mut seen = HashSet::with_capacity(found.len());
     found.retain(|(_, t)| seen.insert(t.guid));
     found.truncate(kept);

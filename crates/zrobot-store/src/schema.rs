@@ -9,7 +9,7 @@ use crate::error::store_error;
 
 /// Every migration in order; a database at version `n` has had the first `n`.
 /// Never edit one that has shipped: add another.
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     // What a commit touches must stay small, because every page a
     // transaction changes is written again to the WAL: a big index keyed by
     // task guid, or one ordered by service, would change about one page per
@@ -138,6 +138,80 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE recent_tasks_a ADD COLUMN trace TEXT;
     ALTER TABLE recent_tasks_b ADD COLUMN trace TEXT;
     ALTER TABLE finished_tasks ADD COLUMN trace TEXT;
+    ",
+    // Random keys made every commit rewrite pages all over the database: the
+    // queue was keyed by task guid and the recent tables indexed by service.
+    // Now the queue is kept in queue order (`seq`), so that a commit touches
+    // its ends only; a finished task is appended once to `done_tasks` in
+    // finishing order and never moved; `done_by_service` lists each
+    // service's finished tasks, and is filled in batches in the background
+    // (the store keeps the tasks not in it yet in memory; `indexed_id` says
+    // up to where it is complete).
+    "
+    CREATE TABLE queue (
+        guid BLOB NOT NULL,
+        service_guid BLOB NOT NULL,
+        service_name TEXT NOT NULL,
+        template_uid TEXT NOT NULL,
+        action_name TEXT NOT NULL,
+        args TEXT NOT NULL,
+        priority TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        created REAL NOT NULL,
+        started REAL,
+        duration REAL,
+        result TEXT,
+        eco TEXT,
+        trace TEXT,
+        PRIMARY KEY (seq, guid)
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO queue (guid, service_guid, service_name, template_uid, action_name, args, priority, seq, state, attempt, created, started, duration, result, eco, trace)
+        SELECT guid, service_guid, service_name, template_uid, action_name, args, priority, seq, state, attempt, created, started, duration, result, eco, trace FROM waiting_tasks;
+    DROP TABLE waiting_tasks;
+    ALTER TABLE queue RENAME TO waiting_tasks;
+
+    CREATE TABLE done_tasks (
+        id INTEGER PRIMARY KEY NOT NULL,
+        guid BLOB NOT NULL,
+        service_guid BLOB NOT NULL,
+        service_name TEXT NOT NULL,
+        template_uid TEXT NOT NULL,
+        action_name TEXT NOT NULL,
+        args TEXT NOT NULL,
+        priority TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        created REAL NOT NULL,
+        started REAL,
+        duration REAL,
+        result TEXT,
+        eco TEXT,
+        trace TEXT
+    );
+    CREATE TABLE done_by_service (
+        service_guid BLOB NOT NULL,
+        id INTEGER NOT NULL,
+        PRIMARY KEY (service_guid, id)
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO done_tasks (id, guid, service_guid, service_name, template_uid, action_name, args, priority, seq, state, attempt, created, started, duration, result, eco, trace)
+        SELECT id, guid, service_guid, service_name, template_uid, action_name, args, priority, seq, state, attempt, created, started, duration, result, eco, trace FROM finished_tasks ORDER BY id;
+    INSERT OR IGNORE INTO done_tasks (id, guid, service_guid, service_name, template_uid, action_name, args, priority, seq, state, attempt, created, started, duration, result, eco, trace)
+        SELECT id, guid, service_guid, service_name, template_uid, action_name, args, priority, seq, state, attempt, created, started, duration, result, eco, trace FROM recent_tasks_a ORDER BY id;
+    INSERT OR IGNORE INTO done_tasks (id, guid, service_guid, service_name, template_uid, action_name, args, priority, seq, state, attempt, created, started, duration, result, eco, trace)
+        SELECT id, guid, service_guid, service_name, template_uid, action_name, args, priority, seq, state, attempt, created, started, duration, result, eco, trace FROM recent_tasks_b ORDER BY id;
+    INSERT INTO done_by_service (service_guid, id) SELECT service_guid, id FROM done_tasks;
+    INSERT OR REPLACE INTO store_meta (key, value)
+        SELECT 'indexed_id', coalesce(max(v), 0) FROM (
+            SELECT max(id) AS v FROM done_tasks
+            UNION ALL SELECT value FROM store_meta WHERE key = 'finished_id'
+        );
+    DELETE FROM store_meta WHERE key = 'finished_id';
+    DROP TABLE finished_tasks;
+    DROP TABLE recent_tasks_a;
+    DROP TABLE recent_tasks_b;
     ",
 ];
 

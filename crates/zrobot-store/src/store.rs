@@ -17,7 +17,7 @@ use zrobot_core::task::TaskRecord;
 
 use crate::codec::Op;
 use crate::error::{store_error, Failure};
-use crate::history::History;
+use crate::history::{History, SharedUnindexed};
 use crate::read::{self, ReaderPool};
 use crate::schema;
 use crate::writer::{Request, Writer};
@@ -53,6 +53,8 @@ pub struct SqliteStore {
     reads: Reads,
     healthy: Arc<AtomicBool>,
     retention: Retention,
+    /// Finished tasks the per-service index does not list yet.
+    unindexed: SharedUnindexed,
 }
 
 /// Where reads run.
@@ -113,6 +115,7 @@ impl SqliteStore {
         let mut history = History::open(&conn, retention, Instant::now())
             .map_err(|e| store_error(&db, "reading where the history stands", e))?;
         tune(&mut history);
+        let unindexed = history.unindexed();
         let writer = Writer::new(conn, db.clone(), healthy.clone(), history);
         let writer = std::thread::Builder::new()
             .name("zrobot-store-writer".to_owned())
@@ -125,6 +128,7 @@ impl SqliteStore {
             reads,
             healthy,
             retention,
+            unindexed,
         })
     }
 
@@ -352,9 +356,10 @@ impl Store for SqliteStore {
         service: Uuid,
         guid: Uuid,
     ) -> BoxFuture<'static, Result<Option<TaskRecord>, StoreError>> {
+        let unindexed = self.unindexed.clone();
         self.read(
             format!("reading task {guid} of service {service}"),
-            move |conn| read::task(conn, service, guid),
+            move |conn| read::task(conn, &unindexed, service, guid),
         )
     }
 
@@ -363,10 +368,10 @@ impl Store for SqliteStore {
         service: Uuid,
         limit: usize,
     ) -> BoxFuture<'static, Result<Vec<TaskRecord>, StoreError>> {
-        let retention = self.retention;
+        let (retention, unindexed) = (self.retention, self.unindexed.clone());
         self.read(
             format!("reading finished tasks of service {service}"),
-            move |conn| read::finished_tasks(conn, service, limit, retention),
+            move |conn| read::finished_tasks(conn, &unindexed, service, limit, retention),
         )
     }
 

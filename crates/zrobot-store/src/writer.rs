@@ -17,7 +17,7 @@ use zrobot_core::store::StoreError;
 
 use crate::codec::{Op, TaskRow};
 use crate::error::store_error;
-use crate::history::{History, Recent};
+use crate::history::History;
 
 pub(crate) type Reply = oneshot::Sender<Result<(), StoreError>>;
 
@@ -168,7 +168,20 @@ impl Writer {
             }
             tx.commit()
         })();
-        result.map_err(|e| store_error(&self.db, &format!("committing {} changes", ops.len()), e))
+        match result {
+            Ok(()) => {
+                self.history.committed(Instant::now());
+                Ok(())
+            }
+            Err(e) => {
+                self.history.rolled_back();
+                Err(store_error(
+                    &self.db,
+                    &format!("committing {} changes", ops.len()),
+                    e,
+                ))
+            }
+        }
     }
 
     /// Runs `step` in a transaction of its own; what it moved on rolls back with it.
@@ -183,10 +196,13 @@ impl Writer {
             step(history, &tx)?;
             tx.commit()
         })();
-        if result.is_err() {
+        if result.is_ok() {
+            self.history.publish();
+        } else {
+            self.history.rolled_back();
             self.history.progress = saved;
         }
-        result.map_err(|e| store_error(&self.db, "moving or trimming finished tasks", e))
+        result.map_err(|e| store_error(&self.db, "indexing or trimming finished tasks", e))
     }
 
     /// A slice of background work, in a transaction of its own.
@@ -197,17 +213,10 @@ impl Writer {
         }
     }
 
-    /// Moves every recent task into the history and trims every service.
+    /// Indexes every finished task and trims every service.
     fn compact(&mut self) -> Result<(), StoreError> {
-        loop {
-            let mut any = false;
-            self.background_step(|history, tx| {
-                any = history.switch_if_any(tx)?;
-                history.move_step(tx)
-            })?;
-            if !any {
-                break;
-            }
+        while self.history.index_all() {
+            self.background_step(|history, tx| history.index_step(tx))?;
         }
         self.history.start_sweep();
         while self.history.trimming() {
@@ -246,7 +255,7 @@ fn needs(ops: &[&Op]) -> Vec<bool> {
             Op::SaveTemplate { service, .. } => later.insert((Later::Template, *service)),
             Op::PutService(_)
             | Op::DeleteService(_)
-            | Op::RemoveTask(_)
+            | Op::RemoveTask { .. }
             | Op::PutSetting { .. } => true,
         };
     }
@@ -267,12 +276,11 @@ enum Sql {
     PutService,
     DeleteService,
     DeleteServiceWaiting,
-    DeleteServiceRecentA,
-    DeleteServiceRecentB,
-    DeleteServiceHistory,
+    DeleteServiceDone,
+    DeleteServiceIndex,
+    DeleteDone,
     PutWaiting,
-    PutRecentA,
-    PutRecentB,
+    PutDone,
     Unqueue,
     TaskStarted,
     SaveData,
@@ -282,7 +290,7 @@ enum Sql {
     RemoveSetting,
 }
 
-const SQL_COUNT: usize = 16;
+const SQL_COUNT: usize = 15;
 
 impl Sql {
     fn text(self) -> &'static str {
@@ -296,32 +304,31 @@ impl Sql {
             }
             Sql::DeleteService => "DELETE FROM services WHERE guid = ?1",
             Sql::DeleteServiceWaiting => "DELETE FROM waiting_tasks WHERE service_guid = ?1",
-            Sql::DeleteServiceRecentA => "DELETE FROM recent_tasks_a WHERE service_guid = ?1",
-            Sql::DeleteServiceRecentB => "DELETE FROM recent_tasks_b WHERE service_guid = ?1",
-            Sql::DeleteServiceHistory => "DELETE FROM finished_tasks WHERE service_guid = ?1",
+            Sql::DeleteServiceDone => {
+                "DELETE FROM done_tasks WHERE id IN (SELECT id FROM done_by_service WHERE service_guid = ?1)"
+            }
+            Sql::DeleteServiceIndex => "DELETE FROM done_by_service WHERE service_guid = ?1",
+            Sql::DeleteDone => "DELETE FROM done_tasks WHERE id = ?1",
             Sql::PutWaiting => concat!(
                 "INSERT INTO waiting_tasks (",
                 task_columns!(),
                 ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
-                 ON CONFLICT (guid) DO UPDATE SET service_guid = excluded.service_guid, \
+                 ON CONFLICT (seq, guid) DO UPDATE SET service_guid = excluded.service_guid, \
                  service_name = excluded.service_name, template_uid = excluded.template_uid, \
                  action_name = excluded.action_name, args = excluded.args, priority = excluded.priority, \
                  seq = excluded.seq, state = excluded.state, attempt = excluded.attempt, \
                  created = excluded.created, started = excluded.started, duration = excluded.duration, \
                  result = excluded.result, eco = excluded.eco, trace = excluded.trace"
             ),
-            Sql::PutRecentA => concat!(
-                "INSERT INTO recent_tasks_a (",
+            Sql::PutDone => concat!(
+                "INSERT INTO done_tasks (",
                 task_columns!(),
                 ", id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
             ),
-            Sql::PutRecentB => concat!(
-                "INSERT INTO recent_tasks_b (",
-                task_columns!(),
-                ", id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
-            ),
-            Sql::Unqueue => "DELETE FROM waiting_tasks WHERE guid = ?1",
-            Sql::TaskStarted => "UPDATE waiting_tasks SET attempt = ?2, started = ?3, state = 'running' WHERE guid = ?1",
+            Sql::Unqueue => "DELETE FROM waiting_tasks WHERE seq = ?1 AND guid = ?2",
+            Sql::TaskStarted => {
+                "UPDATE waiting_tasks SET attempt = ?3, started = ?4, state = 'running' WHERE seq = ?1 AND guid = ?2"
+            }
             Sql::SaveData => "UPDATE services SET data = ?2 WHERE guid = ?1",
             Sql::SaveState => "UPDATE services SET state = ?2 WHERE guid = ?1",
             Sql::SaveTemplate => "UPDATE services SET template_uid = ?2 WHERE guid = ?1",
@@ -407,36 +414,38 @@ impl<'c> Statements<'c> {
                 for sql in [
                     Sql::DeleteService,
                     Sql::DeleteServiceWaiting,
-                    Sql::DeleteServiceRecentA,
-                    Sql::DeleteServiceRecentB,
-                    Sql::DeleteServiceHistory,
+                    Sql::DeleteServiceDone,
+                    Sql::DeleteServiceIndex,
                 ] {
                     self.run(sql, [key])?;
+                }
+                for id in history.unindexed_ids(*guid) {
+                    self.run(Sql::DeleteDone, [id])?;
                 }
                 history.service_deleted(*guid);
             }
             Op::PutTask(t) if t.state.is_done() => {
-                self.run(Sql::Unqueue, [t.guid.as_bytes()])?;
+                self.run(Sql::Unqueue, params![t.seq, t.guid.as_bytes()])?;
                 // A task finished again gets a second row; reads show the newest.
-                let (recent, id) = history.append();
-                let sql = match recent {
-                    Recent::A => Sql::PutRecentA,
-                    Recent::B => Sql::PutRecentB,
-                };
-                self.put_task(sql, t, Some(id))?;
+                let id = history.append(t.service_guid, t.guid);
+                self.put_task(Sql::PutDone, t, Some(id))?;
             }
             Op::PutTask(t) => {
                 self.put_task(Sql::PutWaiting, t, None)?;
             }
             Op::TaskStarted {
                 guid,
+                seq,
                 attempt,
                 started,
             } => {
-                self.run(Sql::TaskStarted, params![guid.as_bytes(), attempt, started])?;
+                self.run(
+                    Sql::TaskStarted,
+                    params![seq, guid.as_bytes(), attempt, started],
+                )?;
             }
-            Op::RemoveTask(guid) => {
-                self.run(Sql::Unqueue, [guid.as_bytes()])?;
+            Op::RemoveTask { guid, seq } => {
+                self.run(Sql::Unqueue, params![seq, guid.as_bytes()])?;
             }
             Op::SaveData { service, data } => {
                 self.run(Sql::SaveData, params![service.as_bytes(), data])?;

@@ -231,6 +231,7 @@ async fn a_task_is_inserted_started_and_finished(b: &Backend) -> Result<()> {
     task.state = TaskState::Running;
     s.commit(vec![StoreOp::TaskStarted {
         guid: task.guid,
+        seq: task.seq,
         attempt: 1,
         started: task.started.unwrap_or_default(),
     }])
@@ -275,6 +276,7 @@ async fn load_returns_waiting_and_running_tasks_in_seq_order(b: &Backend) -> Res
     let started = now();
     s.commit(vec![StoreOp::TaskStarted {
         guid: expected[2].guid,
+        seq: expected[2].seq,
         attempt: 3,
         started,
     }])
@@ -400,6 +402,7 @@ async fn deleting_a_service_deletes_its_tasks(b: &Backend) -> Result<()> {
         StoreOp::PutTask(keep.clone()),
         StoreOp::TaskStarted {
             guid: r.guid,
+            seq: r.seq,
             attempt: 1,
             started: now(),
         },
@@ -426,7 +429,11 @@ async fn a_removed_task_is_gone(b: &Backend) -> Result<()> {
         StoreOp::PutTask(kept.clone()),
     ])
     .await?;
-    s.commit(vec![StoreOp::RemoveTask(dropped.guid)]).await?;
+    s.commit(vec![StoreOp::RemoveTask {
+        guid: dropped.guid,
+        seq: dropped.seq,
+    }])
+    .await?;
     ensure!(s.task(&svc, dropped.guid).await?.is_none());
     ensure!(s.store.load().await?.waiting == vec![kept]);
     Ok(())
@@ -443,6 +450,7 @@ async fn commits_apply_in_call_order_awaited_or_not(b: &Backend) -> Result<()> {
     drop(s.store.commit(vec![StoreOp::PutTask(task.clone())]));
     drop(s.store.commit(vec![StoreOp::TaskStarted {
         guid: task.guid,
+        seq: task.seq,
         attempt: 1,
         started,
     }]));
@@ -466,6 +474,7 @@ async fn commits_apply_in_call_order_awaited_or_not(b: &Backend) -> Result<()> {
     let first = s.store.commit(vec![StoreOp::PutTask(quick.clone())]);
     let second = s.store.commit(vec![StoreOp::TaskStarted {
         guid: quick.guid,
+        seq: quick.seq,
         attempt: 1,
         started,
     }]);
@@ -639,6 +648,7 @@ async fn a_reopened_database_keeps_everything() -> Result<()> {
         // Not awaited: dropping the store still lands it.
         let last = s.store.commit(vec![StoreOp::TaskStarted {
             guid: running.guid,
+            seq: running.seq,
             attempt: 1,
             started,
         }]);

@@ -636,7 +636,10 @@ impl Robot {
             let _ = self
                 .0
                 .store
-                .commit(vec![StoreOp::RemoveTask(task.guid)])
+                .commit(vec![StoreOp::RemoveTask {
+                    guid: task.guid,
+                    seq: task.seq,
+                }])
                 .await;
             return Err(CoreError::ServiceDeleting(svc.name.clone()));
         };
@@ -777,6 +780,7 @@ impl Robot {
                 _ = std::future::ready(()) => {
                     drop(self.0.store.commit(vec![StoreOp::TaskStarted {
                         guid: task.guid,
+                        seq: task.seq,
                         attempt,
                         started,
                     }]));
