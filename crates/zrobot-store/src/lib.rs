@@ -7,8 +7,10 @@
 //!   robot-wide tables (webhooks, template repositories).
 //! - `schema`: the tables and their versioned migrations.
 //! - `writer`: the one thread that writes, in groups of commits.
-//! - `history`: where finished tasks go, and the background work that moves
-//!   them into place and trims what retention drops.
+//! - `checkpoint`: the thread that flushes the WAL and copies it into the
+//!   database file, so that the writer seldom waits for the disk.
+//! - `history`: where finished tasks go, and the background work that indexes
+//!   them by service and trims what retention drops.
 //! - `read`: the read queries and the pool of read connections.
 //! - `codec`: how records map to rows.
 //!
@@ -20,6 +22,7 @@
 //! - No SQLite call runs on an async thread.
 //! - What reads return already obeys retention, whatever the trim has reached.
 
+mod checkpoint;
 mod codec;
 mod error;
 mod history;

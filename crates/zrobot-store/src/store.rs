@@ -15,6 +15,7 @@ use zrobot_core::engine::BoxFuture;
 use zrobot_core::store::{Loaded, Retention, Store, StoreError, StoreOp};
 use zrobot_core::task::TaskRecord;
 
+use crate::checkpoint::Checkpointer;
 use crate::codec::Op;
 use crate::error::{store_error, Failure};
 use crate::history::{History, SharedUnindexed};
@@ -55,6 +56,8 @@ pub struct SqliteStore {
     retention: Retention,
     /// Finished tasks the per-service index does not list yet.
     unindexed: SharedUnindexed,
+    /// `None` for an in-memory database.
+    checkpointer: Option<Checkpointer>,
 }
 
 /// Where reads run.
@@ -83,14 +86,17 @@ impl SqliteStore {
         configure_writer(&conn, true)
             .map_err(|e| store_error(&db, "configuring the connection", e))?;
         schema::migrate(&mut conn, &db)?;
+        let checkpointer = Checkpointer::start(path, &mut conn, &db)?;
         tracing::debug!(db = %db, "database open");
-        SqliteStore::start(
+        let mut store = SqliteStore::start(
             conn,
             db,
             retention,
             Reads::Pool(Arc::new(ReaderPool::new(path.to_owned()))),
             tune,
-        )
+        )?;
+        store.checkpointer = Some(checkpointer);
+        Ok(store)
     }
 
     /// A database in memory only: for tests, and robots that need no durability.
@@ -129,6 +135,7 @@ impl SqliteStore {
             healthy,
             retention,
             unindexed,
+            checkpointer: None,
         })
     }
 
@@ -382,6 +389,8 @@ impl Store for SqliteStore {
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {
+        // First, so that the writer's connection is the last one to close.
+        self.checkpointer = None;
         // The writer drains what was handed to it, then sees the channel closed.
         self.requests = None;
         if let Some(writer) = self.writer.take() {
@@ -422,9 +431,7 @@ fn configure_writer(conn: &Connection, file: bool) -> rusqlite::Result<()> {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         // The WAL file shrinks back to this once a checkpoint caught up.
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
-        // Checkpoints run on the writer thread and end in fsyncs: fewer and
-        // bigger ones copy a page changed by many commits only once.
-        conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
+        // Checkpoints run on a thread of their own (see `checkpoint`).
     }
     // The hot part of the history and its indexes stay in memory.
     conn.pragma_update(None, "cache_size", -65_536)?;
