@@ -5,6 +5,10 @@
 //! Robots run in this process (their API on loopback where a figure goes over
 //! HTTP), on the real SQLite store unless a figure says otherwise.
 
+/// The robot binary's allocator, so that the figures are the product's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

@@ -11,6 +11,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// See ARCHITECTURE.md: the store's writer frees what the async threads
+/// allocate, which glibc's malloc serialises on its arena locks.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // clap exits with 2 on a usage error, and 0 for --help and --version.
     let cli = cli::Cli::parse();
