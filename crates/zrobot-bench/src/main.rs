@@ -695,9 +695,10 @@ fn main() -> std::process::ExitCode {
         }
     });
     println!(
-        "zrobot benchmark: {} cores, {} mode, median of {runs} run(s), SQLite store (WAL, synchronous=NORMAL) unless said",
+        "zrobot benchmark: {} cores, {} mode, median of {runs} run(s), SQLite store (WAL, synchronous=NORMAL) unless said, mimalloc, zrobot {}",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        if q { "quick (counts far below the bars' conditions)" } else { "full" }
+        if q { "quick (counts far below the bars' conditions)" } else { "full" },
+        env!("CARGO_PKG_VERSION"),
     );
     let mut out = serde_json::Map::new();
     for f in &figures {
