@@ -266,3 +266,27 @@ async fn a_task_finished_again_shows_once_at_the_end() {
         assert_eq!(found, Some(again.clone()));
     }
 }
+
+#[tokio::test]
+async fn a_quiet_store_indexes_what_few_tasks_it_has() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("robot.db");
+    let store = SqliteStore::open(&path, Retention::default()).expect("open");
+    let svc = service("quiet");
+    let mut ops = vec![StoreOp::PutService(svc.clone())];
+    ops.extend((0..5).map(|seq| StoreOp::PutTask(finished(&svc, seq))));
+    store.commit(ops).await.expect("tasks");
+    assert_eq!(
+        count(&path, "done_by_service"),
+        0,
+        "far below a round's size"
+    );
+    // Once the writer has been idle a while, without compaction.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while count(&path, "done_by_service") < 5 {
+        assert!(std::time::Instant::now() < deadline, "never indexed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(history(&store, &svc).await, vec![0, 1, 2, 3, 4]);
+    assert_eq!(crate::history::lock(&store.unindexed).len(), 0);
+}
