@@ -223,11 +223,6 @@ pub(crate) const TASK_COLUMNS: &str =
     "guid, service_guid, service_name, template_uid, action_name, \
      args, priority, seq, state, attempt, created, started, duration, result, eco, trace";
 
-/// [`TASK_COLUMNS`] of a table named `d` in a join.
-pub(crate) const TASK_COLUMNS_OF_D: &str =
-    "d.guid, d.service_guid, d.service_name, d.template_uid, d.action_name, \
-     d.args, d.priority, d.seq, d.state, d.attempt, d.created, d.started, d.duration, d.result, d.eco, d.trace";
-
 /// The columns of `services`, in the order [`service_from_row`] reads them.
 pub(crate) const SERVICE_COLUMNS: &str =
     "guid, name, template_uid, public, secrets, data, state, created";

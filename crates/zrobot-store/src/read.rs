@@ -12,9 +12,7 @@ use uuid::Uuid;
 use zrobot_core::store::{Loaded, Retention};
 use zrobot_core::task::TaskRecord;
 
-use crate::codec::{
-    service_from_row, task_from_row, SERVICE_COLUMNS, TASK_COLUMNS, TASK_COLUMNS_OF_D,
-};
+use crate::codec::{service_from_row, task_from_row, SERVICE_COLUMNS, TASK_COLUMNS};
 use crate::error::Failure;
 use crate::history::{self, SharedUnindexed};
 
@@ -97,8 +95,8 @@ pub(crate) fn task(
     let key = params![service.as_bytes(), guid.as_bytes()];
     let indexed = tx
         .prepare_cached(&format!(
-            "SELECT {TASK_COLUMNS_OF_D} FROM done_by_service i CROSS JOIN done_tasks d ON d.id = i.id \
-             WHERE i.service_guid = ?1 AND d.guid = ?2 ORDER BY i.id DESC LIMIT 1",
+            "SELECT {TASK_COLUMNS} FROM done_tasks WHERE id IN \
+             (SELECT id FROM done_by_service WHERE service_guid = ?1) AND guid = ?2 ORDER BY id DESC LIMIT 1",
         ))?
         .query_row(key, |row| Ok(task_from_row(row, 0)))
         .optional()?;
@@ -148,8 +146,8 @@ pub(crate) fn finished_tasks(
     }
     {
         let mut st = tx.prepare_cached(&format!(
-            "SELECT d.id, {TASK_COLUMNS_OF_D} FROM done_by_service i CROSS JOIN done_tasks d ON d.id = i.id \
-             WHERE i.service_guid = ?1 AND d.created >= ?2 ORDER BY i.id DESC LIMIT ?3"
+            "SELECT id, {TASK_COLUMNS} FROM done_tasks WHERE id IN \
+             (SELECT id FROM done_by_service WHERE service_guid = ?1) AND created >= ?2 ORDER BY id DESC LIMIT ?3"
         ))?;
         let mut rows = st.query(params![
             service.as_bytes(),
