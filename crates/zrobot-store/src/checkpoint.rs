@@ -11,7 +11,6 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -31,7 +30,6 @@ const WRITER_AT: i32 = 16_384;
 
 /// The background thread; it stops when dropped.
 pub(crate) struct Checkpointer {
-    wake: SyncSender<()>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -58,12 +56,11 @@ impl Checkpointer {
         }
         let mut wal = path.as_os_str().to_owned();
         wal.push("-wal");
-        let (wake, woken) = mpsc::sync_channel(1);
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
         let thread = std::thread::Builder::new()
             .name("zrobot-store-checkpoint".to_owned())
-            .spawn(move || run(conn, PathBuf::from(wal), woken, stopped))
+            .spawn(move || run(conn, PathBuf::from(wal), stopped))
             .map_err(|e| fail(&e))?;
         // Replaces SQLite's automatic checkpoints, which use the same hook.
         writer
@@ -76,18 +73,17 @@ impl Checkpointer {
             }))
             .map_err(|e| fail(&e))?;
         Ok(Checkpointer {
-            wake,
             stop,
             thread: Some(thread),
         })
     }
 }
 
-fn run(conn: Connection, wal: PathBuf, woken: Receiver<()>, stop: Arc<AtomicBool>) {
+fn run(conn: Connection, wal: PathBuf, stop: Arc<AtomicBool>) {
     let mut file: Option<File> = None;
     let mut last_checkpoint = Instant::now();
     loop {
-        let _ = woken.recv_timeout(FLUSH_EVERY);
+        std::thread::park_timeout(FLUSH_EVERY);
         if stop.load(Ordering::Relaxed) {
             break;
         }
@@ -116,8 +112,8 @@ impl Drop for Checkpointer {
     /// closed last, checkpoints what is left and removes the WAL.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        let _ = self.wake.try_send(());
         if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
             if thread.join().is_err() {
                 tracing::error!("the checkpoint thread panicked");
             }
