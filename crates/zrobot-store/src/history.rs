@@ -142,6 +142,9 @@ enum Sweep {
 pub(crate) struct History {
     pub progress: Progress,
     unindexed: SharedUnindexed,
+    /// How many tasks `unindexed` holds, kept here so that deciding what to
+    /// do next takes no lock (only the writer changes it).
+    unindexed_len: usize,
     /// What the open transaction will do to `unindexed` once committed.
     effects: Vec<Effect>,
     /// The id of the next finished task: ids give the finishing order.
@@ -208,6 +211,7 @@ impl History {
                 sweep,
                 aging: false,
             },
+            unindexed_len: unindexed.len(),
             unindexed: Arc::new(Mutex::new(unindexed)),
             effects: Vec::new(),
             next_id: max_id + 1,
@@ -279,6 +283,7 @@ impl History {
                 Effect::ServiceDeleted(service) => index.remove(service, None),
             }
         }
+        self.unindexed_len = index.len();
     }
 
     /// The open transaction rolled back.
@@ -298,14 +303,14 @@ impl History {
     fn busy(&self) -> bool {
         self.progress.round.is_some()
             || self.progress.aging
-            || lock(&self.unindexed).len() >= self.index_at
+            || self.unindexed_len >= self.index_at
             || !self.due.is_empty()
             || matches!(self.progress.sweep, Sweep::After(_))
     }
 
     /// When idle work (indexing what little there is, the next sweep) is due.
     fn idle_work_at(&self) -> Option<Instant> {
-        let index = (lock(&self.unindexed).len() > 0).then(|| self.last_commit + INDEX_WHEN_IDLE);
+        let index = (self.unindexed_len > 0).then(|| self.last_commit + INDEX_WHEN_IDLE);
         let sweep = match self.progress.sweep {
             Sweep::Resting { next } => Some(next),
             _ => None,
@@ -340,7 +345,7 @@ impl History {
         // Twice the pace tasks arrive at, so that the work catches up.
         let budget = SLICE_ROWS.max(2 * std::mem::take(&mut self.since_slice));
         let idle = now >= self.last_commit + INDEX_WHEN_IDLE;
-        let pending = lock(&self.unindexed).len();
+        let pending = self.unindexed_len;
         if self.progress.round.is_none() && (pending >= self.index_at || (idle && pending > 0)) {
             self.start_round();
         }
@@ -544,7 +549,7 @@ impl History {
     /// Starts a round that indexes everything finished so far, if there is
     /// anything and no round runs; says whether a round is under way.
     pub fn index_all(&mut self) -> bool {
-        if self.progress.round.is_none() && lock(&self.unindexed).len() > 0 {
+        if self.progress.round.is_none() && self.unindexed_len > 0 {
             self.start_round();
         }
         self.progress.round.is_some()
