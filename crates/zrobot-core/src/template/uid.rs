@@ -16,7 +16,8 @@ impl RepoId {
         RepoId {
             host: host.to_ascii_lowercase(),
             account: account.to_owned(),
-            repo: repo.trim_end_matches(".git").to_owned(),
+            // One `.git` suffix, as git names bare repositories; `x.git.git` keeps one.
+            repo: repo.strip_suffix(".git").unwrap_or(repo).to_owned(),
         }
     }
 
@@ -57,8 +58,15 @@ impl TemplateUid {
             return None;
         }
         let version = semver::Version::parse(parts[4]).ok()?;
+        // A UID is already the canonical form: its segments are taken as they
+        // are (no `.git` stripped), so that printing and parsing round-trip.
+        let repo = RepoId {
+            host: parts[0].to_ascii_lowercase(),
+            account: parts[1].to_owned(),
+            repo: parts[2].to_owned(),
+        };
         Some(TemplateUid {
-            repo: RepoId::new(parts[0], parts[1], parts[2]),
+            repo,
             name: parts[3].to_owned(),
             version,
         })
