@@ -135,7 +135,9 @@ impl std::ops::Deref for AppState {
 
 /// The OpenAPI document of the API.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes::api().into_openapi()
+    let mut doc = routes::api().into_openapi();
+    routes::document_common_errors(&mut doc);
+    doc
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then lets the
@@ -200,7 +202,8 @@ pub async fn serve(
 }
 
 fn router(state: AppState) -> Router {
-    let (api, openapi) = routes::api().split_for_parts();
+    let (api, mut openapi) = routes::api().split_for_parts();
+    routes::document_common_errors(&mut openapi);
     let openapi = Arc::new(openapi.to_json().unwrap_or_else(|_| "{}".to_owned()));
     api.route(
         "/openapi.json",

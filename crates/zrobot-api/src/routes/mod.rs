@@ -111,3 +111,67 @@ pub(crate) fn service_for(
         )),
     }
 }
+
+/// The errors any operation may answer with, whatever its own annotations
+/// say: a request the framework refuses before the handler runs (a query,
+/// path or body that does not parse, a body too large, a content type a
+/// browser sends cross-site, too many secrets), and credentials refused.
+const COMMON_ERRORS: [(u16, &str, bool); 6] = [
+    (
+        400,
+        "The request is malformed: its path, query or body names the problem",
+        false,
+    ),
+    (401, "Credentials are missing or not valid", false),
+    (
+        403,
+        "The credentials do not grant this, or the request's origin or host is refused",
+        false,
+    ),
+    (413, "The body is larger than the robot accepts", true),
+    (415, "The body's content type is not JSON", true),
+    (
+        431,
+        "A credential header is too large or carries too many secrets",
+        false,
+    ),
+];
+
+/// Completes the document generated from the routes with [`COMMON_ERRORS`],
+/// so that a client (or a fuzzer) reading it knows every status it can get.
+pub fn document_common_errors(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            (&mut item.get, false),
+            (&mut item.delete, false),
+            (&mut item.post, true),
+            (&mut item.put, true),
+            (&mut item.patch, true),
+        ];
+        for (operation, has_body) in operations {
+            let Some(operation) = operation else { continue };
+            for (status, description, needs_body) in COMMON_ERRORS {
+                if needs_body && !has_body {
+                    continue;
+                }
+                operation
+                    .responses
+                    .responses
+                    .entry(status.to_string())
+                    .or_insert_with(|| {
+                        ResponseBuilder::new()
+                            .description(description)
+                            .content(
+                                "application/json",
+                                ContentBuilder::new()
+                                    .schema(Some(Ref::from_schema_name("Error")))
+                                    .build(),
+                            )
+                            .build()
+                            .into()
+                    });
+            }
+        }
+    }
+}
