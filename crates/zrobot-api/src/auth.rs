@@ -27,8 +27,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use zrobot_client::{ADMIN_HEADER, SECRET_HEADER, USER_HEADER};
 use uuid::Uuid;
+use zrobot_client::{ADMIN_HEADER, SECRET_HEADER, USER_HEADER};
 use zrobot_core::{Robot, Service};
 
 use crate::error::ApiError;

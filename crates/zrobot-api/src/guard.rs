@@ -201,7 +201,11 @@ fn simple_content_type(headers: &HeaderMap) -> Option<String> {
 
 /// The front door (see the module documentation), run before routing's
 /// handlers and inside the metrics layer, so refusals are counted.
-pub(crate) async fn front_door(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub(crate) async fn front_door(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     let guard = &state.guard;
     let host = guard.host(&req).map(str::to_owned);
     if guard.check_host && !host.as_deref().is_some_and(|h| guard.host_is_ours(h)) {
@@ -299,7 +303,10 @@ mod tests {
             parse_origin("http://10.0.0.2:8080").unwrap(),
             "http://10.0.0.2:8080"
         );
-        assert_eq!(parse_origin("http://[::1]:3000").unwrap(), "http://[::1]:3000");
+        assert_eq!(
+            parse_origin("http://[::1]:3000").unwrap(),
+            "http://[::1]:3000"
+        );
         for (bad, why) in [
             ("dash.example", "not a URL"),
             ("ftp://dash.example", "http://"),
@@ -349,7 +356,10 @@ mod tests {
             h.insert(CONTENT_TYPE, HeaderValue::from_str(v).unwrap());
             simple_content_type(&h)
         };
-        assert_eq!(ct("Text/Plain; charset=UTF-8").as_deref(), Some("text/plain"));
+        assert_eq!(
+            ct("Text/Plain; charset=UTF-8").as_deref(),
+            Some("text/plain")
+        );
         assert!(ct("multipart/form-data; boundary=x").is_some());
         assert!(ct(" APPLICATION/X-WWW-FORM-URLENCODED ").is_some());
         assert!(ct("application/json, text/plain").is_some());

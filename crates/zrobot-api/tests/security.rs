@@ -97,7 +97,10 @@ async fn cross_site_simple_request_runs_nothing() {
             .raw_exact(
                 method,
                 &path,
-                &[("content-type", "text/plain".into()), ("origin", EVIL.into())],
+                &[
+                    ("content-type", "text/plain".into()),
+                    ("origin", EVIL.into()),
+                ],
                 Some(b"{}".to_vec()),
             )
             .await;
@@ -195,7 +198,11 @@ async fn dns_rebinding_reaches_no_open_robot() {
             );
         }
     }
-    assert_eq!(t.robot.service_count(), 1, "the rebound POST created a service");
+    assert_eq!(
+        t.robot.service_count(),
+        1,
+        "the rebound POST created a service"
+    );
     for host in [
         format!("127.0.0.1:{port}"),
         format!("localhost:{port}"),
@@ -284,7 +291,10 @@ async fn cors_is_granted_only_to_allowed_origins() {
         .raw_exact(
             "POST",
             "/services",
-            &[("origin", dash.into()), ("content-type", "text/plain".into())],
+            &[
+                ("origin", dash.into()),
+                ("content-type", "text/plain".into()),
+            ],
             Some(service_body("plain")),
         )
         .await;
@@ -318,10 +328,7 @@ async fn cors_is_granted_only_to_allowed_origins() {
             .check("127.0.0.1:0".parse().unwrap())
             .unwrap_err()
             .to_string();
-        assert!(
-            e.contains(bad) && e.contains("scheme://host[:port]"),
-            "{e}"
-        );
+        assert!(e.contains(bad) && e.contains("scheme://host[:port]"), "{e}");
     }
 }
 
@@ -371,7 +378,11 @@ async fn zero_robot_clients_still_work() {
         assert_eq!(status, 204);
     }
     // And the project's own client.
-    let created = t.client.create_service(&node("client", false)).await.unwrap();
+    let created = t
+        .client
+        .create_service(&node("client", false))
+        .await
+        .unwrap();
     let task = t
         .client
         .schedule(created.service.guid, "echo", json!({"x": 1}))
@@ -432,20 +443,36 @@ async fn robot_info_shows_no_repository_secret() {
             "s3cr3t",
             "https://github.com/acme/data",
         ),
-        ("https://bot:bot@github.com/acme/data", "bot", "https://github.com/acme/data"),
+        (
+            "https://bot:bot@github.com/acme/data",
+            "bot",
+            "https://github.com/acme/data",
+        ),
         (
             "https://bot:github@github.com/acme/data",
             "bot:",
             "https://github.com/acme/data",
         ),
-        ("https://bot:p@ss@github.com/acme/data", "p@ss", "https://github.com/acme/data"),
-        ("https://bot:a:b@github.com/acme/data", "a:b", "https://github.com/acme/data"),
+        (
+            "https://bot:p@ss@github.com/acme/data",
+            "p@ss",
+            "https://github.com/acme/data",
+        ),
+        (
+            "https://bot:a:b@github.com/acme/data",
+            "a:b",
+            "https://github.com/acme/data",
+        ),
         (
             "https://bot:p%40ss@github.com/acme/data",
             "p%40ss",
             "https://github.com/acme/data",
         ),
-        ("https://tok:@github.com/acme/data", "tok", "https://github.com/acme/data"),
+        (
+            "https://tok:@github.com/acme/data",
+            "tok",
+            "https://github.com/acme/data",
+        ),
         (
             "ssh://git:pw@github.com/acme/data",
             ":pw",
@@ -486,7 +513,12 @@ async fn forty_thousand_secrets_are_refused() {
 
     let many = vec!["a"; 40_000].join(" ");
     let (status, _, answer) = t
-        .raw("GET", &path, &[(SECRET_HEADER, format!("Bearer {many}"))], None)
+        .raw(
+            "GET",
+            &path,
+            &[(SECRET_HEADER, format!("Bearer {many}"))],
+            None,
+        )
         .await;
     // 80 KB: past the header's byte limit, named.
     assert_eq!(status, 431, "{answer}");
@@ -499,7 +531,10 @@ async fn forty_thousand_secrets_are_refused() {
         .raw(
             "GET",
             "/services",
-            &[(SECRET_HEADER, format!("Bearer {}", vec!["s"; 257].join(" ")))],
+            &[(
+                SECRET_HEADER,
+                format!("Bearer {}", vec!["s"; 257].join(" ")),
+            )],
             None,
         )
         .await;
@@ -510,7 +545,12 @@ async fn forty_thousand_secrets_are_refused() {
     );
     let huge = "x".repeat(40_000);
     let (status, _, answer) = t
-        .raw("GET", "/services", &[(SECRET_HEADER, format!("Bearer {huge}"))], None)
+        .raw(
+            "GET",
+            "/services",
+            &[(SECRET_HEADER, format!("Bearer {huge}"))],
+            None,
+        )
         .await;
     assert_eq!(status, 431, "{answer}");
     assert!(
@@ -519,7 +559,12 @@ async fn forty_thousand_secrets_are_refused() {
     );
     let long = "x".repeat(300);
     let (status, _, answer) = t
-        .raw("GET", &path, &[(SECRET_HEADER, format!("Bearer {long}"))], None)
+        .raw(
+            "GET",
+            &path,
+            &[(SECRET_HEADER, format!("Bearer {long}"))],
+            None,
+        )
         .await;
     assert_eq!(status, 400, "{answer}");
     assert!(
@@ -602,7 +647,8 @@ async fn invented_methods_and_paths_add_no_metric_series() {
     // Every series the loop below may touch, once: the invented method on
     // a route and off any, an unmatched GET, and `/metrics` itself.
     for i in 0..3 {
-        t.raw_exact(&format!("WARMUP{i}"), "/services", &[], None).await;
+        t.raw_exact(&format!("WARMUP{i}"), "/services", &[], None)
+            .await;
         t.raw_exact(&format!("WARMUP{i}"), &format!("/warm/{i}"), &[], None)
             .await;
         t.raw_exact("GET", &format!("/warm/{i}"), &[], None).await;
@@ -610,10 +656,12 @@ async fn invented_methods_and_paths_add_no_metric_series() {
     }
     let before = metrics().await;
     for i in 0..300 {
-        t.raw_exact(&format!("INVENTED{i}"), "/services", &[], None).await;
+        t.raw_exact(&format!("INVENTED{i}"), "/services", &[], None)
+            .await;
         t.raw_exact(&format!("INVENTED{i}"), &format!("/x/{i}"), &[], None)
             .await;
-        t.raw_exact("GET", &format!("/made/up/{i}"), &[], None).await;
+        t.raw_exact("GET", &format!("/made/up/{i}"), &[], None)
+            .await;
     }
     let after = metrics().await;
     assert!(!after.contains("INVENTED") && !after.contains("/made/up"));
@@ -654,7 +702,11 @@ async fn anonymous_metrics_name_no_service() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_jwt_alone_reaches_no_service() {
     let t = TestRobot::start(Auth::Jwt).await;
-    let theirs = t.god().create_service(&node("theirs", false)).await.unwrap();
+    let theirs = t
+        .god()
+        .create_service(&node("theirs", false))
+        .await
+        .unwrap();
     let user = vec![(USER_HEADER, format!("Bearer {}", user_jwt()))];
     let schedule = json!({"action_name": "echo", "args": {}}).to_string();
     for (method, path, body) in [
@@ -662,7 +714,11 @@ async fn user_jwt_alone_reaches_no_service() {
         ("GET", "/services/theirs/actions".to_owned(), None),
         ("GET", "/services/theirs/logs".to_owned(), None),
         ("GET", "/services/theirs/task_list".to_owned(), None),
-        ("POST", "/services/theirs/task_list".to_owned(), Some(schedule)),
+        (
+            "POST",
+            "/services/theirs/task_list".to_owned(),
+            Some(schedule),
+        ),
         ("DELETE", "/services/theirs".to_owned(), None),
         ("DELETE", format!("/services/{}", theirs.service.guid), None),
     ] {
@@ -682,16 +738,12 @@ async fn user_jwt_alone_reaches_no_service() {
         .create_service(&node("mine", false))
         .await
         .unwrap();
-    let (status, _, _) = t
-        .raw("GET", "/services/mine", &user, None)
-        .await;
+    let (status, _, _) = t.raw("GET", "/services/mine", &user, None).await;
     assert_eq!(status, 403, "the JWT alone does not reach even its own");
     let with_secret = t.as_(Credentials::secrets([mine.secret.clone()]));
     with_secret.service(mine.service.guid).await.unwrap();
     with_secret.delete_service(mine.service.guid).await.unwrap();
-    let listed: Vec<Value> = serde_json::from_value(
-        t.raw("GET", "/services", &user, None).await.2,
-    )
-    .unwrap();
+    let listed: Vec<Value> =
+        serde_json::from_value(t.raw("GET", "/services", &user, None).await.2).unwrap();
     assert!(listed.is_empty(), "{listed:?}");
 }

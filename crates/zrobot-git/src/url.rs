@@ -85,7 +85,8 @@ pub fn redact_any(text: &str) -> String {
         };
     };
     let has_password = url.password().is_some_and(|p| !p.is_empty());
-    let user_is_token = matches!(url.scheme(), "http" | "https" | "git") && !url.username().is_empty();
+    let user_is_token =
+        matches!(url.scheme(), "http" | "https" | "git") && !url.username().is_empty();
     if !has_password && !user_is_token {
         return text.to_owned();
     }
@@ -452,16 +453,56 @@ mod tests {
     #[test]
     fn redaction_by_position() {
         for (url, shown, secret) in [
-            ("https://bot:s3cr3t@github.com/acme/t#v1", "https://bot:***@github.com/acme/t#v1", "s3cr3t"),
-            ("https://TOKEN123@github.com/acme/data", "https://***@github.com/acme/data", "TOKEN123"),
-            ("https://bot:bot@github.com/acme/t", "https://bot:***@github.com/acme/t", ":bot@"),
-            ("https://u:github@github.com/acme/t", "https://u:***@github.com/acme/t", "u:github"),
-            ("https://u:p@ss@host.example/a/b", "https://u:***@host.example/a/b", "ss"),
-            ("https://u:a:b@host.example/a/b", "https://u:***@host.example/a/b", "a:b"),
-            ("https://u:p%40ss@host.example/a/b", "https://u:***@host.example/a/b", "p%40ss"),
-            ("https://tok:@host.example/a/b", "https://***@host.example/a/b", "tok"),
-            ("ssh://git:pw@host.example/a/b", "ssh://git:***@host.example/a/b", "pw"),
-            ("https://u:p/w@host.example/a/b", "https://***@host.example/a/b", "p/w"),
+            (
+                "https://bot:s3cr3t@github.com/acme/t#v1",
+                "https://bot:***@github.com/acme/t#v1",
+                "s3cr3t",
+            ),
+            (
+                "https://TOKEN123@github.com/acme/data",
+                "https://***@github.com/acme/data",
+                "TOKEN123",
+            ),
+            (
+                "https://bot:bot@github.com/acme/t",
+                "https://bot:***@github.com/acme/t",
+                ":bot@",
+            ),
+            (
+                "https://u:github@github.com/acme/t",
+                "https://u:***@github.com/acme/t",
+                "u:github",
+            ),
+            (
+                "https://u:p@ss@host.example/a/b",
+                "https://u:***@host.example/a/b",
+                "ss",
+            ),
+            (
+                "https://u:a:b@host.example/a/b",
+                "https://u:***@host.example/a/b",
+                "a:b",
+            ),
+            (
+                "https://u:p%40ss@host.example/a/b",
+                "https://u:***@host.example/a/b",
+                "p%40ss",
+            ),
+            (
+                "https://tok:@host.example/a/b",
+                "https://***@host.example/a/b",
+                "tok",
+            ),
+            (
+                "ssh://git:pw@host.example/a/b",
+                "ssh://git:***@host.example/a/b",
+                "pw",
+            ),
+            (
+                "https://u:p/w@host.example/a/b",
+                "https://***@host.example/a/b",
+                "p/w",
+            ),
         ] {
             assert_eq!(redact_any(url), shown, "{url}");
             assert!(!redact_any(url).contains(secret), "{url}");

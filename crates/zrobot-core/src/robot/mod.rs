@@ -381,7 +381,10 @@ impl Robot {
     /// number of services.
     pub fn service_by_secret_hash(&self, hash: &str) -> Option<Arc<Service>> {
         let s = self.services();
-        s.by_secret.get(hash).and_then(|g| s.by_guid.get(g)).cloned()
+        s.by_secret
+            .get(hash)
+            .and_then(|g| s.by_guid.get(g))
+            .cloned()
     }
 
     /// A service named by its guid or its name.
