@@ -5,23 +5,31 @@
 //!   with the robot's key, granting admin / user when their `scope` claim
 //!   holds `user:memberof:<org>` of the admin / user organization.
 //! - `ZrobotSecret: Bearer <s1> <s2> ...`: secrets handed out at service
-//!   creation; each grants its service. The robot keeps only SHA-256 hashes.
+//!   creation; each grants its service. The robot keeps only SHA-256 hashes,
+//!   finds a secret's service by its hash in one lookup, and bounds how many
+//!   secrets (and bytes) one header may carry.
 //! - The god token, accepted in any of the three headers: grants everything
 //!   and is the only credential that shows service data.
+//!
+//! A service's endpoints need its secret, the god token or an admin; a user
+//! JWT creates services and gets their secrets, and reaches no service by
+//! itself. A public service may be read and have actions scheduled by anyone.
 //!
 //! With no JWT key (hence no organization) the robot is open: every request
 //! is an admin's, though data still needs the god token.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use uuid::Uuid;
 use zrobot_client::{ADMIN_HEADER, SECRET_HEADER, USER_HEADER};
-use zrobot_core::Service;
+use zrobot_core::{Robot, Service};
 
 use crate::error::ApiError;
 
@@ -179,9 +187,9 @@ impl Auth {
                 ));
             }
         }
-        if let Some(secrets) = bearer(headers, SECRET_HEADER)? {
+        if let Some(secrets) = secret_list(headers)? {
             caller.presented = true;
-            for secret in secrets.split_whitespace() {
+            for secret in secrets {
                 if self.is_god(secret) {
                     caller.god = true;
                 } else {
@@ -191,6 +199,58 @@ impl Auth {
         }
         Ok(caller)
     }
+}
+
+/// The most secrets one `ZrobotSecret` header may carry. Each costs a hash
+/// and a lookup, so an anonymous request must not be able to ask for many.
+pub const MAX_SECRETS: usize = 256;
+/// The longest secret accepted (the robot's own are 64 characters).
+pub const MAX_SECRET_LEN: usize = 256;
+/// The largest `ZrobotSecret` header accepted, in bytes.
+pub const MAX_SECRET_HEADER: usize = 32 * 1024;
+
+/// The secrets of the `ZrobotSecret` header, within the limits above: a
+/// header too large or with too many secrets is refused with 431, one
+/// malformed or oversized secret with 400, before anything is hashed.
+fn secret_list(headers: &HeaderMap) -> Result<Option<Vec<&str>>, ApiError> {
+    let mut values = headers.get_all(SECRET_HEADER).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ApiError::bad_request(format!(
+            "the {SECRET_HEADER} header is given more than once; send one header with every secret separated by spaces"
+        )));
+    }
+    if value.len() > MAX_SECRET_HEADER {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!(
+                "the {SECRET_HEADER} header has {} bytes, more than the {MAX_SECRET_HEADER} accepted; send only the secrets of the services the request is about",
+                value.len()
+            ),
+        ));
+    }
+    let Some(rest) = bearer(headers, SECRET_HEADER)? else {
+        return Ok(None);
+    };
+    let secrets: Vec<&str> = rest.split_whitespace().collect();
+    if secrets.len() > MAX_SECRETS {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!(
+                "the {SECRET_HEADER} header carries {} secrets, more than the {MAX_SECRETS} accepted; send only the secrets of the services the request is about",
+                secrets.len()
+            ),
+        ));
+    }
+    if let Some(long) = secrets.iter().find(|s| s.len() > MAX_SECRET_LEN) {
+        return Err(ApiError::bad_request(format!(
+            "a secret of the {SECRET_HEADER} header has {} characters, more than the {MAX_SECRET_LEN} a secret may have; send the secrets service creation returned",
+            long.len()
+        )));
+    }
+    Ok(Some(secrets))
 }
 
 #[derive(Clone, Copy)]
@@ -275,7 +335,11 @@ fn bearer<'h>(headers: &'h HeaderMap, header: &str) -> Result<Option<&'h str>, A
     };
     let malformed =
         || ApiError::unauthorized(format!("the {header} header must read `Bearer <token>`"));
-    let value = value.to_str().map_err(|_| malformed())?;
+    let value = value.to_str().map_err(|_| {
+        ApiError::bad_request(format!(
+            "the {header} header holds bytes that are not printable ASCII; tokens and secrets are printable ASCII"
+        ))
+    })?;
     let (scheme, rest) = value.trim().split_once(' ').ok_or_else(malformed)?;
     if !scheme.eq_ignore_ascii_case("bearer") || rest.trim().is_empty() {
         return Err(malformed());
@@ -320,6 +384,8 @@ pub struct Caller {
     pub user: bool,
     /// Hashes of the service secrets presented.
     secret_hashes: Vec<String>,
+    /// The services those secrets grant, found by [`Caller::resolve`].
+    granted: HashSet<Uuid>,
     /// Some credential header was sent.
     presented: bool,
     /// Why presented JWTs granted nothing.
@@ -327,21 +393,21 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// Whether the caller presented a secret of `svc`.
-    pub fn holds_secret(&self, svc: &Service) -> bool {
-        if self.secret_hashes.is_empty() {
-            return false;
-        }
-        let stored = svc.secret_hashes();
-        // Every pair is compared, in constant time each, so that timing tells
-        // nothing about how close a guess came.
-        let mut found = false;
-        for presented in &self.secret_hashes {
-            for s in &stored {
-                found |= bool::from(presented.as_bytes().ct_eq(s.as_bytes()));
+    /// Finds the services the presented secrets grant: one map lookup per
+    /// secret (by its hash), whatever the number of services. The map is
+    /// keyed by SHA-256 hashes, so its timing says nothing about a secret.
+    pub fn resolve(mut self, robot: &Robot) -> Caller {
+        for hash in &self.secret_hashes {
+            if let Some(svc) = robot.service_by_secret_hash(hash) {
+                self.granted.insert(svc.guid);
             }
         }
-        found
+        self
+    }
+
+    /// Whether the caller presented a secret of `svc` (see [`Caller::resolve`]).
+    pub fn holds_secret(&self, svc: &Service) -> bool {
+        self.granted.contains(&svc.guid)
     }
 
     /// Whether service data may be shown (god mode only).
@@ -371,15 +437,26 @@ impl Caller {
         ))
     }
 
-    /// Admin, user, or a secret of `svc`.
+    /// What `svc`'s own endpoints need: its secret, the god token, or an
+    /// admin. A user JWT alone reaches no service: it creates services and
+    /// is handed their secrets.
     pub fn require_service(&self, svc: &Service) -> Result<(), ApiError> {
-        if self.god || self.admin || self.user || self.holds_secret(svc) {
+        if self.god || self.admin || self.holds_secret(svc) {
             return Ok(());
         }
         Err(self.denied(
-            &format!("an admin, a user, or the secret of service `{}`", svc.name),
+            &format!("an admin or the secret of service `{}`", svc.name),
             "`ZrobotSecret: Bearer <secret>` with the secret its creation returned",
         ))
+    }
+
+    /// Reading `svc` and scheduling its actions: anyone if it is public,
+    /// else as [`Caller::require_service`].
+    pub fn require_service_use(&self, svc: &Service) -> Result<(), ApiError> {
+        if svc.public {
+            return Ok(());
+        }
+        self.require_service(svc)
     }
 
     pub(crate) fn denied(&self, who: &str, how: &str) -> ApiError {

@@ -10,8 +10,9 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::AppState;
 
-/// A JSON body. Any content type is accepted (0-robot's clients did not all
-/// send one); a body past the size limit is refused with 413, one that does
+/// A JSON body. No content type, or any but those a browser may send
+/// cross-site (refused earlier, by the `guard` layer), is read as JSON:
+/// 0-robot's clients did not all send one. A body past the size limit is refused with 413, one that does
 /// not parse with 400 naming the line, column and field.
 pub struct Json<T>(pub T);
 
@@ -57,6 +58,6 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        state.auth.caller(&parts.headers)
+        Ok(state.auth.caller(&parts.headers)?.resolve(&state.robot))
     }
 }

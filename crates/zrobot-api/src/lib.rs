@@ -13,6 +13,9 @@
 //! - [`auth`]: who a request comes from (JWTs, service secrets, god token)
 //!   and what that grants.
 //! - [`error`]: the one error type, rendered as `{code, message}`.
+//! - [`guard`]: the front door, refusing what a web page could make a
+//!   browser send (simple cross-site requests, foreign origins, rebound
+//!   host names) before any handler runs; CORS only for allowed origins.
 //! - `metrics`, `webhooks`, `host`: Prometheus figures, eco webhooks, and the
 //!   host's CPU and memory for `/robot/metrics`.
 //! - `tls`: HTTPS served natively (rustls).
@@ -22,6 +25,7 @@
 pub mod auth;
 pub mod error;
 mod extract;
+pub mod guard;
 mod host;
 mod metrics;
 pub mod repos;
@@ -65,6 +69,9 @@ pub struct ApiConfig {
     pub tls: Option<TlsConfig>,
     /// Template and data repositories (git), when the robot has them.
     pub repos: repos::Repos,
+    /// Web origins (`scheme://host[:port]`) allowed to send changing
+    /// requests and to read answers (CORS). None by default.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for ApiConfig {
@@ -76,6 +83,7 @@ impl Default for ApiConfig {
             insecure: false,
             tls: None,
             repos: repos::Repos::default(),
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -87,6 +95,8 @@ pub enum ConfigError {
     Auth(#[from] AuthConfigError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Origin(#[from] guard::OriginError),
     #[error("the robot has no authentication and would listen on {0}, which is not loopback: listen on 127.0.0.1, configure --jwt-key with an organization, or pass --insecure")]
     OpenOnNetwork(SocketAddr),
 }
@@ -101,13 +111,19 @@ impl ApiConfig {
     fn prepare(
         &self,
         addr: SocketAddr,
-    ) -> Result<(auth::Auth, Option<tokio_rustls::TlsAcceptor>), ConfigError> {
+    ) -> Result<(auth::Auth, guard::Guard, Option<tokio_rustls::TlsAcceptor>), ConfigError> {
         let auth = auth::Auth::new(&self.auth)?;
         if self.auth.is_open() && !self.insecure && !addr.ip().is_loopback() {
             return Err(ConfigError::OpenOnNetwork(addr));
         }
+        let guard = guard::Guard::new(
+            addr,
+            self.tls.is_some(),
+            self.auth.is_open(),
+            &self.allowed_origins,
+        )?;
         let tls = self.tls.as_ref().map(tls::acceptor).transpose()?;
-        Ok((auth, tls))
+        Ok((auth, guard, tls))
     }
 }
 
@@ -119,6 +135,7 @@ pub(crate) struct Shared {
     robot: Robot,
     config: ApiConfig,
     auth: auth::Auth,
+    guard: guard::Guard,
     metrics: metrics::Metrics,
     webhooks: webhooks::Webhooks,
     host: host::HostFigures,
@@ -130,6 +147,22 @@ impl std::ops::Deref for AppState {
     type Target = Shared;
     fn deref(&self) -> &Shared {
         &self.0
+    }
+}
+
+/// A URL fit for logs and anonymous answers: whatever user part it has (a
+/// password, or a token given as the user name) is dropped. Text that is not
+/// a `scheme://` URL (`git@host:path`, a local path) holds no credentials
+/// and is returned as given.
+pub(crate) fn url_without_credentials(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            // A URL with a user part has a host, so neither setter fails.
+            let _ = parsed.set_password(None);
+            let _ = parsed.set_username("");
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -150,7 +183,7 @@ pub async fn serve(
     config: ApiConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (auth, tls) = config
+    let (auth, guard, tls) = config
         .prepare(listener.local_addr()?)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let metrics = metrics::Metrics::new();
@@ -161,6 +194,7 @@ pub async fn serve(
     let state = AppState(Arc::new(Shared {
         robot,
         auth,
+        guard,
         metrics,
         webhooks,
         host: host::HostFigures::default(),
@@ -222,6 +256,10 @@ fn router(state: AppState) -> Router {
         )
         .into_response()
     })
+    .layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        guard::front_door,
+    ))
     .layer(axum::middleware::from_fn_with_state(
         state.clone(),
         metrics::track_http,

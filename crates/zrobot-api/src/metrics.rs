@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus::{
@@ -35,9 +36,9 @@ impl Metrics {
         let tasks_waiting = IntGaugeVec::new(
             Opts::new(
                 "zrobot_tasks_waiting",
-                "Tasks waiting in each service's task list",
+                "Tasks waiting in the task lists of the services of each template",
             ),
-            &["service"],
+            &["template"],
         )
         .expect("valid metric");
         let task_duration = HistogramVec::new(
@@ -107,12 +108,18 @@ impl Metrics {
     pub fn render(&self, robot: &Robot) -> String {
         let services = robot.find_services(&Default::default());
         self.services.set(services.len() as i64);
-        // Deleted services must not linger as series.
-        self.tasks_waiting.reset();
+        // By template, never by service: `/metrics` is anonymous, and names
+        // of private services are not for anyone to read. Reset so that
+        // templates without services do not linger as series.
+        let mut waiting: std::collections::BTreeMap<String, i64> = Default::default();
         for svc in &services {
+            *waiting.entry(svc.template_uid()).or_default() += svc.queue_len() as i64;
+        }
+        self.tasks_waiting.reset();
+        for (template, n) in &waiting {
             self.tasks_waiting
-                .with_label_values(&[svc.name.as_str()])
-                .set(svc.queue_len() as i64);
+                .with_label_values(&[template.as_str()])
+                .set(*n);
         }
         let mut out = Vec::new();
         // Encoding into a Vec cannot fail but for invalid metrics, which `new` rules out.
@@ -133,15 +140,17 @@ impl Observer for Metrics {
     }
 }
 
-/// Counts every request by its route (the path pattern, never the raw path,
-/// so that guids do not make a series each).
+/// Counts every request by its route. Every label comes from a fixed set,
+/// so that no caller can add series: the route is the matched path pattern
+/// (never the raw path; one `unmatched` for the rest) and the method one of
+/// HTTP's own (one `OTHER` for invented ones).
 pub async fn track_http(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let start = Instant::now();
     let m = &state.metrics;
     m.http_in_flight.inc();
@@ -149,12 +158,28 @@ pub async fn track_http(State(state): State<AppState>, req: Request, next: Next)
     let _in_flight = scopeguard(&m.http_in_flight);
     let resp = next.run(req).await;
     m.http_requests
-        .with_label_values(&[method.as_str(), route.as_str(), resp.status().as_str()])
+        .with_label_values(&[method, route.as_str(), resp.status().as_str()])
         .inc();
     m.http_duration
-        .with_label_values(&[method.as_str(), route.as_str()])
+        .with_label_values(&[method, route.as_str()])
         .observe(start.elapsed().as_secs_f64());
     resp
+}
+
+/// The method as a label: HTTP's own methods, else `OTHER`.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
 }
 
 /// Decrements the in-flight gauge when dropped.

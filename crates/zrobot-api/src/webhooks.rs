@@ -230,13 +230,15 @@ async fn send(client: reqwest::Client, url: String, body: Arc<Vec<u8>>) {
         let why = match outcome {
             Ok(resp) if resp.status().is_success() => return,
             Ok(resp) => format!("answered {}", resp.status()),
-            Err(e) => e.to_string(),
+            // The URL is logged beside, without its credentials.
+            Err(e) => e.without_url().to_string(),
         };
         if attempt == TRIES {
+            let url = crate::url_without_credentials(&url);
             tracing::warn!(%url, "webhook delivery failed after {TRIES} tries: {why}");
             return;
         }
-        tracing::debug!(%url, attempt, "webhook delivery failed, retrying: {why}");
+        tracing::debug!(url = %crate::url_without_credentials(&url), attempt, "webhook delivery failed, retrying: {why}");
         tokio::time::sleep(pause).await;
         pause *= 2;
     }

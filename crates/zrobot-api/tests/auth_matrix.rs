@@ -45,8 +45,10 @@ enum Who {
     Admin,
     /// Admin or user.
     User,
-    /// Admin, user, or a secret of the service.
+    /// Admin or the secret of the service (a user JWT alone is not enough).
     Service,
+    /// Anyone, on a public service (but a bad token is refused).
+    Public,
 }
 
 /// An endpoint: method, path, body, who may call it, its statuses when allowed.
@@ -57,10 +59,10 @@ fn allowed(who: Who, cred: Cred) -> bool {
         (Who::Anyone, _) => true,
         (_, Cred::God) => true,
         (_, Cred::Wrong) => false,
-        (Who::Listing, _) => true,
+        (Who::Listing | Who::Public, _) => true,
         (Who::Admin, c) => c == Cred::Admin,
         (Who::User, c) => matches!(c, Cred::Admin | Cred::User),
-        (Who::Service, c) => matches!(c, Cred::Admin | Cred::User | Cred::OwnSecret),
+        (Who::Service, c) => matches!(c, Cred::Admin | Cred::OwnSecret),
     }
 }
 
@@ -113,6 +115,13 @@ async fn every_endpoint_against_every_credential() {
         .await
         .unwrap();
     let tk = task.guid;
+    let public = god.create_service(&node("public", true)).await.unwrap();
+    let pg = public.service.guid;
+    let ptask = god.schedule(pg, "echo", json!({})).await.unwrap();
+    god.wait_task(pg, ptask.guid, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let ptk = ptask.guid;
 
     let webhook = json!({"kind": "eco", "url": "http://127.0.0.1:9/hook"}).to_string();
     let repo = json!({"url": "https://github.com/acme/more.git"}).to_string();
@@ -227,6 +236,58 @@ async fn every_endpoint_against_every_credential() {
             Who::Service,
             &[204],
         ),
+        // A public service: read and scheduled on by anyone; its log, its
+        // cancellations and its deletion need its secret or an admin.
+        ("GET", format!("/services/{pg}"), None, Who::Public, &[200]),
+        (
+            "GET",
+            format!("/services/{pg}/actions"),
+            None,
+            Who::Public,
+            &[200],
+        ),
+        (
+            "GET",
+            format!("/services/{pg}/task_list?all=true"),
+            None,
+            Who::Public,
+            &[200],
+        ),
+        (
+            "GET",
+            format!("/services/{pg}/task_list/{ptk}"),
+            None,
+            Who::Public,
+            &[200],
+        ),
+        (
+            "POST",
+            format!("/services/{pg}/task_list"),
+            Some(json!({"action_name": "echo", "args": {}}).to_string()),
+            Who::Public,
+            &[201],
+        ),
+        (
+            "GET",
+            format!("/services/{pg}/logs"),
+            None,
+            Who::Service,
+            &[200],
+        ),
+        (
+            "DELETE",
+            format!("/services/{pg}/task_list/{ptk}"),
+            None,
+            Who::Service,
+            &[409],
+        ),
+        (
+            "DELETE",
+            "/services/{public-victim}".into(),
+            None,
+            Who::Service,
+            &[204],
+        ),
     ];
 
     let mut made = 0;
@@ -234,13 +295,22 @@ async fn every_endpoint_against_every_credential() {
     for (method, path, body, who, ok) in &rows {
         for cred in CREDS {
             // Deletion consumes its service: each try gets a fresh one.
-            let (path, own_secret) = if path.contains("{victim}") {
+            let victim = if path.contains("{victim}") {
+                Some(false)
+            } else if path.contains("{public-victim}") {
+                Some(true)
+            } else {
+                None
+            };
+            let (path, own_secret) = if let Some(public) = victim {
                 made += 1;
                 let victim = god
-                    .create_service(&node(&format!("victim{made}"), false))
+                    .create_service(&node(&format!("victim{made}"), public))
                     .await
                     .unwrap();
                 (format!("/services/{}", victim.service.guid), victim.secret)
+            } else if path.contains(&pg.to_string()) {
+                (path.clone(), public.secret.clone())
             } else {
                 (path.clone(), own.secret.clone())
             };
@@ -421,6 +491,15 @@ async fn listing_and_data_depend_on_credentials() {
             "GET",
             "/services/no-such-service",
             &headers(Cred::OtherSecret, "", &other.secret),
+            None,
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, _, _) = t
+        .raw(
+            "GET",
+            "/services/no-such-service",
+            &headers(Cred::User, "", ""),
             None,
         )
         .await;

@@ -816,7 +816,7 @@ async fn prometheus_metrics_and_openapi() {
     let text = t.client.prometheus_metrics().await.unwrap();
     for needle in [
         "zrobot_services 1",
-        "zrobot_tasks_waiting{service=\"n\"} 0",
+        &format!("zrobot_tasks_waiting{{template=\"{NODE_UID}\"}} 0"),
         &format!("zrobot_task_duration_seconds_count{{action=\"echo\",template=\"{NODE_UID}\"}} 1"),
         &format!("zrobot_tasks_failed_total{{action=\"fail\",template=\"{NODE_UID}\"}} 1"),
         "zrobot_http_requests_total{method=\"POST\",route=\"/services/{guid}/task_list\",status=\"201\"} 2",

@@ -34,4 +34,4 @@ pub mod url;
 pub use data_repo::{DataRepo, ExportReport, LastPushed};
 pub use error::GitError;
 pub use templates::{Checkout, TemplateRepos};
-pub use url::TemplateRepoUrl;
+pub use url::{redact_any, TemplateRepoUrl};

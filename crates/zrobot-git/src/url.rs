@@ -61,17 +61,43 @@ fn bad(url: &str, reason: impl Into<String>) -> GitError {
     }
 }
 
-/// Hides `user:password@` in text that failed to parse (and so was not split yet).
-fn redact_any(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        let authority_end = rest.find('/').unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@') {
-            if let Some(colon) = rest[..at].find(':') {
-                return format!("{scheme}://{}:***{}", &rest[..colon], &rest[at..]);
-            }
-        }
+/// `text` with the credentials of a URL in it replaced by `***`: a password
+/// (`https://bot:***@host/...`), or a user name standing alone in an
+/// `http(s)://` or `git://` URL, where it is a token (`https://***@host/...`).
+/// An `ssh://` user name (`ssh://git@host/...`) and git's scp-like
+/// `git@host:path` carry no secret and are kept.
+///
+/// The URL is parsed (WHATWG rules, as git and browsers split it), so the
+/// password is replaced where it stands, whatever it holds (`@`, `:`, `%40`,
+/// the user name, a part of the host). Text that does not parse but has a
+/// `scheme://...@` loses everything between `://` and its last `@`. Text
+/// without credentials is returned as given.
+pub fn redact_any(text: &str) -> String {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return text.to_owned();
+    };
+    let Ok(mut url) = ::url::Url::parse(text) else {
+        // Unparsable: hide every character that could be credentials.
+        let end = rest.find(['#', '?']).unwrap_or(rest.len());
+        return match rest[..end].rfind('@') {
+            Some(at) => format!("{scheme}://***{}", &rest[at..]),
+            None => text.to_owned(),
+        };
+    };
+    let has_password = url.password().is_some_and(|p| !p.is_empty());
+    let user_is_token =
+        matches!(url.scheme(), "http" | "https" | "git") && !url.username().is_empty();
+    if !has_password && !user_is_token {
+        return text.to_owned();
     }
-    url.to_owned()
+    // Neither setter can fail on a URL that has a host, as this one does.
+    if has_password {
+        let _ = url.set_password(Some("***"));
+    }
+    if user_is_token && !has_password {
+        let _ = url.set_username("***");
+    }
+    url.to_string()
 }
 
 impl TemplateRepoUrl {
@@ -347,12 +373,9 @@ impl FromStr for TemplateRepoUrl {
 }
 
 impl fmt::Display for TemplateRepoUrl {
-    /// The URL as given, with a password replaced by `***`.
+    /// The URL as given, with its credentials replaced by `***` (see [`redact_any`]).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.password() {
-            Some(p) if !p.is_empty() => f.write_str(&self.input.replacen(p, "***", 1)),
-            _ => f.write_str(&self.input),
-        }
+        f.write_str(&redact_any(&self.input))
     }
 }
 
@@ -423,6 +446,79 @@ mod tests {
         assert!(u.as_str().contains("s3cr3t"));
         let e = TemplateRepoUrl::parse("https://bot:s3cr3t@github.com/acme").unwrap_err();
         assert!(!e.to_string().contains("s3cr3t"), "{e}");
+    }
+
+    /// Awkward passwords are replaced where they stand, and tokens given as
+    /// the user name are hidden too.
+    #[test]
+    fn redaction_by_position() {
+        for (url, shown, secret) in [
+            (
+                "https://bot:s3cr3t@github.com/acme/t#v1",
+                "https://bot:***@github.com/acme/t#v1",
+                "s3cr3t",
+            ),
+            (
+                "https://TOKEN123@github.com/acme/data",
+                "https://***@github.com/acme/data",
+                "TOKEN123",
+            ),
+            (
+                "https://bot:bot@github.com/acme/t",
+                "https://bot:***@github.com/acme/t",
+                ":bot@",
+            ),
+            (
+                "https://u:github@github.com/acme/t",
+                "https://u:***@github.com/acme/t",
+                "u:github",
+            ),
+            (
+                "https://u:p@ss@host.example/a/b",
+                "https://u:***@host.example/a/b",
+                "ss",
+            ),
+            (
+                "https://u:a:b@host.example/a/b",
+                "https://u:***@host.example/a/b",
+                "a:b",
+            ),
+            (
+                "https://u:p%40ss@host.example/a/b",
+                "https://u:***@host.example/a/b",
+                "p%40ss",
+            ),
+            (
+                "https://tok:@host.example/a/b",
+                "https://***@host.example/a/b",
+                "tok",
+            ),
+            (
+                "ssh://git:pw@host.example/a/b",
+                "ssh://git:***@host.example/a/b",
+                "pw",
+            ),
+            (
+                "https://u:p/w@host.example/a/b",
+                "https://***@host.example/a/b",
+                "p/w",
+            ),
+        ] {
+            assert_eq!(redact_any(url), shown, "{url}");
+            assert!(!redact_any(url).contains(secret), "{url}");
+            if let Ok(parsed) = TemplateRepoUrl::parse(url) {
+                assert_eq!(parsed.to_string(), shown, "{url}");
+            }
+        }
+        for plain in [
+            "git@github.com:acme/t.git",
+            "ssh://git@github.com/acme/t",
+            "https://GitHub.com/acme/t",
+            "/srv/git/templates",
+            "github.com:acme/templates",
+        ] {
+            assert_eq!(redact_any(plain), plain);
+        }
     }
 
     #[test]

@@ -64,6 +64,10 @@ pub struct StartArgs {
     /// Allow an open robot (no authentication) to listen on a non-loopback address.
     #[arg(long)]
     pub insecure: bool,
+    /// A web origin (scheme://host[:port]) allowed to send changing requests
+    /// and to read answers (CORS); repeatable. None by default.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    pub allow_origins: Vec<String>,
     /// Refuse `robot.exec` in templates.
     #[arg(long)]
     pub no_exec: bool,
@@ -112,6 +116,7 @@ pub async fn start(args: StartArgs) -> Result<()> {
             },
         },
         insecure: args.insecure,
+        allowed_origins: args.allow_origins.clone(),
         tls: match (&args.tls_cert, &args.tls_key) {
             (Some(cert), Some(key)) => Some(TlsConfig {
                 cert_file: cert.clone(),
@@ -203,6 +208,7 @@ pub async fn start(args: StartArgs) -> Result<()> {
         let Ok(parsed) =
             TemplateRepoUrl::parse(&url).and_then(|p| p.with_reference(branch.as_deref()))
         else {
+            let url = zrobot_git::redact_any(&url);
             tracing::warn!("remembered template repository {url} cannot be parsed; skipped");
             continue;
         };

@@ -90,23 +90,39 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(tasks::get, tasks::cancel))
 }
 
-/// The service a path names (by guid, or by name), if the caller may use it.
+/// What a request does with a service.
+#[derive(Clone, Copy, PartialEq)]
+pub(crate) enum Access {
+    /// Read it (without data), its actions and tasks, or schedule an action:
+    /// open to anyone on a public service.
+    Use,
+    /// Delete it, cancel its tasks, read its log: its secret or an admin.
+    Manage,
+}
+
+/// The service a path names (by guid, or by name), if the caller may reach
+/// it that way.
 ///
-/// A caller who may not use services in general gets the same refusal
-/// whether or not the service exists, so that names cannot be probed.
+/// A caller who may not reach services in general (neither god nor admin)
+/// gets the same refusal whether or not the service exists, so that names
+/// cannot be probed.
 pub(crate) fn service_for(
     state: &AppState,
     caller: &Caller,
     id: &str,
+    access: Access,
 ) -> Result<Arc<Service>, ApiError> {
     match state.robot.lookup(id) {
         Some(svc) => {
-            caller.require_service(&svc)?;
+            match access {
+                Access::Use => caller.require_service_use(&svc)?,
+                Access::Manage => caller.require_service(&svc)?,
+            }
             Ok(svc)
         }
-        None if caller.god || caller.admin || caller.user => Err(ApiError::service_not_found(id)),
+        None if caller.god || caller.admin => Err(ApiError::service_not_found(id)),
         None => Err(caller.denied(
-            &format!("an admin, a user, or the secret of service `{id}`"),
+            &format!("an admin or the secret of service `{id}`"),
             "`ZrobotSecret: Bearer <secret>` with the secret its creation returned",
         )),
     }

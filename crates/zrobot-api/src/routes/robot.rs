@@ -13,7 +13,8 @@ use crate::wire::{
 };
 use crate::AppState;
 
-/// The robot's repositories and the health of its storage.
+/// The robot's repositories and the health of its storage; repository URLs
+/// without their credentials.
 #[utoipa::path(get, path = "/robot/info", tag = "robot",
     responses((status = 200, body = RobotInfo)))]
 pub async fn info(State(state): State<AppState>) -> axum::Json<RobotInfo> {
@@ -23,9 +24,11 @@ pub async fn info(State(state): State<AppState>) -> axum::Json<RobotInfo> {
     };
     axum::Json(RobotInfo {
         repositories: Repositories {
-            config: ConfigRepository { url: config_url },
+            config: ConfigRepository {
+                url: crate::url_without_credentials(&config_url),
+            },
             data: DataRepository {
-                url: data_url,
+                url: crate::url_without_credentials(&data_url),
                 last_pushed,
             },
         },

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use zrobot_core::robot::NewService;
 
-use super::service_for;
+use super::{service_for, Access};
 use crate::auth::{self, Caller};
 use crate::error::ApiError;
 use crate::extract::{Json, Query};
@@ -87,9 +87,10 @@ pub async fn create(
         .into_response())
 }
 
-/// One service (admin, user, or its secret); its data in god mode only.
+/// One service (admin or its secret; anyone if it is public); its data in
+/// god mode only.
 #[utoipa::path(get, path = "/services/{guid}", tag = "services",
-    security(("admin" = []), ("user" = []), ("secret" = [])),
+    security(("admin" = []), ("secret" = [])),
     params(("guid" = String, Path, description = "The service's guid (or its name)")),
     responses((status = 200, body = Service), (status = 404, body = wire::Error), (status = 401, body = wire::Error), (status = 403, body = wire::Error)))]
 pub async fn get(
@@ -97,13 +98,13 @@ pub async fn get(
     caller: Caller,
     Path(guid): Path<String>,
 ) -> Result<axum::Json<Service>, ApiError> {
-    let svc = service_for(&state, &caller, &guid)?;
+    let svc = service_for(&state, &caller, &guid, Access::Use)?;
     Ok(axum::Json(wire::service(&svc, caller.sees_data())))
 }
 
-/// Deletes a service after its `on_delete` actions (admin, user, or its secret).
+/// Deletes a service after its `on_delete` actions (admin or its secret).
 #[utoipa::path(delete, path = "/services/{guid}", tag = "services",
-    security(("admin" = []), ("user" = []), ("secret" = [])),
+    security(("admin" = []), ("secret" = [])),
     params(("guid" = String, Path, description = "The service's guid (or its name)")),
     responses((status = 204), (status = 404, body = wire::Error), (status = 409, body = wire::Error, description = "Already being deleted"), (status = 401, body = wire::Error), (status = 403, body = wire::Error)))]
 pub async fn delete(
@@ -111,7 +112,7 @@ pub async fn delete(
     caller: Caller,
     Path(guid): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let svc = service_for(&state, &caller, &guid)?;
+    let svc = service_for(&state, &caller, &guid, Access::Manage)?;
     state.robot.delete_service(svc.guid).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -119,7 +120,7 @@ pub async fn delete(
 /// The actions of a service's template, with the JSON Schema of their
 /// arguments where the template gives one.
 #[utoipa::path(get, path = "/services/{guid}/actions", tag = "services",
-    security(("admin" = []), ("user" = []), ("secret" = [])),
+    security(("admin" = []), ("secret" = [])),
     params(("guid" = String, Path, description = "The service's guid (or its name)")),
     responses((status = 200, body = Vec<Action>), (status = 404, body = wire::Error), (status = 401, body = wire::Error), (status = 403, body = wire::Error)))]
 pub async fn actions(
@@ -127,7 +128,7 @@ pub async fn actions(
     caller: Caller,
     Path(guid): Path<String>,
 ) -> Result<axum::Json<Vec<Action>>, ApiError> {
-    let svc = service_for(&state, &caller, &guid)?;
+    let svc = service_for(&state, &caller, &guid, Access::Use)?;
     let template = svc.template();
     let actions = template
         .actions()
@@ -142,7 +143,7 @@ pub async fn actions(
 
 /// The service's own log, oldest line first.
 #[utoipa::path(get, path = "/services/{guid}/logs", tag = "services",
-    security(("admin" = []), ("user" = []), ("secret" = [])),
+    security(("admin" = []), ("secret" = [])),
     params(("guid" = String, Path, description = "The service's guid (or its name)")),
     responses((status = 200, body = Logs), (status = 404, body = wire::Error), (status = 401, body = wire::Error), (status = 403, body = wire::Error)))]
 pub async fn logs(
@@ -150,6 +151,6 @@ pub async fn logs(
     caller: Caller,
     Path(guid): Path<String>,
 ) -> Result<axum::Json<Logs>, ApiError> {
-    let svc = service_for(&state, &caller, &guid)?;
+    let svc = service_for(&state, &caller, &guid, Access::Manage)?;
     Ok(axum::Json(wire::logs(&svc.log_lines())))
 }

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::service_for;
+use super::{service_for, Access};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{Json, Query};
@@ -53,7 +53,7 @@ fn task_guid(s: &str) -> Result<Uuid, ApiError> {
 /// The running task and the waiting ones in the order they will run; with
 /// `all`, the kept finished ones before them.
 #[utoipa::path(get, path = "/services/{guid}/task_list", tag = "tasks",
-    security(("admin" = []), ("user" = []), ("secret" = [])),
+    security(("admin" = []), ("secret" = [])),
     params(("guid" = String, Path, description = "The service's guid (or its name)"), ListQuery),
     responses((status = 200, body = Vec<Task>), (status = 404, body = wire::Error), (status = 401, body = wire::Error), (status = 403, body = wire::Error)))]
 pub async fn list(
@@ -62,7 +62,7 @@ pub async fn list(
     Path(guid): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> Result<axum::Json<Vec<Task>>, ApiError> {
-    let svc = service_for(&state, &caller, &guid)?;
+    let svc = service_for(&state, &caller, &guid, Access::Use)?;
     let all = q
         .all
         .as_deref()
@@ -75,7 +75,7 @@ pub async fn list(
 
 /// Schedules an action; answers once the task is durable.
 #[utoipa::path(post, path = "/services/{guid}/task_list", tag = "tasks",
-    security(("admin" = []), ("user" = []), ("secret" = [])),
+    security(("admin" = []), ("secret" = [])),
     params(("guid" = String, Path, description = "The service's guid (or its name)")),
     request_body = TaskCreate,
     responses(
@@ -90,7 +90,7 @@ pub async fn schedule(
     headers: HeaderMap,
     Json(req): Json<TaskCreate>,
 ) -> Result<Response, ApiError> {
-    let svc = service_for(&state, &caller, &guid)?;
+    let svc = service_for(&state, &caller, &guid, Access::Use)?;
     let header = |name: &str| {
         headers
             .get(name)
@@ -139,7 +139,7 @@ pub async fn schedule(
 /// One task. With `?wait=SECONDS`, answers as soon as the task is done, or
 /// when the wait ends (the task is then still waiting or running).
 #[utoipa::path(get, path = "/services/{guid}/task_list/{task_guid}", tag = "tasks",
-    security(("admin" = []), ("user" = []), ("secret" = [])),
+    security(("admin" = []), ("secret" = [])),
     params(
         ("guid" = String, Path, description = "The service's guid (or its name)"),
         ("task_guid" = String, Path, description = "The task's guid"),
@@ -151,12 +151,21 @@ pub async fn get(
     Path((guid, task_guid_s)): Path<(String, String)>,
     Query(q): Query<GetQuery>,
 ) -> Result<axum::Json<Task>, ApiError> {
-    let svc = service_for(&state, &caller, &guid)?;
+    let svc = service_for(&state, &caller, &guid, Access::Use)?;
     let tg = task_guid(&task_guid_s)?;
     let wait = match q.wait {
         None => Duration::ZERO,
+        // Capped before it becomes a Duration: `from_secs_f64` panics past
+        // u64::MAX seconds (`?wait=1e20`).
         Some(w) if w.is_finite() && w >= 0.0 => {
-            Duration::from_secs_f64(w).min(state.config.max_wait)
+            if w >= state.config.max_wait.as_secs_f64() {
+                state.config.max_wait
+            } else if w == 0.0 {
+                // -0.0 too.
+                Duration::ZERO
+            } else {
+                Duration::from_secs_f64(w)
+            }
         }
         Some(w) => {
             return Err(ApiError::bad_request(format!(
@@ -182,7 +191,7 @@ pub async fn get(
 
 /// Cancels a waiting task: it ends in `error` with a `task.cancelled` eco.
 #[utoipa::path(delete, path = "/services/{guid}/task_list/{task_guid}", tag = "tasks",
-    security(("admin" = []), ("user" = []), ("secret" = [])),
+    security(("admin" = []), ("secret" = [])),
     params(
         ("guid" = String, Path, description = "The service's guid (or its name)"),
         ("task_guid" = String, Path, description = "The task's guid")),
@@ -192,7 +201,7 @@ pub async fn cancel(
     caller: Caller,
     Path((guid, task_guid_s)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let svc = service_for(&state, &caller, &guid)?;
+    let svc = service_for(&state, &caller, &guid, Access::Manage)?;
     let tg = task_guid(&task_guid_s)?;
     state.robot.cancel_task(&svc, tg).await?;
     Ok(StatusCode::NO_CONTENT)

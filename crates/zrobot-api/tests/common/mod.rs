@@ -203,6 +203,35 @@ impl TestRobot {
         if let Some(b) = body {
             req = req.header("content-type", "application/json").body(b);
         }
+        self.answer(req).await
+    }
+
+    /// Sends a raw request with exactly these headers (no content type is
+    /// added for the body).
+    pub async fn raw_exact(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let mut req = self.http.request(
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+            format!("{}{path}", self.url),
+        );
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        self.answer(req).await
+    }
+
+    async fn answer(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
         let resp = req.send().await.unwrap();
         let status = StatusCode::from_u16(resp.status().as_u16()).unwrap();
         let headers = resp.headers().clone();

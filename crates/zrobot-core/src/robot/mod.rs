@@ -141,6 +141,28 @@ struct Services {
     by_guid: HashMap<Uuid, Arc<Service>>,
     /// Names of listed services, and of services being created (reserved).
     by_name: HashMap<String, Uuid>,
+    /// The service each secret hash grants, so that a presented secret is
+    /// found in one lookup rather than compared with every service's.
+    by_secret: HashMap<String, Uuid>,
+}
+
+impl Services {
+    fn insert(&mut self, svc: &Arc<Service>) {
+        for hash in svc.secret_hashes() {
+            self.by_secret.insert(hash, svc.guid);
+        }
+        self.by_guid.insert(svc.guid, svc.clone());
+    }
+
+    fn remove(&mut self, svc: &Service) {
+        self.by_guid.remove(&svc.guid);
+        self.by_name.remove(&svc.name);
+        for hash in svc.secret_hashes() {
+            if self.by_secret.get(&hash) == Some(&svc.guid) {
+                self.by_secret.remove(&hash);
+            }
+        }
+    }
 }
 
 fn valid_name(name: &str) -> bool {
@@ -354,6 +376,17 @@ impl Robot {
         s.by_name.get(name).and_then(|g| s.by_guid.get(g)).cloned()
     }
 
+    /// The service a secret grants, by the secret's hash (as stored). One
+    /// map lookup: the cost of a presented secret does not grow with the
+    /// number of services.
+    pub fn service_by_secret_hash(&self, hash: &str) -> Option<Arc<Service>> {
+        let s = self.services();
+        s.by_secret
+            .get(hash)
+            .and_then(|g| s.by_guid.get(g))
+            .cloned()
+    }
+
     /// A service named by its guid or its name.
     pub fn lookup(&self, name_or_guid: &str) -> Option<Arc<Service>> {
         Uuid::parse_str(name_or_guid)
@@ -437,7 +470,7 @@ impl Robot {
             .commit(ops)
             .await
             .map_err(|e| CoreError::Storage(e.to_string()))?;
-        self.services_mut().by_guid.insert(guid, svc.clone());
+        self.services_mut().insert(&svc);
         reservation.kept = true;
         svc.lock().status = ServiceStatus::Ok;
         svc.log(
@@ -1086,9 +1119,7 @@ impl Robot {
             return Err(CoreError::Storage(e.to_string()));
         }
         {
-            let mut s = self.services_mut();
-            s.by_guid.remove(&svc.guid);
-            s.by_name.remove(&svc.name);
+            self.services_mut().remove(&svc);
         }
         tracing::info!(service = %svc.name, guid = %svc.guid, "service deleted");
         self.observe(|o| o.service_deleted(&svc));
@@ -1233,7 +1264,7 @@ impl Robot {
         {
             let mut s = self.services_mut();
             s.by_name.insert(svc.name.clone(), svc.guid);
-            s.by_guid.insert(svc.guid, svc.clone());
+            s.insert(&svc);
         }
         Some(svc)
     }

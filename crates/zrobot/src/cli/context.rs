@@ -113,7 +113,7 @@ pub enum Need<'a> {
     Admin,
     /// Admin or user (creating services, blueprints).
     User,
-    /// The service's secret, or admin/user.
+    /// The service's secret, or admin.
     Service(&'a str),
 }
 
@@ -375,12 +375,12 @@ fn hint(target: &Target, code: u16, need: &Need<'_>) -> String {
             if stored {
                 format!(
                     "the secret stored for `{svc}` was refused (was the service deleted and made again elsewhere?); \
-                     an admin or user JWT works too: `{connect}`"
+                     an admin JWT works too: `{connect}`"
                 )
             } else {
                 format!(
                     "no secret is stored for `{svc}` on {}: only the CLI that created a service keeps its secret; \
-                     use an admin or user JWT instead: `{connect}`",
+                     use an admin JWT instead (a user JWT creates services but reaches only those whose secret it holds): `{connect}`",
                     target.label()
                 )
             }
