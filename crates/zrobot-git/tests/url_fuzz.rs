@@ -73,6 +73,8 @@ proptest! {
         path in "(/[a-z0-9._-]{0,6}){0,4}",
         fragment in prop::option::of("[a-z0-9/#-]{0,6}"),
     ) {
+        // Over ssh a lone user name is an account (`git@`), not a secret.
+        prop_assume!(user.is_some() || scheme != "ssh");
         let userinfo = match &user {
             Some(u) => format!("{u}:{secret}@"),
             None => format!("{secret}@"),
