@@ -149,17 +149,16 @@ async fn attribute_old_secrets(clients: &Clients, robot: &Robot, name: &str, rem
             Err(ClientError::Transport { .. }) => return,
             Err(_) => continue,
         };
+        // A secret that grants nothing shows the public services too, so
+        // only a service shown beyond them is known to be the secret's.
         let granted: Vec<Uuid> = shown
             .iter()
             .map(|s| s.guid)
             .filter(|g| !public.contains(g))
             .collect();
-        let guid = match (granted.as_slice(), shown.as_slice()) {
-            ([one], _) => *one,
-            (_, [only]) => only.guid,
-            _ => continue,
-        };
-        found.push((guid, secret.clone()));
+        if let [guid] = granted.as_slice() {
+            found.push((*guid, secret.clone()));
+        }
     }
     match robot.attribute_remote_secrets(name, &found).await {
         Ok(()) => {
