@@ -528,7 +528,9 @@ impl Client {
         let pairs = filter.pairs();
         let secrets = &self.credentials.secrets;
         if secrets.len() <= MAX_SECRETS_PER_REQUEST {
-            return self.call(Method::GET, "services", &pairs, None::<&()>).await;
+            return self
+                .call(Method::GET, "services", &pairs, None::<&()>)
+                .await;
         }
         let mut seen = std::collections::HashSet::new();
         let mut all = Vec::new();

@@ -353,7 +353,11 @@ fn valid_segment(s: &str) -> bool {
 /// (`<host>/<account>/<repo>`): an empty one would put the clone at its
 /// account's folder, over the clones of other repositories.
 pub(crate) fn check_id(input: &str, id: &RepoId) -> Result<(), GitError> {
-    for (what, segment) in [("host", &id.host), ("account", &id.account), ("repository", &id.repo)] {
+    for (what, segment) in [
+        ("host", &id.host),
+        ("account", &id.account),
+        ("repository", &id.repo),
+    ] {
         if !valid_segment(segment) {
             return Err(bad(
                 input,

@@ -77,9 +77,7 @@ fn two_repositories_with_the_same_id_never_share_a_clone() {
     let repos = TemplateRepos::new(data.path());
     let cloned = repos.clone_or_update(&url(&first.path_str())).unwrap();
 
-    let e = repos
-        .clone_or_update(&url(&second.path_str()))
-        .unwrap_err();
+    let e = repos.clone_or_update(&url(&second.path_str())).unwrap_err();
     let msg = e.to_string();
     assert!(
         msg.contains(&second.path_str()) && msg.contains(&first.path_str()),

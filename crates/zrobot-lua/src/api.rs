@@ -363,9 +363,9 @@ fn services_table(lua: &Lua) -> mlua::Result<Table> {
 /// A byte count for messages: `16 MiB`, `512 KiB`, `100 bytes`.
 fn bytes(n: usize) -> String {
     const MIB: usize = 1024 * 1024;
-    if n >= MIB && n % MIB == 0 {
+    if n >= MIB && n.is_multiple_of(MIB) {
         format!("{} MiB", n / MIB)
-    } else if n >= 1024 && n % 1024 == 0 {
+    } else if n >= 1024 && n.is_multiple_of(1024) {
         format!("{} KiB", n / 1024)
     } else {
         format!("{n} bytes")
@@ -557,10 +557,7 @@ fn http_function(lua: &Lua, shared: Arc<Shared>, body_limit: usize) -> mlua::Res
                 ))
             };
             // A body announced too large is refused before any of it is read.
-            if resp
-                .content_length()
-                .is_some_and(|n| n > body_limit as u64)
-            {
+            if resp.content_length().is_some_and(|n| n > body_limit as u64) {
                 return Err(too_big());
             }
             let mut resp = resp;

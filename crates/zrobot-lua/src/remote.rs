@@ -94,8 +94,13 @@ struct Remote {
 impl Remote {
     /// For a call about service `guid`: its secret only, if one is held.
     fn about(&self, guid: Uuid) -> Client {
-        self.client
-            .with_secrets(self.cfg.secret_of(guid).map(str::to_owned).into_iter().collect())
+        self.client.with_secrets(
+            self.cfg
+                .secret_of(guid)
+                .map(str::to_owned)
+                .into_iter()
+                .collect(),
+        )
     }
 
     /// For `GET /services`, the one call that needs several secrets: all of
@@ -144,7 +149,11 @@ async fn attribute_old_secrets(clients: &Clients, robot: &Robot, name: &str, rem
     };
     let mut found = Vec::new();
     for secret in &remote.cfg.secrets {
-        let shown = match bare.with_secrets(vec![secret.clone()]).services(&everyone).await {
+        let shown = match bare
+            .with_secrets(vec![secret.clone()])
+            .services(&everyone)
+            .await
+        {
             Ok(shown) => shown,
             Err(ClientError::Transport { .. }) => return,
             Err(_) => continue,
@@ -324,8 +333,10 @@ impl UserData for RemoteServices {
             let filter = wire_filter(&lua, filter)?;
             let (remote, _) = client(&lua, &this.robot).await?;
             let c = remote.listing();
-            let found =
-                retried(&this.robot, &remote.url, "find services", || c.services(&filter)).await?;
+            let found = retried(&this.robot, &remote.url, "find services", || {
+                c.services(&filter)
+            })
+            .await?;
             Ok(found
                 .into_iter()
                 .map(|s| RemoteService::from_wire(&this.robot, &s))
@@ -335,16 +346,20 @@ impl UserData for RemoteServices {
             let filter = wire_filter(&lua, filter)?;
             let (remote, _) = client(&lua, &this.robot).await?;
             let c = remote.listing();
-            let found =
-                retried(&this.robot, &remote.url, "find services", || c.services(&filter)).await?;
+            let found = retried(&this.robot, &remote.url, "find services", || {
+                c.services(&filter)
+            })
+            .await?;
             Ok(!found.is_empty())
         });
         m.add_async_method("get", |lua, this, filter: LuaValue| async move {
             let filter = wire_filter(&lua, filter)?;
             let (remote, _) = client(&lua, &this.robot).await?;
             let c = remote.listing();
-            let mut found =
-                retried(&this.robot, &remote.url, "find services", || c.services(&filter)).await?;
+            let mut found = retried(&this.robot, &remote.url, "find services", || {
+                c.services(&filter)
+            })
+            .await?;
             match found.len() {
                 1 => Ok(RemoteService::from_wire(&this.robot, &found.remove(0))),
                 0 => Err(rt(format!(
@@ -380,8 +395,10 @@ impl UserData for RemoteServices {
                     name: Some(name.clone()),
                     ..Default::default()
                 };
-                let found =
-                    retried(&this.robot, &remote.url, "find services", || c.services(&filter)).await?;
+                let found = retried(&this.robot, &remote.url, "find services", || {
+                    c.services(&filter)
+                })
+                .await?;
                 if let Some(s) = found.first() {
                     return Ok(RemoteService::from_wire(&this.robot, s));
                 }
@@ -503,8 +520,10 @@ impl UserData for RemoteService {
             let c = remote.about(this.guid);
             let what = format!("state of service `{}`", this.name);
             let gone = Some((&robot, this.guid));
-            let s = retried_about(&this.robot, &remote.url, &what, gone, || c.service(this.guid))
-                .await?;
+            let s = retried_about(&this.robot, &remote.url, &what, gone, || {
+                c.service(this.guid)
+            })
+            .await?;
             let t = lua.create_table()?;
             for row in s.state {
                 let cat: Table = match t.get::<Option<Table>>(row.category.as_str())? {
@@ -528,9 +547,10 @@ impl UserData for RemoteService {
             let c = remote.about(this.guid);
             let what = format!("actions of service `{}`", this.name);
             let gone = Some((&robot, this.guid));
-            let actions =
-                retried_about(&this.robot, &remote.url, &what, gone, || c.actions(this.guid))
-                    .await?;
+            let actions = retried_about(&this.robot, &remote.url, &what, gone, || {
+                c.actions(this.guid)
+            })
+            .await?;
             Ok(actions.into_iter().map(|a| a.name).collect::<Vec<_>>())
         });
         m.add_async_method(
@@ -566,8 +586,10 @@ impl UserData for RemoteService {
             let c = remote.about(this.guid);
             let what = format!("delete service `{}`", this.name);
             let gone = Some((&robot, this.guid));
-            retried_about(&this.robot, &remote.url, &what, gone, || c.delete_service(this.guid))
-                .await?;
+            retried_about(&this.robot, &remote.url, &what, gone, || {
+                c.delete_service(this.guid)
+            })
+            .await?;
             // Deleted: its secret grants nothing any more.
             forget(&robot, &this.robot, this.guid).await;
             Ok(())

@@ -67,7 +67,11 @@ async fn exec_of_endless_output_is_killed_at_the_cap() {
         m.contains("16 MiB") && m.contains("stdout") && m.contains("--exec-output-limit"),
         "{m}"
     );
-    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
     let peak = status_kib("VmHWM:");
     assert!(
         peak < before + GROWTH_BOUND_KIB,
@@ -175,8 +179,15 @@ async fn http_body_without_end_is_dropped_at_the_cap() {
     let huge = flooding_server(Some(8 << 30), None).await;
     let t = run(&robot, &svc, "http", json!({ "url": huge })).await;
     let m = t.eco.unwrap().message;
-    assert!(m.contains("4 MiB") && m.contains("--http-body-limit"), "{m}");
-    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    assert!(
+        m.contains("4 MiB") && m.contains("--http-body-limit"),
+        "{m}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
     let peak = status_kib("VmHWM:");
     assert!(
         peak < before + GROWTH_BOUND_KIB,

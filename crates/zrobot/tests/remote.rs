@@ -526,16 +526,24 @@ async fn a_redirect_never_carries_the_token_to_another_host() {
     assert_eq!(t.state, TaskState::Error);
     let msg = t.eco.unwrap().message;
     assert!(
-        msg.contains("307") && msg.contains(&hop) && msg.contains("/services")
+        msg.contains("307")
+            && msg.contains(&hop)
+            && msg.contains("/services")
             && msg.contains("configure the final URL"),
         "{msg}"
     );
     // The configured robot was asked, with its token; the other host never.
     let asked = asked.lock().unwrap().clone();
     assert!(!asked.is_empty());
-    assert!(asked.iter().all(|h| h.contains("token-for-hop-only")), "{asked:?}");
+    assert!(
+        asked.iter().all(|h| h.contains("token-for-hop-only")),
+        "{asked:?}"
+    );
     let stolen = stolen.lock().unwrap().clone();
-    assert!(stolen.is_empty(), "the token went to another host: {stolen:?}");
+    assert!(
+        stolen.is_empty(),
+        "the token went to another host: {stolen:?}"
+    );
 }
 
 /// Attack: a template calls `robot.robots:get("edge", "http://elsewhere")`;
@@ -562,7 +570,13 @@ async fn a_template_cannot_move_a_known_robot() {
         ],
     );
     vm(&a, "vm1").await;
-    let t = run(&a, "vm1", "register", json!({"name": "edge", "url": elsewhere})).await;
+    let t = run(
+        &a,
+        "vm1",
+        "register",
+        json!({"name": "edge", "url": elsewhere}),
+    )
+    .await;
     assert_eq!(t.state, TaskState::Error);
     let msg = t.eco.unwrap().message;
     assert!(
@@ -570,18 +584,42 @@ async fn a_template_cannot_move_a_known_robot() {
         "{msg}"
     );
     // The same URL spelt another way is no move.
-    let t = run(&a, "vm1", "register", json!({"name": "edge", "url": format!("{}/", b.url)})).await;
+    let t = run(
+        &a,
+        "vm1",
+        "register",
+        json!({"name": "edge", "url": format!("{}/", b.url)}),
+    )
+    .await;
     assert_eq!(t.state, TaskState::Ok, "{:?}", t.eco);
     // Edge is still where it was, also after a restart of A.
-    let t = run(&a, "vm1", "install", json!({"robot": "edge", "node": "node1"})).await;
+    let t = run(
+        &a,
+        "vm1",
+        "install",
+        json!({"robot": "edge", "node": "node1"}),
+    )
+    .await;
     assert_eq!(t.state, TaskState::Ok, "{:?}", t.eco);
     a.restart();
-    let t = run(&a, "vm1", "install", json!({"robot": "edge", "node": "node1"})).await;
+    let t = run(
+        &a,
+        "vm1",
+        "install",
+        json!({"robot": "edge", "node": "node1"}),
+    )
+    .await;
     assert_eq!(t.state, TaskState::Ok, "{:?}", t.eco);
     assert!(stolen.lock().unwrap().is_empty());
 
     // A new name is fine, and carries no credentials.
-    let t = run(&a, "vm1", "register", json!({"name": "other", "url": elsewhere})).await;
+    let t = run(
+        &a,
+        "vm1",
+        "register",
+        json!({"name": "other", "url": elsewhere}),
+    )
+    .await;
     assert_eq!(t.state, TaskState::Ok, "{:?}", t.eco);
     let t = run(&a, "vm1", "get", json!({"robot": "other", "node": "node1"})).await;
     assert_eq!(t.state, TaskState::Error);
@@ -589,7 +627,9 @@ async fn a_template_cannot_move_a_known_robot() {
     assert!(!heads.is_empty());
     for h in &heads {
         assert!(
-            !has_header(h, "zrobotadmin") && !has_header(h, "zrobotuser") && !has_header(h, "zrobotsecret"),
+            !has_header(h, "zrobotadmin")
+                && !has_header(h, "zrobotuser")
+                && !has_header(h, "zrobotsecret"),
             "credentials went to a robot a template added: {h}"
         );
         assert!(!h.contains(&b.god_token()), "{h}");
@@ -631,7 +671,15 @@ async fn a_remote_call_presents_only_the_secret_of_its_service() {
     std::fs::write(&key, "a shared secret for the test robot").unwrap();
     let b = RobotProcess::start(
         &tmp.path().join("b"),
-        &["--god", "-T", &url, "--jwt-key", key.to_str().unwrap(), "--admin-organization", "ops"],
+        &[
+            "--god",
+            "-T",
+            &url,
+            "--jwt-key",
+            key.to_str().unwrap(),
+            "--admin-organization",
+            "ops",
+        ],
     );
     let bc = b.god_client();
     let mut secrets = std::collections::BTreeMap::new();
@@ -677,7 +725,10 @@ async fn a_remote_call_presents_only_the_secret_of_its_service() {
         relay.clear();
         let t = run(&a, "vm1", "install", json!({"robot": "b", "node": node})).await;
         assert_eq!(t.state, TaskState::Ok, "{node}: {:?}", t.eco);
-        assert_eq!(scheduled_on(&relay, guids[node]), vec![vec![secrets[node].clone()]]);
+        assert_eq!(
+            scheduled_on(&relay, guids[node]),
+            vec![vec![secrets[node].clone()]]
+        );
         // Every call about that service carries its secret and no other.
         for h in relay.heads() {
             if h.contains(&format!("/services/{}", guids[node])) {
@@ -692,7 +743,10 @@ async fn a_remote_call_presents_only_the_secret_of_its_service() {
     relay.clear();
     let t = run(&a, "vm1", "install", json!({"robot": "b", "node": "n1"})).await;
     assert_eq!(t.state, TaskState::Ok, "{:?}", t.eco);
-    assert_eq!(scheduled_on(&relay, guids["n1"]), vec![vec![secrets["n1"].clone()]]);
+    assert_eq!(
+        scheduled_on(&relay, guids["n1"]),
+        vec![vec![secrets["n1"].clone()]]
+    );
     let heads = relay.heads();
     // Matching the old list asks with one secret at a time, no token.
     for probe in heads.iter().filter(|h| h.starts_with("GET /services ")) {
@@ -706,7 +760,12 @@ async fn a_remote_call_presents_only_the_secret_of_its_service() {
         .collect();
     assert!(!listings.is_empty());
     for l in &listings {
-        for s in [&secrets["n1"], &secrets["n2"], &secrets["shown"], &stale.to_owned()] {
+        for s in [
+            &secrets["n1"],
+            &secrets["n2"],
+            &secrets["shown"],
+            &stale.to_owned(),
+        ] {
             assert!(l.contains(s), "a listing lost a secret: {l:?}");
         }
     }
@@ -731,9 +790,20 @@ async fn a_remote_call_presents_only_the_secret_of_its_service() {
     );
     bc.delete_service(guids["n2"]).await.unwrap();
     vm(&a, "go").await;
-    let poked = ac.wait_done(vm1, poke.guid, Duration::from_secs(60)).await.unwrap();
+    let poked = ac
+        .wait_done(vm1, poke.guid, Duration::from_secs(60))
+        .await
+        .unwrap();
     assert_eq!(poked.state, TaskState::Ok, "{:?}", poked.eco);
-    assert!(poked.result_value().unwrap().as_str().unwrap().contains("404"), "{poked:?}");
+    assert!(
+        poked
+            .result_value()
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .contains("404"),
+        "{poked:?}"
+    );
     relay.clear();
     let t = run(&a, "vm1", "get", json!({"robot": "b", "node": "shown"})).await;
     assert_eq!(t.state, TaskState::Ok, "{:?}", t.eco);

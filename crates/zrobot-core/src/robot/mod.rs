@@ -339,7 +339,11 @@ impl Robot {
 
     /// Forgets the secret of service `guid` on robot `name`: the service was
     /// deleted, or that robot no longer has it.
-    pub async fn forget_remote_secret(&self, name: &str, guid: uuid::Uuid) -> Result<(), CoreError> {
+    pub async fn forget_remote_secret(
+        &self,
+        name: &str,
+        guid: uuid::Uuid,
+    ) -> Result<(), CoreError> {
         if self
             .remote_robot(name)
             .is_none_or(|r| !r.service_secrets.contains_key(&guid))
@@ -390,7 +394,10 @@ impl Robot {
     }
 
     /// Stores the known robots; the caller holds `remote_lock`.
-    async fn put_remote_robots(&self, robots: &crate::remote::RemoteRobots) -> Result<(), CoreError> {
+    async fn put_remote_robots(
+        &self,
+        robots: &crate::remote::RemoteRobots,
+    ) -> Result<(), CoreError> {
         let value = serde_json::to_value(robots).map_err(|e| CoreError::Storage(e.to_string()))?;
         self.put_setting(crate::remote::SETTING, value).await
     }
