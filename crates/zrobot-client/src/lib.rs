@@ -31,6 +31,11 @@ pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 /// The guid of the task whose action schedules this one.
 pub const CALLER_TASK_HEADER: &str = "X-Zrobot-Caller-Task";
 
+/// The most service secrets one request carries: a robot refuses a
+/// `ZrobotSecret` header listing more, so [`Client::services`] sends a longer
+/// list in batches of this many.
+pub const MAX_SECRETS_PER_REQUEST: usize = 256;
+
 /// How long a request may take, beyond the wait it asks for.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// The longest single long poll: shorter than the idle timeouts of most proxies.
@@ -67,6 +72,21 @@ pub enum ClientError {
     },
     #[error("invalid robot address `{url}` ({reason}); give one like http://127.0.0.1:6600")]
     InvalidUrl { url: String, reason: String },
+    /// The robot answered with a redirect. It is never followed: the
+    /// credentials were configured for this address, not for the one the
+    /// answer points to.
+    #[error(
+        "{method} {url}: the robot answered {code}, redirecting to {location}; redirects are not \
+         followed, so that credentials never leave the address they were configured for: \
+         configure the final URL of the robot instead"
+    )]
+    Redirect {
+        method: Method,
+        url: String,
+        code: u16,
+        /// The `Location` of the answer, as given (empty when absent).
+        location: String,
+    },
 }
 
 impl ClientError {
@@ -224,6 +244,10 @@ impl Client {
             base.set_path(&path);
         }
         let mut builder = reqwest::Client::builder()
+            // reqwest strips only `Authorization` on a cross-origin redirect;
+            // our credentials travel in headers of their own, so a redirect
+            // would hand them to whatever host the answer names.
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(90));
         if let Some(pem) = roots {
@@ -264,6 +288,15 @@ impl Client {
 
     pub fn credentials(&self) -> &Credentials {
         &self.credentials
+    }
+
+    /// The same robot, connection pool and tokens, presenting only `secrets`
+    /// as service secrets: each request should carry the secret of the
+    /// service it addresses and no other.
+    pub fn with_secrets(&self, secrets: Vec<String>) -> Client {
+        let mut c = self.clone();
+        c.credentials.secrets = secrets;
+        c
     }
 
     /// Adds a service secret to those sent.
@@ -326,6 +359,19 @@ impl Client {
         };
         let resp = req.send().await.map_err(transport)?;
         let status = resp.status();
+        if status.is_redirection() {
+            let location = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .map(|l| String::from_utf8_lossy(l.as_bytes()).into_owned())
+                .unwrap_or_default();
+            return Err(ClientError::Redirect {
+                method,
+                url: url.to_string(),
+                code: status.as_u16(),
+                location,
+            });
+        }
         let bytes = resp.bytes().await.map_err(transport)?.to_vec();
         if status.is_success() {
             return Ok((status, bytes));
@@ -476,9 +522,26 @@ impl Client {
     // --- services ---
 
     /// `GET /services`: the services the caller may see that match `filter`.
+    /// More than [`MAX_SECRETS_PER_REQUEST`] secrets go in several requests,
+    /// whose answers are merged (each service once, in the order first seen).
     pub async fn services(&self, filter: &ServiceFilter) -> Result<Vec<Service>> {
-        self.call(Method::GET, "services", &filter.pairs(), None::<&()>)
-            .await
+        let pairs = filter.pairs();
+        let secrets = &self.credentials.secrets;
+        if secrets.len() <= MAX_SECRETS_PER_REQUEST {
+            return self
+                .call(Method::GET, "services", &pairs, None::<&()>)
+                .await;
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut all = Vec::new();
+        for batch in secrets.chunks(MAX_SECRETS_PER_REQUEST) {
+            let found: Vec<Service> = self
+                .with_secrets(batch.to_vec())
+                .call(Method::GET, "services", &pairs, None::<&()>)
+                .await?;
+            all.extend(found.into_iter().filter(|s| seen.insert(s.guid)));
+        }
+        Ok(all)
     }
 
     /// `POST /services`. Keep the returned `secret`: it is shown only once.

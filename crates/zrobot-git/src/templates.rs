@@ -74,6 +74,7 @@ impl TemplateRepos {
     pub fn clone_or_update(&self, url: &TemplateRepoUrl) -> Result<Checkout, GitError> {
         remote::setup();
         let repo_id = url.repo_id();
+        crate::url::check_id(url.as_str(), &repo_id)?;
         let target = self.dir_of(&repo_id);
         let lock = self.lock_for(&target);
         let _turn = lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -95,6 +96,7 @@ impl TemplateRepos {
     /// URL's `#ref` is not consulted; `reference` echoes it.
     pub fn current(&self, url: &TemplateRepoUrl) -> Option<Checkout> {
         let repo_id = url.repo_id();
+        crate::url::check_id(url.as_str(), &repo_id).ok()?;
         let path = self.dir_of(&repo_id);
         let repo = Repository::open(&path).ok()?;
         let commit = repo.head().ok()?.target()?.to_string();
@@ -260,6 +262,17 @@ fn update(
         .and_then(|r| r.url().ok().map(str::to_owned));
     match origin_url {
         Some(u) if u == url.git_url() => {}
+        Some(u) if another_local_repository(&u, url) => {
+            return Err(GitError::Clone {
+                repo: url.to_string(),
+                cause: format!(
+                    "its id {repo_id} is also that of the repository at {u}, whose clone is {}: \
+                     two folders with the same name and parent name give the same template UIDs; \
+                     rename one of them, or give it an `origin` remote",
+                    target.display()
+                ),
+            });
+        }
         Some(_) => repo
             .remote_set_url("origin", url.git_url())
             .map_err(fetch_err)?,
@@ -281,6 +294,23 @@ fn update(
         reference: url.reference().map(str::to_owned),
         changed: before != Some(oid),
     })
+}
+
+/// Whether the clone fetched so far from `origin` (a local path still holding
+/// a repository) would be taken over by another local repository, `url`,
+/// that merely has the same id: that is two repositories, not one moved.
+/// A remote reached another way, or a local checkout of a remote, is the same
+/// repository and may take over its clone.
+fn another_local_repository(origin: &str, url: &TemplateRepoUrl) -> bool {
+    let Some(new) = url.local_path() else {
+        return false;
+    };
+    let old = Path::new(origin);
+    old.is_absolute()
+        && old != new
+        && Repository::open(old).is_ok()
+        && url.repo_id() == RepoId::local(old)
+        && url.repo_id() == RepoId::local(new)
 }
 
 /// The commit the URL's reference names in a freshly fetched clone: a

@@ -144,6 +144,9 @@ impl TemplateRepoUrl {
                 )
             })?)
         };
+        if let Kind::Local(path) = &kind {
+            check_id(input, &RepoId::local(path))?;
+        }
         let location = match &kind {
             Kind::Local(path) => path.display().to_string(),
             Kind::Remote { .. } => location.to_owned(),
@@ -318,6 +321,14 @@ fn remote_kind(input: &str, authority: &str, path: &str) -> Result<Kind, GitErro
     if host.is_empty() {
         return Err(bad(input, "it names no host"));
     }
+    if host.eq_ignore_ascii_case("local") {
+        // Its ids would be those of folders on this machine, and so would
+        // their clone folders.
+        return Err(bad(
+            input,
+            "the host name `local` is kept for repositories on this machine; give the host's full name",
+        ));
+    }
     if !host
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))
@@ -361,7 +372,29 @@ fn check_port(input: &str, port: Option<&str>) -> Result<(), GitError> {
 }
 
 fn valid_segment(s: &str) -> bool {
-    !s.is_empty() && s != "." && s != ".." && !s.contains('\\')
+    !s.is_empty() && s != "." && s != ".." && !s.contains('\\') && !s.contains('/')
+}
+
+/// Every segment of a repository id names one folder of its clone's path
+/// (`<host>/<account>/<repo>`): an empty one would put the clone at its
+/// account's folder, over the clones of other repositories.
+pub(crate) fn check_id(input: &str, id: &RepoId) -> Result<(), GitError> {
+    for (what, segment) in [
+        ("host", &id.host),
+        ("account", &id.account),
+        ("repository", &id.repo),
+    ] {
+        if !valid_segment(segment) {
+            return Err(bad(
+                input,
+                format!(
+                    "its {what} name `{segment}` is empty, `.` or `..` (template UIDs are \
+                     host/account/repo); give the repository's own folder or URL, not its .git folder"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl FromStr for TemplateRepoUrl {

@@ -153,9 +153,15 @@ end }"#,
         "uuid",
         lua.create_function(|_, ()| Ok(uuid::Uuid::new_v4().to_string()))?,
     )?;
-    robot.set("exec", exec_function(lua, config.allow_exec)?)?;
+    robot.set(
+        "exec",
+        exec_function(lua, config.allow_exec, config.exec_output_limit)?,
+    )?;
     let http = lua.create_table()?;
-    http.set("request", http_function(lua, shared.clone())?)?;
+    http.set(
+        "request",
+        http_function(lua, shared.clone(), config.http_body_limit)?,
+    )?;
     robot.set("http", http)?;
 
     let json = lua.create_table()?;
@@ -354,7 +360,51 @@ fn services_table(lua: &Lua) -> mlua::Result<Table> {
     Ok(t)
 }
 
-fn exec_function(lua: &Lua, allowed: bool) -> mlua::Result<Function> {
+/// A byte count for messages: `16 MiB`, `512 KiB`, `100 bytes`.
+fn bytes(n: usize) -> String {
+    const MIB: usize = 1024 * 1024;
+    if n >= MIB && n.is_multiple_of(MIB) {
+        format!("{} MiB", n / MIB)
+    } else if n >= 1024 && n.is_multiple_of(1024) {
+        format!("{} KiB", n / 1024)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+/// Why reading a process's output stopped.
+enum ReadFail {
+    /// More than the limit arrived on this stream.
+    TooMuch(&'static str),
+    Io(std::io::Error),
+}
+
+/// Reads one pipe to its end, keeping at most `limit` bytes: the output of a
+/// process is read as it comes, never all at once past the bound.
+async fn read_capped(
+    pipe: Option<impl tokio::io::AsyncRead + Unpin>,
+    limit: usize,
+    stream: &'static str,
+) -> Result<Vec<u8>, ReadFail> {
+    use tokio::io::AsyncReadExt;
+    let Some(mut pipe) = pipe else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = pipe.read(&mut chunk).await.map_err(ReadFail::Io)?;
+        if n == 0 {
+            return Ok(out);
+        }
+        if out.len() + n > limit {
+            return Err(ReadFail::TooMuch(stream));
+        }
+        out.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn exec_function(lua: &Lua, allowed: bool, output_limit: usize) -> mlua::Result<Function> {
     lua.create_async_function(
         move |lua, (argv, opts): (Vec<String>, Option<Table>)| async move {
             if !allowed {
@@ -410,25 +460,52 @@ fn exec_function(lua: &Lua, allowed: bool) -> mlua::Result<Function> {
                     let _ = pipe.write_all(&input).await;
                 });
             }
-            let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
-                Ok(r) => r.map_err(|e| rt(format!("robot.exec: `{program}` failed: {e}")))?,
+            let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+            let run = async {
+                let (out, err) = tokio::try_join!(
+                    read_capped(stdout, output_limit, "stdout"),
+                    read_capped(stderr, output_limit, "stderr")
+                )?;
+                let status = child.wait().await.map_err(ReadFail::Io)?;
+                Ok::<_, ReadFail>((status, out, err))
+            };
+            let ended = tokio::time::timeout(timeout, run).await;
+            let out = match ended {
+                Ok(Ok(out)) => out,
+                Ok(Err(ReadFail::Io(e))) => {
+                    let _ = child.start_kill();
+                    return Err(rt(format!("robot.exec: `{program}` failed: {e}")));
+                }
+                Ok(Err(ReadFail::TooMuch(stream))) => {
+                    let _ = child.start_kill();
+                    let _ = child.wait().await;
+                    return Err(rt(format!(
+                        "robot.exec: `{program}` wrote more than {} to {stream} and was killed; \
+                         the robot keeps at most that much of each stream (its --exec-output-limit): \
+                         write large output to a file instead",
+                        bytes(output_limit)
+                    )));
+                }
                 Err(_) => {
+                    let _ = child.start_kill();
+                    let _ = child.wait().await;
                     return Err(rt(format!(
                         "robot.exec: `{program}` ran past its timeout of {}s and was killed",
                         timeout.as_secs_f64()
-                    )))
+                    )));
                 }
             };
             let r = lua.create_table()?;
-            r.set("status", out.status.code().unwrap_or(-1))?;
-            r.set("stdout", lua.create_string(&out.stdout)?)?;
-            r.set("stderr", lua.create_string(&out.stderr)?)?;
+            let (status, stdout, stderr) = out;
+            r.set("status", status.code().unwrap_or(-1))?;
+            r.set("stdout", lua.create_string(&stdout)?)?;
+            r.set("stderr", lua.create_string(&stderr)?)?;
             Ok(r)
         },
     )
 }
 
-fn http_function(lua: &Lua, shared: Arc<Shared>) -> mlua::Result<Function> {
+fn http_function(lua: &Lua, shared: Arc<Shared>, body_limit: usize) -> mlua::Result<Function> {
     lua.create_async_function(move |lua, req: Table| {
         let shared = shared.clone();
         async move {
@@ -472,12 +549,30 @@ fn http_function(lua: &Lua, shared: Arc<Shared>) -> mlua::Result<Function> {
             for (k, v) in resp.headers() {
                 headers.set(k.as_str(), lua.create_string(v.as_bytes())?)?;
             }
-            let body = resp.bytes().await.map_err(|e| {
+            let too_big = || {
+                rt(format!(
+                    "robot.http.request: {url}: the response body is larger than {}, the most the \
+                     robot reads (its --http-body-limit); the request was dropped",
+                    bytes(body_limit)
+                ))
+            };
+            // A body announced too large is refused before any of it is read.
+            if resp.content_length().is_some_and(|n| n > body_limit as u64) {
+                return Err(too_big());
+            }
+            let mut resp = resp;
+            let mut body = Vec::new();
+            while let Some(chunk) = resp.chunk().await.map_err(|e| {
                 rt(format!(
                     "robot.http.request: {url}: reading the body: {}",
                     error_chain(&e)
                 ))
-            })?;
+            })? {
+                if body.len() + chunk.len() > body_limit {
+                    return Err(too_big());
+                }
+                body.extend_from_slice(&chunk);
+            }
             let r = lua.create_table()?;
             r.set("status", status)?;
             r.set("headers", headers)?;

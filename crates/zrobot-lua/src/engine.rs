@@ -31,6 +31,13 @@ pub struct LuaConfig {
     pub remote_timeout: std::time::Duration,
     /// How long a wait on a remote task goes on while its robot cannot be reached.
     pub remote_unreachable: std::time::Duration,
+    /// Bytes `robot.exec` keeps of a process's stdout, and as many of its
+    /// stderr: past them the process is killed and the action fails (this
+    /// memory is outside the Lua state's limit). `--exec-output-limit`.
+    pub exec_output_limit: usize,
+    /// Bytes of a response body `robot.http.request` reads; past them the
+    /// request is dropped and the action fails. `--http-body-limit`.
+    pub http_body_limit: usize,
 }
 
 impl Default for LuaConfig {
@@ -42,6 +49,8 @@ impl Default for LuaConfig {
             pool_size: 32,
             remote_timeout: std::time::Duration::from_secs(10),
             remote_unreachable: std::time::Duration::from_secs(30),
+            exec_output_limit: 16 * 1024 * 1024,
+            http_body_limit: 16 * 1024 * 1024,
         }
     }
 }

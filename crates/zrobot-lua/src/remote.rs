@@ -4,7 +4,7 @@
 //! schedule carries an idempotency key so that its retry never schedules
 //! twice; waits are long polls, bounded.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -14,6 +14,7 @@ use serde_json::Value;
 use uuid::Uuid;
 use zrobot_client::wire::{ServiceCreate, ServiceFilter as WireFilter, TaskState as WireState};
 use zrobot_client::{Client, ClientError, Credentials, ScheduleOptions};
+use zrobot_core::remote::LearnError;
 use zrobot_core::{Robot, ServiceFilter};
 
 use crate::api::{ctx, error_chain, json_arg, rt};
@@ -27,6 +28,10 @@ const LONG_POLL: Duration = Duration::from_secs(30);
 #[derive(Default)]
 pub(crate) struct Clients {
     by_url: Mutex<HashMap<String, Client>>,
+    /// Robots whose old, unattributed secrets were matched to their services
+    /// in this run (see [`attribute_old_secrets`]); held while matching, so
+    /// that it happens once.
+    attributed: tokio::sync::Mutex<HashSet<String>>,
     /// How long one request may take (long polls excepted).
     timeout: Duration,
     /// How long a wait goes on while the remote robot cannot be reached.
@@ -37,13 +42,15 @@ impl Clients {
     pub fn new(timeout: Duration, unreachable: Duration) -> Clients {
         Clients {
             by_url: Mutex::default(),
+            attributed: tokio::sync::Mutex::default(),
             timeout,
             unreachable,
         }
     }
 
-    /// A client of robot `name` presenting its token and the secrets kept for it.
-    fn for_robot(&self, robot: &Robot, name: &str) -> mlua::Result<(Client, String)> {
+    /// A client of robot `name` presenting its token and no service secret
+    /// (see [`Remote`] for the calls that add one), and what is kept for it.
+    fn for_robot(&self, robot: &Robot, name: &str) -> mlua::Result<Remote> {
         let Some(cfg) = robot.remote_robot(name) else {
             return Err(rt(format!(
                 "no robot named `{name}`: start this robot with `--robot {name}=URL`, or call robot.robots:get(\"{name}\", URL)"
@@ -65,10 +72,41 @@ impl Clients {
         let credentials = Credentials {
             admin_jwt: cfg.token.clone(),
             user_jwt: cfg.token.clone(),
-            secrets: cfg.secrets.clone(),
+            secrets: Vec::new(),
             god_token: None,
         };
-        Ok((base.with_credentials(credentials), cfg.url))
+        Ok(Remote {
+            client: base.with_credentials(credentials),
+            url: cfg.url.clone(),
+            cfg,
+        })
+    }
+}
+
+/// A known robot, ready to be called.
+struct Remote {
+    /// Its token, no secret.
+    client: Client,
+    url: String,
+    cfg: zrobot_core::remote::RemoteRobot,
+}
+
+impl Remote {
+    /// For a call about service `guid`: its secret only, if one is held.
+    fn about(&self, guid: Uuid) -> Client {
+        self.client.with_secrets(
+            self.cfg
+                .secret_of(guid)
+                .map(str::to_owned)
+                .into_iter()
+                .collect(),
+        )
+    }
+
+    /// For `GET /services`, the one call that needs several secrets: all of
+    /// them (the client sends a long list in batches).
+    fn listing(&self) -> Client {
+        self.client.with_secrets(self.cfg.all_secrets())
     }
 }
 
@@ -78,11 +116,72 @@ fn shared_clients(lua: &Lua) -> mlua::Result<std::sync::Arc<crate::api::Shared>>
         .ok_or_else(|| rt("the robot API is not installed in this state"))
 }
 
-fn client(lua: &Lua, name: &str) -> mlua::Result<(Client, String, Robot)> {
+async fn client(lua: &Lua, name: &str) -> mlua::Result<(Remote, Robot)> {
     let robot = ctx(lua, |c| c.robot.clone())?;
     let shared = shared_clients(lua)?;
-    let (c, url) = shared.clients.for_robot(&robot, name)?;
-    Ok((c, url, robot))
+    let remote = shared.clients.for_robot(&robot, name)?;
+    if remote.cfg.secrets.is_empty() {
+        return Ok((remote, robot));
+    }
+    attribute_old_secrets(&shared.clients, &robot, name, &remote).await;
+    let remote = shared.clients.for_robot(&robot, name)?;
+    Ok((remote, robot))
+}
+
+/// Older settings kept one list of secrets per robot and sent all of them
+/// with every call. Each is matched, once per run, to the service it grants:
+/// the services a bare secret shows, less those shown to anyone (public
+/// services), leave the one it grants. A secret that cannot be matched (its
+/// service is gone or public, or the robot is open) stays in the old list,
+/// presented only when listing services; nothing is lost. If the robot cannot
+/// be reached, matching is tried again on the next call.
+async fn attribute_old_secrets(clients: &Clients, robot: &Robot, name: &str, remote: &Remote) {
+    let mut done = clients.attributed.lock().await;
+    if done.contains(name) {
+        return;
+    }
+    let bare = remote.client.with_credentials(Credentials::default());
+    let everyone = WireFilter::default();
+    let public: HashSet<Uuid> = match bare.services(&everyone).await {
+        Ok(found) => found.into_iter().map(|s| s.guid).collect(),
+        Err(ClientError::Transport { .. }) => return,
+        Err(_) => HashSet::new(),
+    };
+    let mut found = Vec::new();
+    for secret in &remote.cfg.secrets {
+        let shown = match bare
+            .with_secrets(vec![secret.clone()])
+            .services(&everyone)
+            .await
+        {
+            Ok(shown) => shown,
+            Err(ClientError::Transport { .. }) => return,
+            Err(_) => continue,
+        };
+        // A secret that grants nothing shows the public services too, so
+        // only a service shown beyond them is known to be the secret's.
+        let granted: Vec<Uuid> = shown
+            .iter()
+            .map(|s| s.guid)
+            .filter(|g| !public.contains(g))
+            .collect();
+        if let [guid] = granted.as_slice() {
+            found.push((*guid, secret.clone()));
+        }
+    }
+    match robot.attribute_remote_secrets(name, &found).await {
+        Ok(()) => {
+            done.insert(name.to_owned());
+        }
+        Err(e) => tracing::warn!("robot {name}: keeping the secrets found for its services: {e}"),
+    }
+}
+
+/// Forgets the secret of a remote service found gone (404), or deleted.
+async fn forget(robot: &Robot, robot_name: &str, guid: Uuid) {
+    if let Err(e) = robot.forget_remote_secret(robot_name, guid).await {
+        tracing::warn!("robot {robot_name}: forgetting the secret of service {guid}: {e}");
+    }
 }
 
 fn unreachable_bound(lua: &Lua) -> mlua::Result<Duration> {
@@ -91,7 +190,23 @@ fn unreachable_bound(lua: &Lua) -> mlua::Result<Duration> {
 
 /// Runs `call`, retrying when the robot cannot be reached (only calls that are
 /// safe to repeat come here); errors name the robot and the call.
-async fn retried<T, F, Fut>(robot: &str, url: &str, what: &str, mut call: F) -> mlua::Result<T>
+async fn retried<T, F, Fut>(robot: &str, url: &str, what: &str, call: F) -> mlua::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ClientError>>,
+{
+    retried_about(robot, url, what, None, call).await
+}
+
+/// [`retried`] for a call about one service: if the robot answers that the
+/// service does not exist (404), its secret is forgotten.
+async fn retried_about<T, F, Fut>(
+    robot: &str,
+    url: &str,
+    what: &str,
+    service: Option<(&Robot, Uuid)>,
+    mut call: F,
+) -> mlua::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, ClientError>>,
@@ -110,7 +225,12 @@ where
                 tokio::time::sleep(pause).await;
                 pause *= 4;
             }
-            Err(e) => return Err(remote_error(robot, what, &e)),
+            Err(e) => {
+                if let (Some((here, guid)), Some(404)) = (service, e.status()) {
+                    forget(here, robot, guid).await;
+                }
+                return Err(remote_error(robot, what, &e));
+            }
         }
     }
     unreachable!("the loop returns on its last try")
@@ -155,14 +275,12 @@ pub(crate) fn robots_table(lua: &Lua) -> mlua::Result<Table> {
         lua.create_async_function(|lua, (_this, name, url): (LuaValue, String, Option<String>)| async move {
             let robot = ctx(&lua, |c| c.robot.clone())?;
             if let Some(url) = url {
-                let known = robot.remote_robot(&name).map(|r| r.url);
-                if known.as_deref() != Some(url.as_str()) {
-                    Client::new(&url, Credentials::default()).map_err(|e| rt(format!("robot `{name}`: {e}")))?;
-                    robot
-                        .add_remote_robot(&name, &url, None)
-                        .await
-                        .map_err(|e| rt(format!("robot `{name}`: {e}")))?;
-                }
+                Client::new(&url, Credentials::default()).map_err(|e| rt(format!("robot `{name}`: {e}")))?;
+                // A new name carries no token; a known one keeps its URL.
+                robot.learn_remote_robot(&name, &url).await.map_err(|e| match e {
+                    LearnError::Moved { .. } => rt(e.to_string()),
+                    other => rt(format!("robot `{name}`: {other}")),
+                })?;
             } else if robot.remote_robot(&name).is_none() {
                 return Err(rt(format!(
                     "no robot named `{name}`: give its URL, robot.robots:get(\"{name}\", URL), or start this robot with `--robot {name}=URL`"
@@ -213,8 +331,12 @@ impl UserData for RemoteServices {
     fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
         m.add_async_method("find", |lua, this, filter: LuaValue| async move {
             let filter = wire_filter(&lua, filter)?;
-            let (c, url, _) = client(&lua, &this.robot)?;
-            let found = retried(&this.robot, &url, "find services", || c.services(&filter)).await?;
+            let (remote, _) = client(&lua, &this.robot).await?;
+            let c = remote.listing();
+            let found = retried(&this.robot, &remote.url, "find services", || {
+                c.services(&filter)
+            })
+            .await?;
             Ok(found
                 .into_iter()
                 .map(|s| RemoteService::from_wire(&this.robot, &s))
@@ -222,15 +344,22 @@ impl UserData for RemoteServices {
         });
         m.add_async_method("exists", |lua, this, filter: LuaValue| async move {
             let filter = wire_filter(&lua, filter)?;
-            let (c, url, _) = client(&lua, &this.robot)?;
-            let found = retried(&this.robot, &url, "find services", || c.services(&filter)).await?;
+            let (remote, _) = client(&lua, &this.robot).await?;
+            let c = remote.listing();
+            let found = retried(&this.robot, &remote.url, "find services", || {
+                c.services(&filter)
+            })
+            .await?;
             Ok(!found.is_empty())
         });
         m.add_async_method("get", |lua, this, filter: LuaValue| async move {
             let filter = wire_filter(&lua, filter)?;
-            let (c, url, _) = client(&lua, &this.robot)?;
-            let mut found =
-                retried(&this.robot, &url, "find services", || c.services(&filter)).await?;
+            let (remote, _) = client(&lua, &this.robot).await?;
+            let c = remote.listing();
+            let mut found = retried(&this.robot, &remote.url, "find services", || {
+                c.services(&filter)
+            })
+            .await?;
             match found.len() {
                 1 => Ok(RemoteService::from_wire(&this.robot, &found.remove(0))),
                 0 => Err(rt(format!(
@@ -260,13 +389,16 @@ impl UserData for RemoteServices {
             "find_or_create",
             |lua, this, (template, name, data): (String, String, LuaValue)| async move {
                 let data = json_arg(&lua, data, "service data")?;
-                let (c, url, _) = client(&lua, &this.robot)?;
+                let (remote, _) = client(&lua, &this.robot).await?;
+                let c = remote.listing();
                 let filter = WireFilter {
                     name: Some(name.clone()),
                     ..Default::default()
                 };
-                let found =
-                    retried(&this.robot, &url, "find services", || c.services(&filter)).await?;
+                let found = retried(&this.robot, &remote.url, "find services", || {
+                    c.services(&filter)
+                })
+                .await?;
                 if let Some(s) = found.first() {
                     return Ok(RemoteService::from_wire(&this.robot, s));
                 }
@@ -288,7 +420,10 @@ async fn create(
     public: bool,
     or_existing: bool,
 ) -> mlua::Result<RemoteService> {
-    let (c, url, robot) = client(lua, robot_name)?;
+    let (remote, robot) = client(lua, robot_name).await?;
+    // Creating needs no service secret: the token, or an open robot.
+    let c = remote.client.clone();
+    let url = remote.url.clone();
     let req = ServiceCreate {
         template,
         name: name.clone(),
@@ -301,7 +436,7 @@ async fn create(
         match c.create_service(&req).await {
             Ok(created) => {
                 robot
-                    .add_remote_secret(robot_name, &created.secret)
+                    .add_remote_secret(robot_name, created.service.guid, &created.secret)
                     .await
                     .map_err(|e| {
                         rt(format!(
@@ -317,7 +452,8 @@ async fn create(
                     name: Some(name.clone()),
                     ..Default::default()
                 };
-                let found = retried(robot_name, &url, &what, || c.services(&filter)).await?;
+                let lister = remote.listing();
+                let found = retried(robot_name, &url, &what, || lister.services(&filter)).await?;
                 if let Some(s) = found.first() {
                     return Ok(RemoteService::from_wire(robot_name, s));
                 }
@@ -380,9 +516,14 @@ impl UserData for RemoteService {
 
     fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
         m.add_async_method("state", |lua, this, ()| async move {
-            let (c, url, _) = client(&lua, &this.robot)?;
+            let (remote, robot) = client(&lua, &this.robot).await?;
+            let c = remote.about(this.guid);
             let what = format!("state of service `{}`", this.name);
-            let s = retried(&this.robot, &url, &what, || c.service(this.guid)).await?;
+            let gone = Some((&robot, this.guid));
+            let s = retried_about(&this.robot, &remote.url, &what, gone, || {
+                c.service(this.guid)
+            })
+            .await?;
             let t = lua.create_table()?;
             for row in s.state {
                 let cat: Table = match t.get::<Option<Table>>(row.category.as_str())? {
@@ -402,16 +543,22 @@ impl UserData for RemoteService {
             Ok(t)
         });
         m.add_async_method("actions", |lua, this, ()| async move {
-            let (c, url, _) = client(&lua, &this.robot)?;
+            let (remote, robot) = client(&lua, &this.robot).await?;
+            let c = remote.about(this.guid);
             let what = format!("actions of service `{}`", this.name);
-            let actions = retried(&this.robot, &url, &what, || c.actions(this.guid)).await?;
+            let gone = Some((&robot, this.guid));
+            let actions = retried_about(&this.robot, &remote.url, &what, gone, || {
+                c.actions(this.guid)
+            })
+            .await?;
             Ok(actions.into_iter().map(|a| a.name).collect::<Vec<_>>())
         });
         m.add_async_method(
             "schedule_action",
             |lua, this, (action, args): (String, LuaValue)| async move {
                 let args = json_arg(&lua, args, "schedule_action arguments")?;
-                let (c, url, _) = client(&lua, &this.robot)?;
+                let (remote, robot) = client(&lua, &this.robot).await?;
+                let c = remote.about(this.guid);
                 let (caller_task, traceparent) = traceparent(&lua)?;
                 let options = ScheduleOptions {
                     // The same key on every try: the robot schedules once.
@@ -420,7 +567,8 @@ impl UserData for RemoteService {
                     traceparent: Some(traceparent),
                 };
                 let what = format!("schedule `{action}` on service `{}`", this.name);
-                let task = retried(&this.robot, &url, &what, || {
+                let gone = Some((&robot, this.guid));
+                let task = retried_about(&this.robot, &remote.url, &what, gone, || {
                     c.schedule_with(this.guid, &action, args.clone(), &options)
                 })
                 .await?;
@@ -434,9 +582,17 @@ impl UserData for RemoteService {
             },
         );
         m.add_async_method("delete", |lua, this, ()| async move {
-            let (c, url, _) = client(&lua, &this.robot)?;
+            let (remote, robot) = client(&lua, &this.robot).await?;
+            let c = remote.about(this.guid);
             let what = format!("delete service `{}`", this.name);
-            retried(&this.robot, &url, &what, || c.delete_service(this.guid)).await
+            let gone = Some((&robot, this.guid));
+            retried_about(&this.robot, &remote.url, &what, gone, || {
+                c.delete_service(this.guid)
+            })
+            .await?;
+            // Deleted: its secret grants nothing any more.
+            forget(&robot, &this.robot, this.guid).await;
+            Ok(())
         });
         m.add_meta_method("__tostring", |_, this, ()| {
             Ok(format!(
@@ -481,13 +637,15 @@ impl UserData for RemoteTask {
 
     fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
         m.add_async_method("state", |lua, this, ()| async move {
-            let (c, url, _) = client(&lua, &this.robot)?;
+            let (remote, _) = client(&lua, &this.robot).await?;
+            let (c, url) = (remote.about(this.service), remote.url);
             let what = format!("state of task {}", this.describe());
             let t = retried(&this.robot, &url, &what, || c.task(this.service, this.guid)).await?;
             Ok(state_name(t.state))
         });
         m.add_async_method("result", |lua, this, ()| async move {
-            let (c, url, _) = client(&lua, &this.robot)?;
+            let (remote, _) = client(&lua, &this.robot).await?;
+            let (c, url) = (remote.about(this.service), remote.url);
             let what = format!("result of task {}", this.describe());
             let t = retried(&this.robot, &url, &what, || c.task(this.service, this.guid)).await?;
             match (t.state, t.result_value()) {
@@ -496,7 +654,8 @@ impl UserData for RemoteTask {
             }
         });
         m.add_async_method("cancel", |lua, this, ()| async move {
-            let (c, url, _) = client(&lua, &this.robot)?;
+            let (remote, _) = client(&lua, &this.robot).await?;
+            let (c, url) = (remote.about(this.service), remote.url);
             let what = format!("cancel task {}", this.describe());
             retried(&this.robot, &url, &what, || {
                 c.cancel_task(this.service, this.guid)
@@ -513,7 +672,8 @@ impl UserData for RemoteTask {
                     ))
                 }
             };
-            let (c, url, _) = client(&lua, &this.robot)?;
+            let (remote, _) = client(&lua, &this.robot).await?;
+            let (c, url) = (remote.about(this.service), remote.url);
             let bound = unreachable_bound(&lua)?;
             let started = Instant::now();
             let mut unreachable_since: Option<Instant> = None;

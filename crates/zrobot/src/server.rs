@@ -81,6 +81,14 @@ pub struct StartArgs {
     /// Seconds a wait on another robot's task goes on while that robot cannot be reached.
     #[arg(long, default_value_t = 30.0, value_name = "SECS")]
     pub remote_unreachable_after: f64,
+    /// MiB of a process's stdout (and as many of its stderr) `robot.exec`
+    /// keeps; past them the process is killed and the action fails.
+    #[arg(long, default_value_t = 16, value_name = "MIB")]
+    pub exec_output_limit: usize,
+    /// MiB of a response body `robot.http.request` reads; past them the
+    /// request is dropped and the action fails.
+    #[arg(long, default_value_t = 16, value_name = "MIB")]
+    pub http_body_limit: usize,
     /// Finished tasks kept per service.
     #[arg(long, default_value_t = 1000, value_name = "N")]
     pub history_max_tasks: usize,
@@ -141,7 +149,15 @@ pub async fn start(args: StartArgs) -> Result<()> {
         }
         Ok(Duration::from_secs_f64(v))
     };
+    let mebibytes = |flag: &str, v: usize| -> Result<usize> {
+        match v.checked_mul(1024 * 1024) {
+            Some(n) if v > 0 => Ok(n),
+            _ => bail!("{flag} must be a positive number of MiB (at most a few thousand)"),
+        }
+    };
     let engine = LuaEngine::new(LuaConfig {
+        exec_output_limit: mebibytes("--exec-output-limit", args.exec_output_limit)?,
+        http_body_limit: mebibytes("--http-body-limit", args.http_body_limit)?,
         allow_exec: !args.no_exec,
         remote_timeout: seconds("--remote-timeout", args.remote_timeout)?,
         remote_unreachable: seconds("--remote-unreachable-after", args.remote_unreachable_after)?,

@@ -3,6 +3,7 @@
 
 mod util;
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -55,6 +56,17 @@ end
 function vm.register(self, args)
   local r = robot.robots:get(args.name, args.url)
   return r.name
+end
+function vm.drop(self, args)
+  robot.robots[args.robot].services:get({name = args.node}):delete()
+end
+function vm.poke(self, args)
+  -- Holds a handle while the test deletes the service behind it.
+  local h = robot.robots[args.robot].services:get({name = args.node})
+  self.state:set("poke", args.node, "ok")
+  while not robot.services:exists({name = args.go}) do robot.sleep(0.02) end
+  local ok, err = pcall(function() return h:state() end)
+  return tostring(err)
 end
 return vm
 "#;
@@ -353,4 +365,455 @@ async fn a_robot_cannot_act_on_services_it_holds_no_secret_for() {
     assert_eq!(t.state, TaskState::Error);
     let msg = t.eco.unwrap().message;
     assert!(msg.contains("robot `b`"), "{msg}");
+}
+
+/// A TCP relay on loopback to another robot that records every byte its
+/// clients send, so a test reads each request a robot sends to another.
+struct Relay {
+    url: String,
+    sent: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Relay {
+    async fn to(target: &str) -> Relay {
+        let target = target.trim_start_matches("http://").to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let record = sent.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let target = target.clone();
+                let record = record.clone();
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    let (mut from_server, mut to_server) = server.into_split();
+                    let (mut from_client, mut to_client) = client.split();
+                    let upstream = async {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        loop {
+                            match from_client.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => {
+                                    record.lock().unwrap().extend_from_slice(&buf[..n]);
+                                    if to_server.write_all(&buf[..n]).await.is_err() {
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                        let _ = to_server.shutdown().await;
+                    };
+                    let downstream = async {
+                        let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
+                        let _ = to_client.shutdown().await;
+                    };
+                    tokio::join!(upstream, downstream);
+                });
+            }
+        });
+        Relay { url, sent }
+    }
+
+    /// The heads (request line and headers) of the requests sent so far.
+    fn heads(&self) -> Vec<String> {
+        request_heads(&String::from_utf8_lossy(&self.sent.lock().unwrap()))
+    }
+
+    fn clear(&self) {
+        self.sent.lock().unwrap().clear();
+    }
+}
+
+/// Splits what clients sent into request heads: each starts with a request
+/// line ending in ` HTTP/1.1` and ends at its blank line.
+fn request_heads(text: &str) -> Vec<String> {
+    let mut heads = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(" HTTP/1.1\r\n") {
+        let start = rest[..at].rfind('\n').map_or(0, |i| i + 1);
+        let end = rest[at..].find("\r\n\r\n").map_or(rest.len(), |i| at + i);
+        heads.push(rest[start..end].to_owned());
+        rest = &rest[end..];
+    }
+    heads
+}
+
+/// The service secrets a request head presents.
+fn secrets_in(head: &str) -> Vec<String> {
+    head.lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("zrobotsecret")
+                .then(|| value.trim().trim_start_matches("Bearer").to_owned())
+        })
+        .map(|v| v.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+fn has_header(head: &str, name: &str) -> bool {
+    head.lines().any(|l| {
+        l.split_once(':')
+            .is_some_and(|(n, _)| n.eq_ignore_ascii_case(name))
+    })
+}
+
+/// An HTTP server on loopback that answers every request with `answer` (a
+/// whole response, `{url}` replaced by its own address) and records the
+/// request heads it gets.
+async fn answering(answer: &str) -> (String, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let answer = answer.replace("{url}", &url);
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let record = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 4096];
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            record
+                .lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&got).into_owned());
+            let _ = s.write_all(answer.as_bytes()).await;
+            let _ = s.shutdown().await;
+        }
+    });
+    (url, heads)
+}
+
+const NOT_FOUND: &str = "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: 40\r\nconnection: close\r\n\r\n{\"code\":404,\"message\":\"nothing here!!\"}";
+
+/// Attack: robot A is told `--robot hop=URL,TOKEN_FILE`; the robot at URL
+/// answers 307 to another host, and A used to follow it with its
+/// `ZrobotAdmin`/`ZrobotUser` token (reqwest strips only `Authorization`).
+/// Now no redirect is followed: the other host gets nothing, and the action
+/// fails naming the robot URL, the `Location` and the fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_never_carries_the_token_to_another_host() {
+    let tmp = tempfile::tempdir().unwrap();
+    let url = repo(&tmp.path().join("acme/templates"));
+    let (elsewhere, stolen) = answering(NOT_FOUND).await;
+    let redirect = format!(
+        "HTTP/1.1 307 Temporary Redirect\r\nlocation: {}/services\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        elsewhere.replace("127.0.0.1", "localhost")
+    );
+    let (hop, asked) = answering(&redirect).await;
+    let token = tmp.path().join("hop.token");
+    std::fs::write(&token, "token-for-hop-only").unwrap();
+    let a = RobotProcess::start(
+        &tmp.path().join("a"),
+        &[
+            "--god",
+            "-T",
+            &url,
+            "--robot",
+            &format!("hop={hop},{}", token.display()),
+        ],
+    );
+    vm(&a, "vm1").await;
+    let t = run(&a, "vm1", "get", json!({"robot": "hop", "node": "node1"})).await;
+    assert_eq!(t.state, TaskState::Error);
+    let msg = t.eco.unwrap().message;
+    assert!(
+        msg.contains("307")
+            && msg.contains(&hop)
+            && msg.contains("/services")
+            && msg.contains("configure the final URL"),
+        "{msg}"
+    );
+    // The configured robot was asked, with its token; the other host never.
+    let asked = asked.lock().unwrap().clone();
+    assert!(!asked.is_empty());
+    assert!(
+        asked.iter().all(|h| h.contains("token-for-hop-only")),
+        "{asked:?}"
+    );
+    let stolen = stolen.lock().unwrap().clone();
+    assert!(
+        stolen.is_empty(),
+        "the token went to another host: {stolen:?}"
+    );
+}
+
+/// Attack: a template calls `robot.robots:get("edge", "http://elsewhere")`;
+/// that used to re-point the known robot `edge` (configured by flag with a
+/// token) at a URL of the template's choosing, with edge's token and secrets,
+/// persistently. Now it is an error naming both URLs, edge stays where it is,
+/// and a new name added by a template carries no credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_cannot_move_a_known_robot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let url = repo(&tmp.path().join("acme/templates"));
+    let b = RobotProcess::start(&tmp.path().join("b"), &["--god", "-T", &url]);
+    let token = tmp.path().join("edge.token");
+    std::fs::write(&token, b.god_token()).unwrap();
+    let (elsewhere, stolen) = answering(NOT_FOUND).await;
+    let mut a = RobotProcess::start(
+        &tmp.path().join("a"),
+        &[
+            "--god",
+            "-T",
+            &url,
+            "--robot",
+            &format!("edge={},{}", b.url, token.display()),
+        ],
+    );
+    vm(&a, "vm1").await;
+    let t = run(
+        &a,
+        "vm1",
+        "register",
+        json!({"name": "edge", "url": elsewhere}),
+    )
+    .await;
+    assert_eq!(t.state, TaskState::Error);
+    let msg = t.eco.unwrap().message;
+    assert!(
+        msg.contains("robot `edge`") && msg.contains(&b.url) && msg.contains(&elsewhere),
+        "{msg}"
+    );
+    // The same URL spelt another way is no move.
+    let t = run(
+        &a,
+        "vm1",
+        "register",
+        json!({"name": "edge", "url": format!("{}/", b.url)}),
+    )
+    .await;
+    assert_eq!(t.state, TaskState::Ok, "{:?}", t.eco);
+    // Edge is still where it was, also after a restart of A.
+    let t = run(
+        &a,
+        "vm1",
+        "install",
+        json!({"robot": "edge", "node": "node1"}),
+    )
+    .await;
+    assert_eq!(t.state, TaskState::Ok, "{:?}", t.eco);
+    a.restart();
+    let t = run(
+        &a,
+        "vm1",
+        "install",
+        json!({"robot": "edge", "node": "node1"}),
+    )
+    .await;
+    assert_eq!(t.state, TaskState::Ok, "{:?}", t.eco);
+    assert!(stolen.lock().unwrap().is_empty());
+
+    // A new name is fine, and carries no credentials.
+    let t = run(
+        &a,
+        "vm1",
+        "register",
+        json!({"name": "other", "url": elsewhere}),
+    )
+    .await;
+    assert_eq!(t.state, TaskState::Ok, "{:?}", t.eco);
+    let t = run(&a, "vm1", "get", json!({"robot": "other", "node": "node1"})).await;
+    assert_eq!(t.state, TaskState::Error);
+    let heads = stolen.lock().unwrap().clone();
+    assert!(!heads.is_empty());
+    for h in &heads {
+        assert!(
+            !has_header(h, "zrobotadmin")
+                && !has_header(h, "zrobotuser")
+                && !has_header(h, "zrobotsecret"),
+            "credentials went to a robot a template added: {h}"
+        );
+        assert!(!h.contains(&b.god_token()), "{h}");
+    }
+}
+
+/// Writes settings as older versions kept them (one list of secrets per
+/// robot) into the database of a robot that is not running.
+async fn write_old_settings(data_dir: &std::path::Path, robots: serde_json::Value) {
+    std::fs::create_dir_all(data_dir).unwrap();
+    let store = zrobot_store::SqliteStore::open(
+        &data_dir.join("zrobot.db"),
+        zrobot_core::store::Retention {
+            max_tasks: 1000,
+            max_age_secs: 3600.0,
+        },
+    )
+    .unwrap();
+    let robot = zrobot_core::Robot::new(
+        zrobot_core::RobotConfig::default(),
+        std::sync::Arc::new(zrobot_lua::LuaEngine::default()),
+        std::sync::Arc::new(store),
+    );
+    robot.put_setting("robots", robots).await.unwrap();
+}
+
+/// Attack: a robot presented every secret it held for another robot with
+/// every call, so a call about one service told the other robot (and anyone
+/// on the way) the secrets of all the others. Now a call about a service
+/// carries its secret only; listing carries the list. Settings of older
+/// versions (one list) are matched to their services and keep working; a
+/// secret that matches nothing is kept; secrets of deleted services (by the
+/// proxy's delete, or found gone) are dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_call_presents_only_the_secret_of_its_service() {
+    let tmp = tempfile::tempdir().unwrap();
+    let url = repo(&tmp.path().join("acme/templates"));
+    let key = tmp.path().join("jwt.key");
+    std::fs::write(&key, "a shared secret for the test robot").unwrap();
+    let b = RobotProcess::start(
+        &tmp.path().join("b"),
+        &[
+            "--god",
+            "-T",
+            &url,
+            "--jwt-key",
+            key.to_str().unwrap(),
+            "--admin-organization",
+            "ops",
+        ],
+    );
+    let bc = b.god_client();
+    let mut secrets = std::collections::BTreeMap::new();
+    let mut guids = std::collections::BTreeMap::new();
+    for (name, public) in [("n1", false), ("n2", false), ("shown", true)] {
+        let created = bc
+            .create_service(&ServiceCreate {
+                template: "node".into(),
+                name: name.into(),
+                data: json!({}),
+                public,
+            })
+            .await
+            .unwrap();
+        secrets.insert(name, created.secret);
+        guids.insert(name, created.service.guid);
+    }
+    let relay = Relay::to(&b.url).await;
+    let stale = "a-secret-of-a-service-long-gone";
+    write_old_settings(
+        &tmp.path().join("a"),
+        json!({"b": {
+            "url": relay.url,
+            // A token too, so that B tells a deleted service (404) from a
+            // refused secret (403).
+            "token": b.god_token(),
+            "secrets": [secrets["n1"], secrets["n2"], secrets["shown"], stale],
+        }}),
+    )
+    .await;
+    let mut a = RobotProcess::start(&tmp.path().join("a"), &["--god", "-T", &url]);
+    vm(&a, "vm1").await;
+
+    let scheduled_on = |relay: &Relay, guid: uuid::Uuid| -> Vec<Vec<String>> {
+        relay
+            .heads()
+            .iter()
+            .filter(|h| h.starts_with(&format!("POST /services/{guid}/task_list")))
+            .map(|h| secrets_in(h))
+            .collect()
+    };
+    for node in ["n1", "n2"] {
+        relay.clear();
+        let t = run(&a, "vm1", "install", json!({"robot": "b", "node": node})).await;
+        assert_eq!(t.state, TaskState::Ok, "{node}: {:?}", t.eco);
+        assert_eq!(
+            scheduled_on(&relay, guids[node]),
+            vec![vec![secrets[node].clone()]]
+        );
+        // Every call about that service carries its secret and no other.
+        for h in relay.heads() {
+            if h.contains(&format!("/services/{}", guids[node])) {
+                assert_eq!(secrets_in(&h), vec![secrets[node].clone()], "{h}");
+            }
+        }
+    }
+    // The matching is kept across a restart, and a listing still carries
+    // every secret, those that matched nothing (a public service's, a
+    // stale one) included.
+    a.restart();
+    relay.clear();
+    let t = run(&a, "vm1", "install", json!({"robot": "b", "node": "n1"})).await;
+    assert_eq!(t.state, TaskState::Ok, "{:?}", t.eco);
+    assert_eq!(
+        scheduled_on(&relay, guids["n1"]),
+        vec![vec![secrets["n1"].clone()]]
+    );
+    let heads = relay.heads();
+    // Matching the old list asks with one secret at a time, no token.
+    for probe in heads.iter().filter(|h| h.starts_with("GET /services ")) {
+        assert!(secrets_in(probe).len() <= 1, "{probe}");
+        assert!(!has_header(probe, "zrobotadmin"), "{probe}");
+    }
+    let listings: Vec<Vec<String>> = heads
+        .iter()
+        .filter(|h| h.starts_with("GET /services?name="))
+        .map(|h| secrets_in(h))
+        .collect();
+    assert!(!listings.is_empty());
+    for l in &listings {
+        for s in [
+            &secrets["n1"],
+            &secrets["n2"],
+            &secrets["shown"],
+            &stale.to_owned(),
+        ] {
+            assert!(l.contains(s), "a listing lost a secret: {l:?}");
+        }
+    }
+
+    // Deleted through the proxy: its secret is no longer presented.
+    let t = run(&a, "vm1", "drop", json!({"robot": "b", "node": "n1"})).await;
+    assert_eq!(t.state, TaskState::Ok, "{:?}", t.eco);
+    // Deleted behind A's back: found gone (404), its secret is dropped too.
+    let ac = a.god_client();
+    let vm1 = ac.service_by_name("vm1").await.guid;
+    let poke = ac
+        .schedule(vm1, "poke", json!({"robot": "b", "node": "n2", "go": "go"}))
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            ac.service(vm1)
+                .await
+                .is_ok_and(|s| s.state.iter().any(|r| r.category == "poke"))
+        })
+        .await
+    );
+    bc.delete_service(guids["n2"]).await.unwrap();
+    vm(&a, "go").await;
+    let poked = ac
+        .wait_done(vm1, poke.guid, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(poked.state, TaskState::Ok, "{:?}", poked.eco);
+    assert!(
+        poked
+            .result_value()
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .contains("404"),
+        "{poked:?}"
+    );
+    relay.clear();
+    let t = run(&a, "vm1", "get", json!({"robot": "b", "node": "shown"})).await;
+    assert_eq!(t.state, TaskState::Ok, "{:?}", t.eco);
+    let heads = relay.heads();
+    let listing = heads
+        .iter()
+        .find(|h| h.starts_with("GET /services?name="))
+        .unwrap();
+    let presented = secrets_in(listing);
+    assert!(!presented.contains(&secrets["n1"]), "{presented:?}");
+    assert!(!presented.contains(&secrets["n2"]), "{presented:?}");
+    assert!(presented.contains(&secrets["shown"]) && presented.contains(&stale.to_owned()));
 }

@@ -308,12 +308,96 @@ impl Robot {
         .await
     }
 
-    /// Keeps, durably, a secret of a service on robot `name`.
-    pub async fn add_remote_secret(&self, name: &str, secret: &str) -> Result<(), CoreError> {
+    /// Learns a robot a template names: a new name is added with no token;
+    /// a known name must keep its URL (compared normalised), since its token
+    /// and secrets were given for that URL. Only the operator moves a robot
+    /// ([`Self::add_remote_robot`]).
+    pub async fn learn_remote_robot(
+        &self,
+        name: &str,
+        url: &str,
+    ) -> Result<(), crate::remote::LearnError> {
+        use crate::remote::LearnError;
+        if !crate::remote::valid_robot_name(name) {
+            return Err(CoreError::InvalidName(name.to_owned()).into());
+        }
+        let _guard = self.0.remote_lock.lock().await;
+        let mut robots = self.remote_robots();
+        if let Some(known) = robots.get(name) {
+            if crate::remote::same_url(&known.url, url) {
+                return Ok(());
+            }
+            return Err(LearnError::Moved {
+                name: name.to_owned(),
+                known: known.url.clone(),
+                asked: url.to_owned(),
+            });
+        }
+        robots.insert(
+            name.to_owned(),
+            crate::remote::RemoteRobot {
+                url: url.to_owned(),
+                ..Default::default()
+            },
+        );
+        self.put_remote_robots(&robots).await?;
+        Ok(())
+    }
+
+    /// Keeps, durably, the secret of service `guid` on robot `name`.
+    pub async fn add_remote_secret(
+        &self,
+        name: &str,
+        guid: uuid::Uuid,
+        secret: &str,
+    ) -> Result<(), CoreError> {
         self.update_remote_robots(|robots| {
             if let Some(r) = robots.get_mut(name) {
-                if !r.secrets.iter().any(|s| s == secret) {
-                    r.secrets.push(secret.to_owned());
+                r.service_secrets.insert(guid, secret.to_owned());
+            }
+        })
+        .await
+    }
+
+    /// Forgets the secret of service `guid` on robot `name`: the service was
+    /// deleted, or that robot no longer has it.
+    pub async fn forget_remote_secret(
+        &self,
+        name: &str,
+        guid: uuid::Uuid,
+    ) -> Result<(), CoreError> {
+        if self
+            .remote_robot(name)
+            .is_none_or(|r| !r.service_secrets.contains_key(&guid))
+        {
+            return Ok(());
+        }
+        self.update_remote_robots(|robots| {
+            if let Some(r) = robots.get_mut(name) {
+                r.service_secrets.remove(&guid);
+            }
+        })
+        .await
+    }
+
+    /// Moves secrets of the old, unattributed list of robot `name` to the
+    /// services they were found to grant. A secret no longer in the list
+    /// (moved meanwhile) is left alone.
+    pub async fn attribute_remote_secrets(
+        &self,
+        name: &str,
+        found: &[(uuid::Uuid, String)],
+    ) -> Result<(), CoreError> {
+        if found.is_empty() {
+            return Ok(());
+        }
+        self.update_remote_robots(|robots| {
+            if let Some(r) = robots.get_mut(name) {
+                for (guid, secret) in found {
+                    if let Some(i) = r.secrets.iter().position(|s| s == secret) {
+                        r.secrets.remove(i);
+                        r.service_secrets.insert(*guid, secret.clone());
+                    }
                 }
             }
         })
@@ -328,7 +412,15 @@ impl Robot {
         let _guard = self.0.remote_lock.lock().await;
         let mut robots = self.remote_robots();
         f(&mut robots);
-        let value = serde_json::to_value(&robots).map_err(|e| CoreError::Storage(e.to_string()))?;
+        self.put_remote_robots(&robots).await
+    }
+
+    /// Stores the known robots; the caller holds `remote_lock`.
+    async fn put_remote_robots(
+        &self,
+        robots: &crate::remote::RemoteRobots,
+    ) -> Result<(), CoreError> {
+        let value = serde_json::to_value(robots).map_err(|e| CoreError::Storage(e.to_string()))?;
         self.put_setting(crate::remote::SETTING, value).await
     }
 

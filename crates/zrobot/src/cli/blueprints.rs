@@ -37,10 +37,15 @@ pub async fn execute(ctx: &mut Ctx, file: &Path, wait: bool) -> Result<ExitCode>
     if !ctx.json {
         show_created(&result);
     }
-    // The tasks may be on services created now or before: carry every secret.
+    // The tasks may be on services created now or before: each is followed
+    // with the secret of its own service.
     let target = ctx.target()?;
-    let follower = ctx.client(&target, Secrets::All)?;
-    let followed = follow::follow(&follower, result.tasks.clone()).await;
+    let follower = ctx.client(&target, Secrets::None)?;
+    let secrets = &target.entry.secrets;
+    let followed = follow::follow_with(&follower, result.tasks.clone(), |guid| {
+        secrets.get(&guid).map(|s| s.secret.clone())
+    })
+    .await;
     if ctx.json {
         output::json(&BlueprintResult {
             services: result.services,

@@ -52,7 +52,7 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
             return match c {
                 ClientError::Transport { .. } | ClientError::Decode { .. } => EXIT_UNREACHABLE,
                 ClientError::InvalidUrl { .. } => EXIT_USAGE,
-                ClientError::Api { .. } => EXIT_FAILURE,
+                ClientError::Api { .. } | ClientError::Redirect { .. } => EXIT_FAILURE,
             };
         }
     }
@@ -97,10 +97,12 @@ impl Target {
     }
 }
 
-/// Which service secrets a request carries: each is a header entry, so only
-/// those the request needs.
+/// Which service secrets a request carries: only those the request needs, so
+/// that a robot learns no secret of a service the request is not about.
 pub enum Secrets {
     None,
+    /// Every stored secret: only for `GET /services`, the one request that
+    /// may need several (the client sends them in batches the robot accepts).
     All,
     One(Uuid),
 }
@@ -337,6 +339,15 @@ pub fn explain(target: &Target, e: ClientError, need: Need<'_>) -> anyhow::Error
             ),
         ),
         ClientError::InvalidUrl { .. } => failure(EXIT_USAGE, e.to_string()),
+        ClientError::Redirect { location, .. } => {
+            let name = target.name.clone().unwrap_or_else(|| "NAME".to_owned());
+            failure(
+                EXIT_FAILURE,
+                format!(
+                    "{label}: {e}\n  hint: if {location} is the robot's real address, connect to it: `zrobot robot connect {name} URL`"
+                ),
+            )
+        }
         ClientError::Api { code, message, .. } => {
             let hint = hint(target, *code, &need);
             let mut text = format!("{label} answered {code}: {message}");

@@ -46,6 +46,17 @@ impl Followed {
 /// Follows every task until it is done. `client` must be allowed to see
 /// each task (a secret of its service, or a JWT).
 pub async fn follow(client: &Client, tasks: Vec<Task>) -> Vec<Followed> {
+    follow_with(client, tasks, |_| None).await
+}
+
+/// [`follow`], each task asked about with the secret `secret_of` gives for
+/// its service (when it gives one) rather than the secrets of `client`: a
+/// request carries the secret of the service it addresses and no other.
+pub async fn follow_with(
+    client: &Client,
+    tasks: Vec<Task>,
+    secret_of: impl Fn(uuid::Uuid) -> Option<String>,
+) -> Vec<Followed> {
     let progress = MultiProgress::with_draw_target(if std::io::stderr().is_terminal() {
         ProgressDrawTarget::stderr()
     } else {
@@ -78,7 +89,10 @@ pub async fn follow(client: &Client, tasks: Vec<Task>) -> Vec<Followed> {
             pb.enable_steady_tick(Duration::from_millis(120));
             pb
         });
-        let client = client.clone();
+        let client = match secret_of(task.service_guid) {
+            Some(secret) => client.with_secrets(vec![secret]),
+            None => client.clone(),
+        };
         let limit = limit.clone();
         let total = total.clone();
         handles.push(tokio::spawn(async move {
