@@ -1,0 +1,387 @@
+//! Lua patterns in templates: the robot's `string.find`, `match`, `gmatch`
+//! and `gsub` give what C Lua 5.4 gives (results and error messages, checked
+//! against the C functions on generated cases), and a pattern that would
+//! backtrack for minutes ends with its action's timeout.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use mlua::{Lua, Value};
+use proptest::prelude::*;
+use serde_json::json;
+use zrobot_core::{RobotConfig, TaskState};
+use zrobot_lua::LuaConfig;
+
+// ---------------------------------------------------------------------------
+// The same calls on a state with C Lua's functions and one with ours.
+
+/// Serializes every result (type and value) and the error, if any.
+const SER: &str = r#"
+local function ser(...)
+  local t = {}
+  for i = 1, select('#', ...) do
+    local v = select(i, ...)
+    t[i] = (math.type(v) or type(v)) .. ":" .. tostring(v)
+  end
+  return table.concat(t, "|")
+end
+return ser
+"#;
+
+struct Pair {
+    c: Lua,
+    rust: Lua,
+}
+
+impl Pair {
+    fn new() -> Pair {
+        let c = Lua::new();
+        let rust = Lua::new();
+        zrobot_lua::pattern::install(&rust).unwrap();
+        for lua in [&c, &rust] {
+            let ser: mlua::Function = lua.load(SER).eval().unwrap();
+            lua.globals().set("ser", ser).unwrap();
+        }
+        Pair { c, rust }
+    }
+
+    /// Runs `code` (a chunk returning a string) with the globals set by
+    /// `set` in both states, and returns both outcomes.
+    fn both(&self, code: &str, set: impl Fn(&Lua) -> mlua::Result<()>) -> (String, String) {
+        let run = |lua: &Lua| -> String {
+            set(lua).unwrap();
+            match lua.load(code).set_name("=case").eval::<mlua::LuaString>() {
+                Ok(s) => String::from_utf8_lossy(&s.as_bytes()).into_owned(),
+                Err(e) => format!("raised: {e}"),
+            }
+        };
+        (run(&self.c), run(&self.rust))
+    }
+
+    fn same(
+        &self,
+        code: &str,
+        set: impl Fn(&Lua) -> mlua::Result<()>,
+    ) -> Result<(), TestCaseError> {
+        let (c, rust) = self.both(code, set);
+        prop_assert_eq!(&c, &rust, "code: {}", code);
+        Ok(())
+    }
+}
+
+/// Pieces patterns are made of: items, sets, classes, quantifiers, anchors,
+/// captures, back-references, `%b`, `%f`, and pieces that make them malformed.
+const PIECES: &[&str] = &[
+    "a", "b", "a", "b", ".", "%a", "%d", "%s", "%w", "%p", "%A", "%S", "%x", "%%", "%.", "[ab]",
+    "[^a]", "[a-c]", "[%d.]", "[]]", "[^]a]", "[a-]", "*", "+", "-", "?", "*", "+", "-", "?", "(",
+    ")", "(", ")", "()", "%1", "%2", "%0", "%b()", "%b[]", "%b", "%f[%w]", "%f[^a]", "%fa", "^",
+    "$", "%", "[", "[^", "]", "%z", "x", " ", "1", "\0",
+];
+
+/// Bytes subjects are made of.
+const SUBJECT: &[u8] = b"aab()[]-%. 1x\0A";
+
+/// Pieces of replacement strings.
+const REPL: &[&str] = &["x", "%0", "%1", "%2", "%%", "%", "y", "%a", ""];
+
+fn pattern() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(prop::sample::select(PIECES), 0..7).prop_map(|v| v.concat().into_bytes())
+}
+
+fn subject() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(prop::sample::select(SUBJECT), 0..12)
+}
+
+fn init() -> impl Strategy<Value = Option<i64>> {
+    prop::option::of(-14i64..16)
+}
+
+fn set_args<'a>(
+    s: &'a [u8],
+    p: &'a [u8],
+    i: Option<i64>,
+) -> impl Fn(&Lua) -> mlua::Result<()> + 'a {
+    move |lua| {
+        let g = lua.globals();
+        g.set("S", lua.create_string(s)?)?;
+        g.set("P", lua.create_string(p)?)?;
+        g.set("I", i)?;
+        Ok(())
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 600, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn find_and_match_are_c_lua(s in subject(), p in pattern(), i in init(), plain in prop::option::of(any::<bool>())) {
+        let pair = Pair::new();
+        let set = set_args(&s, &p, i);
+        let plain_arg = match plain { None => "", Some(true) => ", true", Some(false) => ", false" };
+        pair.same(&format!("return ser(pcall(function() return string.find(S, P, I{plain_arg}) end))"), &set)?;
+        pair.same("return ser(pcall(function() return S:match(P, I) end))", &set)?;
+        pair.same("return ser(pcall(string.match, S, P, I))", &set)?;
+        pair.same("return ser(pcall(string.find, S, P))", &set)?;
+    }
+
+    #[test]
+    fn gmatch_is_c_lua(s in subject(), p in pattern(), i in init()) {
+        let pair = Pair::new();
+        let set = set_args(&s, &p, i);
+        pair.same(r#"
+            local out = {}
+            local ok, err = pcall(function()
+              local n = 0
+              for a, b, c in string.gmatch(S, P, I) do
+                n = n + 1
+                out[#out + 1] = ser(a, b, c)
+                if n > 40 then break end
+              end
+            end)
+            return ser(ok, err) .. " " .. table.concat(out, ";")
+        "#, &set)?;
+    }
+
+    #[test]
+    fn gsub_is_c_lua(
+        s in subject(),
+        p in pattern(),
+        repl in prop::collection::vec(prop::sample::select(REPL), 0..4),
+        kind in 0..6u8,
+        n in prop::option::of(-1i64..4),
+    ) {
+        let pair = Pair::new();
+        let repl = repl.concat();
+        let set = |lua: &Lua| -> mlua::Result<()> {
+            set_args(&s, &p, n)(lua)?;
+            lua.globals().set("R", lua.create_string(&repl)?)
+        };
+        let r = match kind {
+            0 | 1 => "R",
+            2 => "{a = 'T', b = false, ['('] = 7, [1] = 'one', x = {}}",
+            3 => "function(...) return select('#', ...) .. table.concat({...}, ',') end",
+            4 => "function(a, b) if a == 'a' then return false elseif b then return b else return nil end end",
+            _ => "function(a) if a == 'b' then return {} end return 2.5 end",
+        };
+        pair.same(&format!("return ser(pcall(function() return string.gsub(S, P, {r}, I) end))"), &set)?;
+        pair.same(&format!("return ser(pcall(string.gsub, S, P, {r}))"), &set)?;
+    }
+}
+
+#[test]
+fn argument_errors_and_odd_calls_are_c_lua() {
+    let pair = Pair::new();
+    let cases = [
+        "return ser(pcall(function() return string.find() end))",
+        "return ser(pcall(function() return ('x'):find({}) end))",
+        "return ser(pcall(function() return ('x').find(nil, 'x') end))",
+        "return ser(pcall(function() local f = string.match; return f(nil, 'x') end))",
+        "return ser(pcall(string.gmatch))",
+        "return ser(pcall(function() return string.gsub('x', 'x') end))",
+        "return ser(pcall(function() return string.gsub('x', 'x', true) end))",
+        "return ser(pcall(function() return string.gsub('x', 'x', 'y', 1.5) end))",
+        "return ser(pcall(function() return string.gsub('x', 'x', 'y', 'z') end))",
+        "return ser(pcall(function() return string.find('x', 'x', '1') end))",
+        "return ser(pcall(function() return string.find('x', 'x', 2.0) end))",
+        "return ser(pcall(function() return string.find(12345, 34) end))",
+        "return ser(pcall(function() return string.gsub(12345, 3, 9.5) end))",
+        "return ser(pcall(function() return string.gsub(12345, '9', 'y') end))",
+        "return ser(pcall(function() return string.gsub('abc', '%w', '%1%1') end))",
+        "return ser(pcall(function() return string.gsub('abc', '()b', '[%1]') end))",
+        "return ser(pcall(function() return string.gsub('abc', '(b)', {b = 'B'}) end))",
+        "return ser(pcall(function() return string.gsub('abc', '(b)', function() error('boom') end) end))",
+        "return ser(pcall(function() return string.gsub('abc', '(b)', function() error('plain', 0) end) end))",
+        "return ser(pcall(function() return string.gsub('abc', '(', 'x') end))",
+        "return ser(pcall(function() return string.find('hello world', 'o w', 1, true) end))",
+        "return ser(pcall(function() return string.find('a.b', '.', 1, true) end))",
+        "return ser(pcall(function() return string.find('abc', 'c', -1) end))",
+        "return ser(pcall(function() return string.find('abc', '', 10) end))",
+        "return ser(pcall(function() return string.find('abc', '', 4) end))",
+        "return ser(pcall(function() return string.match(('a'):rep(300), ('a?'):rep(300)) end))",
+        "return ser(pcall(function() return string.match('x', ('('):rep(33)) end))",
+        "return ser(pcall(function() return string.match('key = value', '(%w+)%s*=%s*(%w+)') end))",
+        "return ser(pcall(function() return string.match('THE (quick) fox', '%f[%a]%a+', 5) end))",
+        "return ser(pcall(function() local t = {} for k, v in string.gmatch('a=1, b=2', '(%w+)=(%w+)') do t[#t+1] = k .. v end return table.concat(t) end))",
+        "return ser(pcall(function() local t = {} for w in string.gmatch('^a^a', '^a') do t[#t+1] = w end return #t end))",
+        "return ser(pcall(function() local t = {} for w in ('abc'):gmatch('', 2) do t[#t+1] = w end return #t end))",
+        "return ser(pcall(function() return ('hello'):gsub('', '-') end))",
+        "return ser(pcall(function() return ('hello world'):gsub('o', {o = 0}, 1) end))",
+        "return ser(pcall(function() return ('abc'):gsub('^a', 'A') end))",
+        "return ser(pcall(function() return ('x'):gsub('x', '%') end))",
+        "return ser(pcall(function() return ('x'):gsub('x', '%2') end))",
+        "return ser(pcall(function() return ('x'):gsub('(x', '%1') end))",
+    ];
+    for code in cases {
+        let (c, rust) = pair.both(code, |_| Ok(()));
+        assert_eq!(c, rust, "code: {code}");
+    }
+}
+
+#[test]
+fn string_methods_use_the_bounded_functions() {
+    // The string metatable's __index is the string table itself, so the
+    // methods are the replaced functions.
+    let lua = Lua::new();
+    let c_find: mlua::Function = lua.load("return string.find").eval().unwrap();
+    zrobot_lua::pattern::install(&lua).unwrap();
+    let same: bool = lua.load("return ('x').find == string.find").eval().unwrap();
+    assert!(same);
+    let now: mlua::Function = lua.load("return string.find").eval().unwrap();
+    assert_ne!(Value::Function(c_find), Value::Function(now));
+}
+
+// ---------------------------------------------------------------------------
+// The attack, on a real robot.
+
+const ATTACK_LUA: &str = r#"
+local t = {}
+local SUBJECT = ("a"):rep(26)
+local PATTERN = ("a*"):rep(13) .. "b"
+
+function t.find(self) return string.find(SUBJECT, PATTERN) end
+function t.match(self) return SUBJECT:match(PATTERN) end
+function t.gmatch(self)
+  for m in SUBJECT:gmatch(PATTERN) do return m end
+end
+function t.gsub(self) return (string.gsub(SUBJECT, PATTERN, "x")) end
+function t.gsub_fn(self)
+  return (string.gsub(("a"):rep(200), "a", function(a) return SUBJECT:match(PATTERN) end))
+end
+function t.in_pcall(self)
+  while true do pcall(string.find, SUBJECT, PATTERN) end
+end
+function t.ok(self) return "fine" end
+function t.normal(self)
+  local k, v = ("name = robot"):match("^(%w+)%s*=%s*(%w+)$")
+  local words = {}
+  for w in ("the quick  brown fox"):gmatch("%a+") do words[#words + 1] = w end
+  local s, n = ("hello world"):gsub("o", "0")
+  local i, j = ("a.b.c"):find(".", 1, true)
+  return { k = k, v = v, words = words, s = s, n = n, i = i, j = j }
+end
+return t
+"#;
+
+fn attack_repo() -> Repo {
+    let repo = Repo::new();
+    repo.template(
+        "attack",
+        "version: 1.0.0\nactions:\n  find: {timeout: 2}\n  match: {timeout: 2}\n  gmatch: {timeout: 2}\n  gsub: {timeout: 2}\n  gsub_fn: {timeout: 2}\n  in_pcall: {timeout: 2}\n",
+        ATTACK_LUA,
+    );
+    repo
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runaway_patterns_end_with_their_timeout_and_the_robot_goes_on() {
+    let robot = robot();
+    let repo = attack_repo();
+    load(&robot, &repo);
+    let a = create(&robot, "attack", "a", json!({})).await;
+    let b = create(&robot, "attack", "b", json!({})).await;
+    for action in ["find", "match", "gmatch", "gsub", "gsub_fn", "in_pcall"] {
+        let started = Instant::now();
+        let attack = robot.schedule(&a, action, json!({})).await.unwrap();
+        // Another service is served while the pattern runs.
+        let other = run(&robot, &b, "ok", json!({})).await;
+        assert_eq!(other.state, TaskState::Ok, "{action}: {:?}", other.eco);
+        let other_done = started.elapsed();
+        let t = tokio::time::timeout(Duration::from_secs(10), attack.done())
+            .await
+            .unwrap_or_else(|_| panic!("{action}: the runaway pattern was not stopped"));
+        let took = started.elapsed();
+        let eco = t
+            .eco
+            .unwrap_or_else(|| panic!("{action} ended without an eco"));
+        assert_eq!(eco.category, "action.timeout", "{action}: {eco:?}");
+        assert!(took < Duration::from_secs(3), "{action} took {took:?}");
+        assert!(
+            other_done < took,
+            "{action}: the other service waited for the attack"
+        );
+    }
+    assert_eq!(
+        run(&robot, &a, "ok", json!({})).await.result,
+        Some(json!("fine"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runaway_patterns_count_against_the_instruction_budget() {
+    let config = LuaConfig {
+        instruction_limit: 20_000_000,
+        ..Default::default()
+    };
+    let robot = robot_with(RobotConfig::default(), config);
+    let repo = attack_repo();
+    load(&robot, &repo);
+    let a = create(&robot, "attack", "a", json!({})).await;
+    // Without a timeout of its own (the robot's default is an hour), only
+    // the instruction budget can stop it.
+    let started = Instant::now();
+    let t = run(&robot, &a, "ok", json!({})).await;
+    assert_eq!(t.state, TaskState::Ok);
+    let repo2 = Repo::new();
+    repo2.template(
+        "attack2",
+        "version: 1.0.0\n",
+        r#"return { find = function(self) return string.find(("a"):rep(26), ("a*"):rep(13) .. "b") end }"#,
+    );
+    let load2 = robot.load_repository(&repo2.root(), &repo2.id("acme", "more"));
+    assert!(load2.errors.is_empty(), "{:?}", load2.errors);
+    let s = create(&robot, "attack2", "s", json!({})).await;
+    let t = run(&robot, &s, "find", json!({})).await;
+    let eco = t.eco.unwrap();
+    assert_eq!(eco.category, "action.runaway", "{eco:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn templates_use_patterns_as_before() {
+    let robot = robot();
+    let repo = attack_repo();
+    load(&robot, &repo);
+    let a = create(&robot, "attack", "a", json!({})).await;
+    let t = run(&robot, &a, "normal", json!({})).await;
+    assert_eq!(t.state, TaskState::Ok, "{:?}", t.eco);
+    assert_eq!(
+        t.result,
+        Some(json!({
+            "k": "name", "v": "robot",
+            "words": ["the", "quick", "brown", "fox"],
+            "s": "hell0 w0rld", "n": 2, "i": 2, "j": 2,
+        }))
+    );
+}
+
+/// Not a check: the speed of typical calls next to C Lua's, printed with
+/// `cargo test --release -p zrobot-lua --test patterns speed -- --nocapture`.
+#[test]
+fn speed_next_to_c_lua() {
+    let code = r#"
+        local line = "2026-12-02 03:04:05 INFO service=node-1 state=ok took=12ms"
+        local t0 = os.clock()
+        local n = 0
+        for i = 1, 20000 do
+          local a, b, k, v = line:find("(%w+)=(%w+)")
+          local s = line:gsub("%s+", " ")
+          if line:match("^%d+%-%d+") then n = n + 1 end
+          for w in line:gmatch("%a+") do n = n + 1 end
+          if line:find("INFO", 1, true) then n = n + 1 end
+        end
+        return os.clock() - t0
+    "#;
+    let c = Lua::new();
+    let rust = Lua::new();
+    zrobot_lua::pattern::install(&rust).unwrap();
+    let tc: f64 = c.load(code).eval().unwrap();
+    let tr: f64 = rust.load(code).eval().unwrap();
+    println!(
+        "20000 rounds of find/gsub/match/gmatch/plain find: C {:.1} ms, Rust {:.1} ms ({:.2}x)",
+        tc * 1e3,
+        tr * 1e3,
+        tr / tc
+    );
+}
