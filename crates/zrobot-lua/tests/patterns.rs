@@ -77,11 +77,12 @@ const PIECES: &[&str] = &[
     "a", "b", "a", "b", ".", "%a", "%d", "%s", "%w", "%p", "%A", "%S", "%x", "%%", "%.", "[ab]",
     "[^a]", "[a-c]", "[%d.]", "[]]", "[^]a]", "[a-]", "*", "+", "-", "?", "*", "+", "-", "?", "(",
     ")", "(", ")", "()", "%1", "%2", "%0", "%b()", "%b[]", "%b", "%f[%w]", "%f[^a]", "%fa", "^",
-    "$", "%", "[", "[^", "]", "%z", "x", " ", "1", "\0",
+    "$", "%", "[", "[^", "]", "%z", "x", " ", "1", "\0", "%c", "%l", "%u", "%g", "[%s%p]",
+    "[%a-z]", "[z-a]", "é", "%f[%z]", "%f[%s]",
 ];
 
 /// Bytes subjects are made of.
-const SUBJECT: &[u8] = b"aab()[]-%. 1x\0A";
+const SUBJECT: &[u8] = b"aab()[]-%. 1x\0A\n\x0b\xc3\xa9Z";
 
 /// Pieces of replacement strings.
 const REPL: &[&str] = &["x", "%0", "%1", "%2", "%%", "%", "y", "%a", ""];
@@ -274,8 +275,40 @@ fn attack_repo() -> Repo {
     repo
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn runaway_patterns_end_with_their_timeout_and_the_robot_goes_on() {
+/// Runs `test` on a runtime of its own, on a thread of its own, and fails
+/// if it has not ended within `limit`: a runaway pattern must fail the test,
+/// not hang it (a worker stuck in a C matcher cannot be stopped, and its
+/// runtime cannot be dropped).
+fn within<F>(limit: Duration, test: impl FnOnce() -> F + Send + 'static)
+where
+    F: std::future::Future<Output = ()>,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(test())));
+        let _ = tx.send(r);
+    });
+    match rx.recv_timeout(limit) {
+        Ok(Ok(())) => {}
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(_) => panic!("the test did not end within {limit:?}: a pattern ran away"),
+    }
+}
+
+#[test]
+fn runaway_patterns_end_with_their_timeout_and_the_robot_goes_on() {
+    within(
+        Duration::from_secs(60),
+        runaway_patterns_end_with_their_timeout,
+    );
+}
+
+async fn runaway_patterns_end_with_their_timeout() {
     let robot = robot();
     let repo = attack_repo();
     load(&robot, &repo);
@@ -308,8 +341,12 @@ async fn runaway_patterns_end_with_their_timeout_and_the_robot_goes_on() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn runaway_patterns_count_against_the_instruction_budget() {
+#[test]
+fn runaway_patterns_count_against_the_instruction_budget() {
+    within(Duration::from_secs(30), instruction_budget);
+}
+
+async fn instruction_budget() {
     let config = LuaConfig {
         instruction_limit: 20_000_000,
         ..Default::default()
