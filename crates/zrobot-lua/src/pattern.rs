@@ -23,6 +23,9 @@ use mlua::{ffi, Function, Lua, LuaString, MultiValue, Table, Value};
 use crate::sandbox::Budget;
 use matcher::{Capture, Matcher, PatternError};
 
+/// A gsub checks the memory budget each time its result grew by this much.
+const HOLD_EVERY: usize = 1 << 20;
+
 /// Characters that make a pattern more than a plain string (`SPECIALS`).
 const SPECIALS: &[u8] = b"^$*+?.([%-";
 
@@ -167,6 +170,16 @@ impl Ctx {
             message,
             Value::Integer(level),
         ]))
+    }
+
+    /// Fails, as a spent budget, when `bytes` more held outside the Lua heap
+    /// would pass the action's memory budget: a gsub result is built in a
+    /// Rust buffer, out of reach of the state's allocator.
+    fn hold(&self, lua: &Lua, bytes: usize) -> Result<(), Fail> {
+        match &self.budget {
+            Some(b) if b.hold(lua, bytes).is_some() => Err(PatternError::Stopped.into()),
+            _ => Ok(()),
+        }
     }
 
     /// Runs `f` with a matcher over `src` and `pat`, carrying the pending steps.
@@ -425,7 +438,12 @@ fn gsub(lua: &Lua, ctx: &Ctx, args: &MultiValue) -> Reply {
         let mut last: Option<usize> = None;
         let mut n: i64 = 0;
         let mut changed = false;
+        let mut next_hold = HOLD_EVERY;
         while n < max {
+            if out.len() >= next_hold {
+                ctx.hold(lua, out.len())?;
+                next_hold = out.len() + HOLD_EVERY;
+            }
             match m.match_at(at)? {
                 Some(e) if Some(e) != last => {
                     n += 1;

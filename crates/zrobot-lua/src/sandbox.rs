@@ -131,6 +131,15 @@ impl Budget {
         self.charge(lua, HOOK_EVERY as u64)
     }
 
+    /// Whether the state may hold `bytes` more outside the Lua heap (a gsub
+    /// result being built), against the memory budget the hook checks.
+    pub(crate) fn hold(&self, lua: &Lua, bytes: usize) -> Option<Kill> {
+        if lua.used_memory().saturating_add(bytes) > self.memory_limit / 16 * 15 {
+            self.kill(Kill::Memory);
+        }
+        self.killed()
+    }
+
     /// Counts `work` instructions' worth of work done outside the Lua VM (the
     /// pattern matcher), then checks the budget as the hook does.
     pub(crate) fn charge(&self, lua: &Lua, work: u64) -> Option<Kill> {

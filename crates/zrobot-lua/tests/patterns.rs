@@ -253,6 +253,14 @@ end
 function t.in_pcall(self)
   while true do pcall(string.find, SUBJECT, PATTERN) end
 end
+function t.gsub_bomb(self)
+  -- 1 GB of result, built outside the Lua heap
+  return #(("x"):rep(10000):gsub("", ("y"):rep(100000)))
+end
+function t.deep(self)
+  local function f(c) return (c:gsub(".", f)) end
+  return f("a")
+end
 function t.ok(self) return "fine" end
 function t.normal(self)
   local k, v = ("name = robot"):match("^(%w+)%s*=%s*(%w+)$")
@@ -373,6 +381,57 @@ async fn instruction_budget() {
     let eco = t.eco.unwrap();
     assert_eq!(eco.category, "action.runaway", "{eco:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+/// The most memory this process has held (`VmHWM`), in KiB.
+fn peak_memory_kib() -> i64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_gsub_result_counts_against_the_memory_budget() {
+    let config = LuaConfig {
+        memory_limit: 16 * 1024 * 1024,
+        ..Default::default()
+    };
+    let robot = robot_with(RobotConfig::default(), config);
+    let repo = attack_repo();
+    load(&robot, &repo);
+    let a = create(&robot, "attack", "a", json!({})).await;
+    let before = peak_memory_kib();
+    let t = run(&robot, &a, "gsub_bomb", json!({})).await;
+    let eco = t.eco.unwrap();
+    assert_eq!(eco.category, "action.memory", "{eco:?}");
+    // Stopped near its 16 MiB, not after building the whole gigabyte.
+    let grew = peak_memory_kib() - before;
+    assert!(grew < 256 * 1024, "the process grew by {grew} KiB");
+    assert_eq!(
+        run(&robot, &a, "ok", json!({})).await.result,
+        Some(json!("fine"))
+    );
+}
+
+#[test]
+fn replacements_nested_without_end_fail_their_action_only() {
+    within(Duration::from_secs(30), || async {
+        let robot = robot();
+        let repo = attack_repo();
+        load(&robot, &repo);
+        let a = create(&robot, "attack", "a", json!({})).await;
+        let t = run(&robot, &a, "deep", json!({})).await;
+        assert_eq!(t.state, TaskState::Error);
+        let eco = t.eco.unwrap();
+        assert!(eco.message.contains("stack overflow"), "{eco:?}");
+        assert_eq!(
+            run(&robot, &a, "ok", json!({})).await.result,
+            Some(json!("fine"))
+        );
+    });
 }
 
 #[tokio::test]
