@@ -368,30 +368,40 @@ fn gmatch(lua: &Lua, ctx: &Arc<Ctx>, args: &MultiValue) -> Reply {
     let mut last: Option<usize> = None;
     let c = ctx.clone();
     let iter = lua.create_function_mut(move |lua, ()| {
-        let r = (|| -> Reply {
-            let (src, pat) = (s.as_bytes(), p.as_bytes());
-            c.with_matcher(lua, &src, &pat, |m| {
-                while at <= src.len() {
-                    if let Some(e) = m.match_at(at)? {
-                        if Some(e) != last {
-                            let start = at;
-                            at = e;
-                            last = Some(e);
-                            let mut out = Vec::new();
-                            for cap in m.captures(Some((start, e)))? {
-                                push_capture(lua, &mut out, &src, cap)?;
-                            }
-                            return Ok(MultiValue::from_vec(out));
-                        }
-                    }
-                    at += 1;
-                }
-                Ok(MultiValue::new())
-            })
-        })();
+        let r = gmatch_next(lua, &c, &s, &p, &mut at, &mut last);
         c.reply(lua, r)
     })?;
     Ok(MultiValue::from_vec(vec![Value::Function(iter)]))
+}
+
+/// One step of a `gmatch` iterator (`gmatch_aux`).
+fn gmatch_next(
+    lua: &Lua,
+    ctx: &Ctx,
+    s: &LuaString,
+    p: &LuaString,
+    at: &mut usize,
+    last: &mut Option<usize>,
+) -> Reply {
+    let (src, pat) = (s.as_bytes(), p.as_bytes());
+    ctx.with_matcher(lua, &src, &pat, |m| {
+        while *at <= src.len() {
+            if let Some(e) = m.match_at(*at)? {
+                if Some(e) != *last {
+                    let start = *at;
+                    *at = e;
+                    *last = Some(e);
+                    let mut out = Vec::new();
+                    for cap in m.captures(Some((start, e)))? {
+                        push_capture(lua, &mut out, &src, cap)?;
+                    }
+                    return Ok(MultiValue::from_vec(out));
+                }
+            }
+            *at += 1;
+        }
+        Ok(MultiValue::new())
+    })
 }
 
 /// The replacement of `gsub`, checked once.

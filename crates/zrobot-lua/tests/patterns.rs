@@ -166,8 +166,8 @@ proptest! {
             4 => "function(a, b) if a == 'a' then return false elseif b then return b else return nil end end",
             _ => "function(a) if a == 'b' then return {} end return 2.5 end",
         };
-        pair.same(&format!("return ser(pcall(function() return string.gsub(S, P, {r}, I) end))"), &set)?;
-        pair.same(&format!("return ser(pcall(string.gsub, S, P, {r}))"), &set)?;
+        pair.same(&format!("return ser(pcall(function() return string.gsub(S, P, {r}, I) end))"), set)?;
+        pair.same(&format!("return ser(pcall(string.gsub, S, P, {r}))"), set)?;
     }
 }
 
