@@ -172,6 +172,29 @@ impl Ctx {
         ]))
     }
 
+    /// Fails at once when the action was stopped already: code that catches
+    /// the error (`pcall` in a loop) then reaches the budget hook quickly.
+    fn alive(&self) -> Result<(), Fail> {
+        match &self.budget {
+            Some(b) if b.killed().is_some() => Err(PatternError::Stopped.into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts `work` steps done without a matcher.
+    fn charge(&self, lua: &Lua, work: u64) -> Result<(), Fail> {
+        let pending = self.pending.load(Ordering::Relaxed) + work;
+        if pending < matcher::CHECK_EVERY {
+            self.pending.store(pending, Ordering::Relaxed);
+            return Ok(());
+        }
+        self.pending.store(0, Ordering::Relaxed);
+        match &self.budget {
+            Some(b) if b.charge(lua, pending).is_some() => Err(PatternError::Stopped.into()),
+            _ => Ok(()),
+        }
+    }
+
     /// Fails, as a spent budget, when `bytes` more held outside the Lua heap
     /// would pass the action's memory budget: a gsub result is built in a
     /// Rust buffer, out of reach of the state's allocator.
@@ -305,6 +328,7 @@ fn nil() -> MultiValue {
 
 /// `str_find_aux`: `find` when `find` is true, else `match`.
 fn find(lua: &Lua, ctx: &Ctx, args: &MultiValue, find: bool) -> Reply {
+    ctx.alive()?;
     let fname = if find { "find" } else { "match" };
     let s = check_string(lua, args, 0, fname)?;
     let p = check_string(lua, args, 1, fname)?;
@@ -318,8 +342,10 @@ fn find(lua: &Lua, ctx: &Ctx, args: &MultiValue, find: bool) -> Reply {
         && (matches!(args.get(3), Some(v) if !matches!(v, Value::Nil | Value::Boolean(false)))
             || !pat.iter().any(|c| SPECIALS.contains(c)));
     if plain {
-        // memmem is linear in the subject, where C's naive search is not.
-        return Ok(match memchr::memmem::find(&src[init..], &pat) {
+        // memmem is linear in the subject, where C's naive search is not;
+        // still, a loop of searches through a long subject is counted.
+        ctx.charge(lua, (src.len() - init) as u64 / 16)?;
+        return Ok(match plain_find(&src[init..], &pat) {
             Some(i) => MultiValue::from_vec(vec![
                 Value::Integer((init + i + 1) as i64),
                 Value::Integer((init + i + pat.len()) as i64),
@@ -357,9 +383,22 @@ fn find(lua: &Lua, ctx: &Ctx, args: &MultiValue, find: bool) -> Reply {
     })
 }
 
+/// Where `needle` first occurs in `haystack`. A short haystack is searched
+/// directly: preparing memmem's searcher costs more than the search.
+fn plain_find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
+    if haystack.len() < 256 {
+        return haystack.windows(needle.len()).position(|w| w == needle);
+    }
+    memchr::memmem::find(haystack, needle)
+}
+
 /// `gmatch`: the iterator remembers where it is and where the last match
 /// ended (an empty match right there is skipped). `^` is no anchor here.
 fn gmatch(lua: &Lua, ctx: &Arc<Ctx>, args: &MultiValue) -> Reply {
+    ctx.alive()?;
     let s = check_string(lua, args, 0, "gmatch")?;
     let p = check_string(lua, args, 1, "gmatch")?;
     let len = s.as_bytes().len();
@@ -383,6 +422,7 @@ fn gmatch_next(
     at: &mut usize,
     last: &mut Option<usize>,
 ) -> Reply {
+    ctx.alive()?;
     let (src, pat) = (s.as_bytes(), p.as_bytes());
     ctx.with_matcher(lua, &src, &pat, |m| {
         while *at <= src.len() {
@@ -413,6 +453,7 @@ enum Repl {
 
 /// `str_gsub`.
 fn gsub(lua: &Lua, ctx: &Ctx, args: &MultiValue) -> Reply {
+    ctx.alive()?;
     let s = check_string(lua, args, 0, "gsub")?;
     let p = check_string(lua, args, 1, "gsub")?;
     let (src, pat) = (s.as_bytes(), p.as_bytes());

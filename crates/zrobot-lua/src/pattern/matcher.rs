@@ -18,7 +18,7 @@ pub(crate) const MAX_CAPTURES: usize = 32;
 
 /// Steps between two calls of the meter: cheap enough to be rare, close enough
 /// (a few microseconds of matching) that a deadline is kept to the millisecond.
-const CHECK_EVERY: u64 = 4096;
+pub(crate) const CHECK_EVERY: u64 = 4096;
 
 /// A capture still open (`(` seen, `)` not yet).
 const CAP_UNFINISHED: isize = -1;
