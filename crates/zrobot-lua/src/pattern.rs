@@ -14,6 +14,7 @@
 
 mod matcher;
 
+use std::borrow::Cow;
 use std::ffi::c_int;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -262,13 +263,21 @@ fn arg_error(lua: &Lua, mut arg: usize, fname: &str, extra: &str) -> Fail {
 }
 
 /// `luaL_checklstring`: a string, or a number turned into one.
-fn check_string(lua: &Lua, args: &MultiValue, i: usize, fname: &str) -> Result<LuaString, Fail> {
+/// A string argument is borrowed, not cloned: each clone is a new reference
+/// in the state.
+fn check_string<'a>(
+    lua: &Lua,
+    args: &'a MultiValue,
+    i: usize,
+    fname: &str,
+) -> Result<Cow<'a, LuaString>, Fail> {
     let v = args.get(i);
     match v {
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(n @ (Value::Integer(_) | Value::Number(_))) => Ok(lua
-            .coerce_string(n.clone())?
-            .ok_or_else(|| arg_error(lua, i + 1, fname, "string expected, got number"))?),
+        Some(Value::String(s)) => Ok(Cow::Borrowed(s)),
+        Some(n @ (Value::Integer(_) | Value::Number(_))) => Ok(Cow::Owned(
+            lua.coerce_string(n.clone())?
+                .ok_or_else(|| arg_error(lua, i + 1, fname, "string expected, got number"))?,
+        )),
         _ => Err(arg_error(
             lua,
             i + 1,
@@ -399,8 +408,8 @@ fn plain_find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// ended (an empty match right there is skipped). `^` is no anchor here.
 fn gmatch(lua: &Lua, ctx: &Arc<Ctx>, args: &MultiValue) -> Reply {
     ctx.alive()?;
-    let s = check_string(lua, args, 0, "gmatch")?;
-    let p = check_string(lua, args, 1, "gmatch")?;
+    let s = check_string(lua, args, 0, "gmatch")?.into_owned();
+    let p = check_string(lua, args, 1, "gmatch")?.into_owned();
     let len = s.as_bytes().len();
     let init = start_index(opt_integer(lua, args, 2, "gmatch", 1)?, len).min(len as u64 + 1);
     let mut at = init as usize;
@@ -520,7 +529,7 @@ fn gsub(lua: &Lua, ctx: &Ctx, args: &MultiValue) -> Reply {
     let result = if changed {
         lua.create_string(out)?
     } else {
-        s.clone()
+        s.into_owned()
     };
     Ok(MultiValue::from_vec(vec![
         Value::String(result),
