@@ -18,6 +18,7 @@
 mod api;
 mod convert;
 mod engine;
+pub mod pattern;
 mod remote;
 mod sandbox;
 

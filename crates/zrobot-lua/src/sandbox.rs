@@ -128,10 +128,25 @@ impl Budget {
     }
 
     fn check(&self, lua: &Lua) -> Option<Kill> {
+        self.charge(lua, HOOK_EVERY as u64)
+    }
+
+    /// Whether the state may hold `bytes` more outside the Lua heap (a gsub
+    /// result being built), against the memory budget the hook checks.
+    pub(crate) fn hold(&self, lua: &Lua, bytes: usize) -> Option<Kill> {
+        if lua.used_memory().saturating_add(bytes) > self.memory_limit / 16 * 15 {
+            self.kill(Kill::Memory);
+        }
+        self.killed()
+    }
+
+    /// Counts `work` instructions' worth of work done outside the Lua VM (the
+    /// pattern matcher), then checks the budget as the hook does.
+    pub(crate) fn charge(&self, lua: &Lua, work: u64) -> Option<Kill> {
         if let Some(k) = self.killed() {
             return Some(k);
         }
-        let used = self.used.fetch_add(HOOK_EVERY as u64, Ordering::Relaxed) + HOOK_EVERY as u64;
+        let used = self.used.fetch_add(work, Ordering::Relaxed) + work;
         if used > self.limit.load(Ordering::Relaxed) {
             self.kill(Kill::Instructions);
         } else if lua.used_memory() > self.memory_limit / 16 * 15 {
@@ -197,6 +212,9 @@ pub(crate) fn new_vm(
         .set_name("=prelude")
         .exec()
         .map_err(|e| fail("cannot prepare the sandbox", e))?;
+    let budget = Arc::new(Budget::new(config.memory_limit));
+    crate::pattern::install_metered(&lua, budget.clone())
+        .map_err(|e| fail("cannot install the pattern functions", e))?;
     install_require(&lua, source).map_err(|e| fail("cannot prepare require", e))?;
     api::install(&lua, source, config, shared)
         .map_err(|e| fail("cannot install the robot API", e))?;
@@ -224,7 +242,6 @@ pub(crate) fn new_vm(
             "the code must end with `return <table of functions>` (e.g. `local node = {} ... return node`)",
         ));
     };
-    let budget = Arc::new(Budget::new(config.memory_limit));
     let hook_budget = budget.clone();
     lua.set_global_hook(
         HookTriggers::new().every_nth_instruction(HOOK_EVERY),
