@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use mlua::thread::ThreadStatus;
 use mlua::{
-    Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table,
-    Value as LuaValue, VmState,
+    Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value as LuaValue, VmState,
 };
 use zrobot_core::engine::{ActionError, TemplateSource};
 use zrobot_core::TemplateError;
@@ -376,8 +375,7 @@ pub(crate) fn new_vm(
         .set_name("=prelude")
         .exec()
         .map_err(|e| fail("cannot prepare the sandbox", e))?;
-    let find_module =
-        module_finder(&lua, source).map_err(|e| fail("cannot prepare require", e))?;
+    let find_module = module_finder(&lua, source).map_err(|e| fail("cannot prepare require", e))?;
     api::install(&lua, source, config, shared)
         .map_err(|e| fail("cannot install the robot API", e))?;
     lua.load(NO_COROUTINES)
@@ -433,10 +431,17 @@ pub(crate) fn new_vm(
 }
 
 /// Runs [`ISOLATION`]; gives its `run_action` and `run_load`.
-fn isolate(lua: &Lua, find_module: Function, budget: &Arc<Budget>) -> mlua::Result<(Function, Function)> {
+fn isolate(
+    lua: &Lua,
+    find_module: Function,
+    budget: &Arc<Budget>,
+) -> mlua::Result<(Function, Function)> {
     // `self`'s metatable is shared by every action of the state.
     let self_meta: Table = lua.named_registry_value("zrobot.self_meta")?;
-    self_meta.raw_set("__metatable", "the metatable of `self` is not available in templates")?;
+    self_meta.raw_set(
+        "__metatable",
+        "the metatable of `self` is not available in templates",
+    )?;
     let budget = budget.clone();
     let stopped = lua.create_function(move |_, ()| Ok(budget.killed().is_some()))?;
     lua.load(ISOLATION)
@@ -455,8 +460,10 @@ pub(crate) fn load_module(
     config: &LuaConfig,
 ) -> Result<Table, TemplateError> {
     let path = &source.code_path;
-    vm.budget
-        .arm(config.instruction_limit, Some(Instant::now() + LOAD_TIMEOUT));
+    vm.budget.arm(
+        config.instruction_limit,
+        Some(Instant::now() + LOAD_TIMEOUT),
+    );
     let result = run_to_end(vm);
     let kill = vm.budget.disarm();
     if let Some(kill) = kill {

@@ -299,8 +299,14 @@ fn finalizers_cannot_be_set_so_they_cannot_escape_budgets() {
             "the finalizer was accepted"
         );
         // The other service, and the same one, go on.
-        assert_eq!(run(&robot, &b, "ok", json!({})).await.result, Some(json!("fine")));
-        assert_eq!(run(&robot, &a, "ok", json!({})).await.result, Some(json!("fine")));
+        assert_eq!(
+            run(&robot, &b, "ok", json!({})).await.result,
+            Some(json!("fine"))
+        );
+        assert_eq!(
+            run(&robot, &a, "ok", json!({})).await.result,
+            Some(json!("fine"))
+        );
     });
 }
 
@@ -326,11 +332,17 @@ fn a_gc_added_after_setmetatable_never_runs() {
             let t = run(&robot, &a, "gc_later", json!({})).await;
             assert_eq!(t.result, Some(json!("done")), "{:?}", t.eco);
         }
-        assert_eq!(run(&robot, &b, "ok", json!({})).await.result, Some(json!("fine")));
+        assert_eq!(
+            run(&robot, &b, "ok", json!({})).await.result,
+            Some(json!("fine"))
+        );
         // A stopped action drops its state: `lua_close` collects everything.
         let t = run(&robot, &a, "loop", json!({})).await;
         assert_eq!(t.eco.unwrap().category, "action.runaway");
-        assert_eq!(run(&robot, &b, "ok", json!({})).await.result, Some(json!("fine")));
+        assert_eq!(
+            run(&robot, &b, "ok", json!({})).await.result,
+            Some(json!("fine"))
+        );
         drop(robot);
     });
 }
@@ -344,7 +356,10 @@ fn weak_tables_work_and_run_nothing() {
         let a = create(&robot, "fin", "a", json!({})).await;
         let t = run(&robot, &a, "weak", json!({})).await;
         assert_eq!(t.result, Some(json!("v")), "{:?}", t.eco);
-        assert_eq!(run(&robot, &a, "ok", json!({})).await.result, Some(json!("fine")));
+        assert_eq!(
+            run(&robot, &a, "ok", json!({})).await.result,
+            Some(json!("fine"))
+        );
     });
 }
 
@@ -436,7 +451,11 @@ fn a_top_level_that_never_ends_fails_the_template() {
     let (errors, took) = load_errors(repo, LuaConfig::default(), Duration::from_secs(60));
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].contains("slow.lua"), "{}", errors[0]);
-    assert!(errors[0].contains("loading the code was stopped"), "{}", errors[0]);
+    assert!(
+        errors[0].contains("loading the code was stopped"),
+        "{}",
+        errors[0]
+    );
     assert!(took < Duration::from_secs(20), "{took:?}");
 }
 
