@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use mlua::{Function, LuaSerdeExt, Table, Value as LuaValue};
+use mlua::{LuaSerdeExt, Table, Value as LuaValue};
 use zrobot_core::engine::{
     ActionCall, ActionError, ActionOutcome, BoxFuture, Callable, Engine, Hook, TemplateCode,
     TemplateSource,
@@ -97,9 +97,11 @@ impl Engine for LuaEngine {
             hooks: Vec::new(),
             pool: Mutex::new(Vec::new()),
         };
-        // The first state checks the code and tells what it defines.
+        // The first state checks the code and tells what it defines, by
+        // running its top level once (under a budget).
         let vm = template.new_vm()?;
-        let (actions, hooks) = list_functions(&vm.module).map_err(|e| {
+        let module = sandbox::load_module(&vm, source, &self.config)?;
+        let (actions, hooks) = list_functions(&module).map_err(|e| {
             TemplateError::new(
                 &source.code_path,
                 None,
@@ -207,19 +209,6 @@ impl TemplateInner {
             deadline,
         } = call;
         let name = callable.name().to_owned();
-        let func: Function = match vm.module.get::<Option<Function>>(name.as_str()) {
-            Ok(Some(f)) => f,
-            _ => {
-                self.give_back(vm);
-                return ActionOutcome {
-                    result: Err(ActionError::new(
-                        "lua.error",
-                        format!("the template has no function `{name}`"),
-                    )),
-                    data: None,
-                };
-            }
-        };
         vm.budget.arm(self.config.instruction_limit, deadline);
         let context = CallContext {
             robot,
@@ -246,7 +235,15 @@ impl TemplateInner {
                 };
             }
         };
-        let fut = func.call_async::<LuaValue>((this.clone(), arg));
+        // The code's top level runs again, in a fresh environment, inside the
+        // call: nothing an earlier action wrote (globals, the module's
+        // tables, its top-level locals) is visible to this one.
+        let fut = vm.run_action.call_async::<LuaValue>((
+            vm.main.clone(),
+            name.as_str(),
+            this.clone(),
+            arg,
+        ));
         let result = KillSwitch { vm: &vm, fut }.await;
         let kill = vm.budget.disarm();
         let _ = vm.lua.remove_app_data::<CallContext>();
