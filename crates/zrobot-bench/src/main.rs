@@ -196,12 +196,23 @@ fn new_bench(kind: StoreKind) -> Bench {
     bench_on(store, vec![data])
 }
 
+/// Template code runs on a runtime of its own, as in the server, so that the
+/// figures include the hop between the two runtimes.
+fn template_runtime() -> tokio::runtime::Handle {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME
+        .get_or_init(|| zrobot_core::robot::template_runtime().expect("template runtime"))
+        .handle()
+        .clone()
+}
+
 fn bench_on(store: Arc<dyn Store>, mut dirs: Vec<tempfile::TempDir>) -> Bench {
     let repo = write_repo();
-    let robot = Robot::new(
+    let robot = Robot::with_template_runtime(
         RobotConfig::default(),
         Arc::new(LuaEngine::new(LuaConfig::default())),
         store,
+        template_runtime(),
     );
     let load = robot.load_repository(repo.path(), &RepoId::new("bench", "zrobot", "bench"));
     assert!(load.errors.is_empty(), "{:?}", load.errors);
@@ -474,10 +485,11 @@ async fn restart(n_services: usize, n_tasks: usize) -> f64 {
     }
     let start = Instant::now();
     let store = open_sqlite(data.path());
-    let robot = Robot::new(
+    let robot = Robot::with_template_runtime(
         RobotConfig::default(),
         Arc::new(LuaEngine::new(LuaConfig::default())),
         store,
+        template_runtime(),
     );
     robot.load_repository(repo.path(), &RepoId::new("bench", "zrobot", "bench"));
     robot.restore().await.expect("restore");

@@ -307,7 +307,8 @@ impl TemplateInner {
 }
 
 /// Polls the action, but ends it as soon as the budget hook has stopped it
-/// (the hook yields the coroutine so that this check gets its turn).
+/// (the hook yields the coroutine so that this check gets its turn). Each
+/// poll starts a time slice the hook measures (see `sandbox`).
 struct KillSwitch<'a, F> {
     vm: &'a Vm,
     fut: F,
@@ -320,6 +321,7 @@ impl<F: Future<Output = mlua::Result<LuaValue>> + Unpin> Future for KillSwitch<'
         if self.vm.budget.killed().is_some() {
             return Poll::Ready(Ok(LuaValue::Nil));
         }
+        self.vm.budget.polled();
         let r = Pin::new(&mut self.fut).poll(cx);
         if self.vm.budget.killed().is_some() {
             return Poll::Ready(Ok(LuaValue::Nil));

@@ -26,6 +26,12 @@ const HOOK_EVERY: u32 = 10_000;
 /// requires) may run, besides the instruction budget.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long an action runs before its hook hands the thread back to the
+/// executor (a yield: the action's future wakes itself and returns
+/// `Pending`), so that actions spinning on every template thread still let
+/// the others run.
+const SLICE_NANOS: u64 = 2_000_000;
+
 /// A Lua state with one template's code compiled in it.
 pub(crate) struct Vm {
     pub lua: Lua,
@@ -88,6 +94,8 @@ pub(crate) struct Budget {
     killed: AtomicU8,
     /// Alternates how a stopped action is ended (see the hook).
     strikes: AtomicU64,
+    /// When the engine last polled the action, as nanoseconds after `epoch`.
+    polled: AtomicU64,
 }
 
 impl Budget {
@@ -100,7 +108,20 @@ impl Budget {
             memory_limit,
             killed: AtomicU8::new(0),
             strikes: AtomicU64::new(0),
+            polled: AtomicU64::new(0),
         }
+    }
+
+    /// Called by the engine each time it polls the action: starts a slice.
+    pub fn polled(&self) {
+        self.polled
+            .store(self.epoch.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Whether the action has run a whole slice since it was last polled.
+    fn slice_spent(&self) -> bool {
+        let now = self.epoch.elapsed().as_nanos() as u64;
+        now.saturating_sub(self.polled.load(Ordering::Relaxed)) > SLICE_NANOS
     }
 
     pub fn arm(&self, instructions: u64, deadline: Option<Instant>) {
@@ -414,6 +435,11 @@ pub(crate) fn new_vm(
         HookTriggers::new().every_nth_instruction(HOOK_EVERY),
         move |lua, _| {
             match hook_budget.check(lua) {
+                // mlua's async call treats a yield from the hook as "wake me
+                // and return Pending" (mlua 0.12 `AsyncThread::poll`), and the
+                // next poll resumes the code where it was. Where Lua cannot
+                // yield (inside a C call), the yield is skipped.
+                None if hook_budget.slice_spent() => Ok(VmState::Yield),
                 None => Ok(VmState::Continue),
                 // Yielding hands control back to the engine, which then drops the
                 // action; `pcall` cannot catch a yield. Where Lua cannot yield

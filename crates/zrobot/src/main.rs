@@ -36,7 +36,11 @@ fn main() -> ExitCode {
             return ExitCode::from(cli::context::EXIT_FAILURE);
         }
     };
-    match runtime.block_on(cli::run(cli)) {
+    let outcome = runtime.block_on(cli::run(cli));
+    // Never wait without bound for work left behind (a blocking read, a
+    // clone that hangs): the command is over.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match outcome {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -1,6 +1,13 @@
 //! `zrobot server start`: opens the data directory and its database, loads
 //! template repositories, brings services back, and serves the API until
 //! SIGINT or SIGTERM.
+//!
+//! Template code runs on a runtime of its own ([`TemplateRuntime`]), never on
+//! the threads serving the API. A stop is bounded whatever template code
+//! does: the API gets [`API_DRAIN`] to answer the requests in flight, running
+//! actions get [`ACTION_GRACE`], the store [`STORE_FLUSH`]; the threads still
+//! busy after that are left behind, and a watchdog ends the process at
+//! [`STOP_BOUND`] if anything else hangs.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,6 +26,61 @@ use zrobot_store::SqliteStore;
 use crate::paths;
 
 mod repos;
+
+/// How long the requests in flight at a stop may take to be answered.
+const API_DRAIN: Duration = Duration::from_secs(2);
+/// How long running actions may take to end at a stop; those still running
+/// are interrupted and run again at the next start.
+const ACTION_GRACE: Duration = Duration::from_secs(3);
+/// How long the store may take to confirm every change handed to it is written.
+const STORE_FLUSH: Duration = Duration::from_secs(2);
+/// How long the template threads may take to let go of their tasks.
+const TEMPLATE_THREADS: Duration = Duration::from_millis(500);
+/// After a stop signal, the process exits by this bound, whatever hangs.
+const STOP_BOUND: Duration = Duration::from_millis(9_500);
+
+/// The runtime template code runs on: worker threads of its own, named
+/// `zrobot-template`, so that code that spins until its budget stops it
+/// never holds a thread that serves the API, commits or calls other robots.
+/// Dropped without [`TemplateRuntime::stop`] (an early error), it lets its
+/// threads go without waiting for them.
+struct TemplateRuntime(Option<tokio::runtime::Runtime>);
+
+impl TemplateRuntime {
+    fn start() -> Result<TemplateRuntime> {
+        let runtime = zrobot_core::robot::template_runtime()
+            .context("cannot start the threads that run template code")?;
+        Ok(TemplateRuntime(Some(runtime)))
+    }
+
+    fn handle(&self) -> tokio::runtime::Handle {
+        match &self.0 {
+            Some(r) => r.handle().clone(),
+            None => unreachable!("the template runtime is taken only by stop, which consumes it"),
+        }
+    }
+
+    /// Drops the tasks left on the runtime and waits at most `bound` for its
+    /// threads; a thread stuck in code that cannot be interrupted is left
+    /// behind (the process is about to exit).
+    async fn stop(mut self, bound: Duration) {
+        if let Some(runtime) = self.0.take() {
+            // Waiting for threads blocks: not on an async thread.
+            let waited = tokio::task::spawn_blocking(move || runtime.shutdown_timeout(bound));
+            if waited.await.is_err() {
+                tracing::warn!("the template threads could not be stopped cleanly");
+            }
+        }
+    }
+}
+
+impl Drop for TemplateRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
 
 /// `zrobot server start` flags.
 #[derive(Args, Debug, Clone)]
@@ -167,7 +229,13 @@ pub async fn start(args: StartArgs) -> Result<()> {
     for spec in &args.robots {
         known_robots.push(parse_robot_flag(spec)?);
     }
-    let robot = Robot::new(RobotConfig::default(), Arc::new(engine), Arc::new(store));
+    let template_runtime = TemplateRuntime::start()?;
+    let robot = Robot::with_template_runtime(
+        RobotConfig::default(),
+        Arc::new(engine),
+        Arc::new(store),
+        template_runtime.handle(),
+    );
 
     // Settings first: they say which revisions were checked out at run time.
     let loaded = robot
@@ -272,24 +340,77 @@ pub async fn start(args: StartArgs) -> Result<()> {
     let shutdown = async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         stop_signal.await;
         tracing::info!("stopping");
+        let stop_at = tokio::time::Instant::now();
+        watchdog(STOP_BOUND);
+        let _ = stopping_tx.send(stop_at);
         let _ = stop_tx.send(true);
     });
-    zrobot_api::serve(listener, robot, api_config, shutdown)
-        .await
-        .context("the API stopped")?;
-    // The data repository exports and pushes once more on the way out.
+    let serve = zrobot_api::serve(listener, robot.clone(), api_config, shutdown);
+    tokio::pin!(serve);
+    let (served, stop_at) = tokio::select! {
+        served = &mut serve => (Some(served), None),
+        Ok(stop_at) = stopping_rx => {
+            // The API stops taking requests now; those in flight get a bound.
+            match tokio::time::timeout(API_DRAIN, &mut serve).await {
+                Ok(served) => (Some(served), Some(stop_at)),
+                Err(_) => {
+                    tracing::warn!(
+                        "requests still in flight {}s after the stop signal were dropped",
+                        API_DRAIN.as_secs_f64()
+                    );
+                    (None, Some(stop_at))
+                }
+            }
+        }
+    };
+    let stop_at = stop_at.unwrap_or_else(tokio::time::Instant::now);
+    let report = robot.shutdown(ACTION_GRACE, STORE_FLUSH).await;
+    if !report.store_flushed {
+        tracing::error!(
+            "the database did not confirm the last changes within {}s",
+            STORE_FLUSH.as_secs_f64()
+        );
+    }
+    // The data repository exports and pushes once more on the way out,
+    // within what is left of the stop's bound.
     if let Some(push) = auto_push {
-        if tokio::time::timeout(Duration::from_secs(60), push)
-            .await
-            .is_err()
-        {
-            tracing::warn!("the last push of the data repository did not finish within 60s");
+        let left = (stop_at + STOP_BOUND - Duration::from_secs(2))
+            .saturating_duration_since(tokio::time::Instant::now());
+        if tokio::time::timeout(left, push).await.is_err() {
+            tracing::warn!(
+                "the last push of the data repository did not finish within {}s",
+                left.as_secs_f64()
+            );
         }
     }
+    template_runtime.stop(TEMPLATE_THREADS).await;
+    if let Some(served) = served {
+        served.context("the API stopped")?;
+    }
     Ok(())
+}
+
+/// Ends the process `bound` from now if it has not exited by then: a stop
+/// must never hang on something stuck (template code that cannot be
+/// interrupted, a disk that does not answer).
+fn watchdog(bound: Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("zrobot-stop-watchdog".into())
+        .spawn(move || {
+            std::thread::sleep(bound);
+            eprintln!(
+                "error: the robot did not stop within {}s of the stop signal; exiting anyway",
+                bound.as_secs_f64()
+            );
+            std::process::exit(1);
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the stop watchdog: {e}");
+    }
 }
 
 /// Clones or updates one template repository and loads it; when the remote

@@ -3,7 +3,8 @@
 //! Services hold no thread and no tokio task while idle. Scheduling a task on
 //! an idle service spawns one tokio task that drains the service's queue, one
 //! task at a time, then ends: that single consumer is what makes data access
-//! race-free.
+//! race-free. That task, and every hook, runs on the runtime for template
+//! work (`template_work.rs`), never on the threads serving the API.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -27,9 +28,12 @@ use crate::waitgraph::WaitGraph;
 
 mod blueprint;
 mod pause;
+mod template_work;
 mod upgrade;
 
 pub use blueprint::{BlueprintCaller, BlueprintOutcome};
+pub use template_work::{template_runtime, ShutdownReport};
+use template_work::{Interrupted, TemplateWork};
 pub use upgrade::UpgradeReport;
 
 /// Bounds the robot applies where templates say nothing.
@@ -125,6 +129,8 @@ pub(crate) struct RobotInner {
     idempotency: std::sync::Mutex<Idempotency>,
     /// Robot settings, as stored (read at restore, written through).
     settings: RwLock<std::collections::BTreeMap<String, Value>>,
+    /// The runtime template code runs on, and the shutdown switches.
+    work: TemplateWork,
 }
 
 /// Recently used idempotency keys, oldest first; bounded.
@@ -190,9 +196,23 @@ impl Drop for NameReservation<'_> {
 }
 
 impl Robot {
-    /// Makes a robot. Must be called inside a tokio runtime: the robot's timer
-    /// loop starts here.
+    /// Makes a robot whose template code runs on the current runtime (tests,
+    /// tools). Must be called inside a tokio runtime: the robot's timer loop
+    /// starts here. A server uses [`Robot::with_template_runtime`].
     pub fn new(config: RobotConfig, engine: Arc<dyn Engine>, store: Arc<dyn Store>) -> Robot {
+        Robot::with_template_runtime(config, engine, store, tokio::runtime::Handle::current())
+    }
+
+    /// Makes a robot that runs template code (actions, hooks) on
+    /// `template_runtime`, so that code that spins never holds the threads of
+    /// the runtime this is called in (the API's, the store's waiters). Must be
+    /// called inside a tokio runtime: the robot's timer loop starts here.
+    pub fn with_template_runtime(
+        config: RobotConfig,
+        engine: Arc<dyn Engine>,
+        store: Arc<dyn Store>,
+        template_runtime: tokio::runtime::Handle,
+    ) -> Robot {
         Robot(Arc::new_cyclic(|weak| RobotInner {
             config,
             templates: TemplateRegistry::new(),
@@ -207,6 +227,7 @@ impl Robot {
             settings: RwLock::new(Default::default()),
             remote_lock: tokio::sync::Mutex::new(()),
             idempotency: std::sync::Mutex::new(Idempotency::default()),
+            work: TemplateWork::new(template_runtime),
         }))
     }
 
@@ -628,7 +649,20 @@ impl Robot {
             data: svc.data(),
             deadline: Some(std::time::Instant::now() + timeout),
         };
-        let outcome = self.run_call(template, svc, call, timeout).await;
+        let (robot, on, of) = (self.clone(), template.clone(), svc.clone());
+        let outcome = self
+            .on_template_runtime(async move { robot.run_call(&on, &of, call, timeout).await })
+            .await;
+        let outcome = match outcome {
+            Ok(Ok(o)) => o,
+            Ok(Err(Interrupted)) => {
+                return Err(format!(
+                    "`{}` was interrupted: the robot is stopping",
+                    hook.name()
+                ))
+            }
+            Err(e) => return Err(format!("`{}` did not finish: {e}", hook.name())),
+        };
         outcome.result.map_err(|e| e.message)?;
         match outcome.data {
             None => Ok(None),
@@ -645,17 +679,18 @@ impl Robot {
     }
 
     /// Runs one call of a template's code under its time bound, stopping it
-    /// early if the service is being deleted.
+    /// early if the service is being deleted; `Err` if a shutdown cut it.
+    /// Call it on the template runtime: the code runs inline.
     async fn run_call(
         &self,
         template: &Template,
         svc: &Service,
         call: ActionCall,
         timeout: Duration,
-    ) -> ActionOutcome {
+    ) -> Result<ActionOutcome, Interrupted> {
         let name = call.callable.name().to_owned();
         let fut = template.code.run(call);
-        tokio::select! {
+        Ok(tokio::select! {
             out = tokio::time::timeout(timeout, fut) => match out {
                 Ok(o) => o,
                 Err(_) => ActionOutcome {
@@ -670,7 +705,8 @@ impl Robot {
                 result: Err(ActionError::new("action.stopped", format!("`{name}` was stopped: the service is being deleted"))),
                 data: None,
             },
-        }
+            _ = self.stopped() => return Err(Interrupted),
+        })
     }
 
     /// Queues `action` on `svc` with normal priority; returns once the task is durable.
@@ -769,7 +805,7 @@ impl Robot {
             return Err(CoreError::ServiceDeleting(svc.name.clone()));
         };
         if spawn {
-            tokio::spawn(self.clone().drive(svc.clone()));
+            self.spawn_drive(svc.clone());
         }
         Ok(task)
     }
@@ -829,17 +865,19 @@ impl Robot {
             spawn
         };
         if spawn {
-            tokio::spawn(self.clone().drive(svc.clone()));
+            self.spawn_drive(svc.clone());
         }
     }
 
     /// The single consumer of a service's queue: runs its tasks one at a time
-    /// until the queue is empty or the service may not run tasks.
+    /// until the queue is empty, the service may not run tasks, or the robot
+    /// shuts down (the waiting tasks are durable: they run at the next start).
+    /// Runs on the template runtime ([`Robot::spawn_drive`]).
     async fn drive(self, svc: Arc<Service>) {
         loop {
             let task = {
                 let mut inner = svc.lock();
-                let next = if inner.status == ServiceStatus::Ok {
+                let next = if inner.status == ServiceStatus::Ok && !self.0.work.draining() {
                     inner.queue.pop()
                 } else {
                     None
@@ -864,7 +902,9 @@ impl Robot {
     }
 
     /// Runs one task to its end: its tries, its timeout, then makes the
-    /// outcome durable before anyone waiting on it is told.
+    /// outcome durable before anyone waiting on it is told. A task a shutdown
+    /// interrupts is left as it is: unfinished, so it runs again at the next
+    /// start. Call it on the template runtime.
     async fn run_task(&self, svc: &Arc<Service>, task: &Arc<Task>) {
         let template = svc.template();
         let (action, args, mut attempt, started) = {
@@ -911,6 +951,9 @@ impl Robot {
                     }]));
                     run_call.await
                 }
+            };
+            let Ok(outcome) = outcome else {
+                return;
             };
             let outcome = match outcome {
                 ActionOutcome {
@@ -966,6 +1009,7 @@ impl Robot {
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = svc.stop_running.notified() => break (Err(err), None),
+                _ = self.stopped() => return,
             }
             attempt += 1;
             task.lock().attempt = attempt;
@@ -1185,9 +1229,18 @@ impl Robot {
             let task = Task::new(record, Arc::downgrade(&svc));
             svc.lock().current = Some(task.clone());
             let bound = self.0.config.on_delete_bound;
-            let run = tokio::time::timeout(bound, self.run_task(&svc, &task)).await;
+            let (robot, of, running) = (self.clone(), svc.clone(), task.clone());
+            let run = tokio::time::timeout(
+                bound,
+                self.on_template_runtime(async move { robot.run_task(&of, &running).await }),
+            )
+            .await;
             svc.lock().current = None;
             match (run, task.state()) {
+                (Ok(Err(e)), _) => svc.log(
+                    LogLevel::Error,
+                    format!("on_delete action `{action}` did not finish: {e}"),
+                ),
                 (Err(_), _) => svc.log(
                     LogLevel::Error,
                     format!(
@@ -1195,7 +1248,7 @@ impl Robot {
                         bound.as_secs_f64()
                     ),
                 ),
-                (Ok(()), TaskState::Error) => {
+                (Ok(Ok(())), TaskState::Error) => {
                     tracing::warn!(service = %svc.name, %action, "on_delete action failed; deleting anyway")
                 }
                 _ => {}
