@@ -691,6 +691,10 @@ impl Robot {
         let name = call.callable.name().to_owned();
         let fut = template.code.run(call);
         Ok(tokio::select! {
+            // The action first: one that ends at its first poll (most do)
+            // never registers with the deletion or shutdown signals, and the
+            // shutdown one is shared by every task of the robot.
+            biased;
             out = tokio::time::timeout(timeout, fut) => match out {
                 Ok(o) => o,
                 Err(_) => ActionOutcome {
