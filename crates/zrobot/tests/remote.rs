@@ -3,6 +3,7 @@
 
 mod util;
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -326,26 +327,29 @@ async fn a_dead_or_frozen_robot_gives_bounded_failures_and_recovers() {
     );
 }
 
+/// Robot `b` under `root`, serving `url`, checking JWTs (HS256, a key written
+/// beside it; admins are `ops`) and accepting the god token, plus `extra`.
+fn jwt_robot(root: &Path, url: &str, extra: &[&str]) -> RobotProcess {
+    let key = root.join("jwt.key");
+    std::fs::write(&key, "a shared secret for the test robot").unwrap();
+    let mut args = vec![
+        "--god",
+        "-T",
+        url,
+        "--jwt-key",
+        key.to_str().unwrap(),
+        "--admin-organization",
+        "ops",
+    ];
+    args.extend_from_slice(extra);
+    RobotProcess::start(&root.join("b"), &args)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_robot_cannot_act_on_services_it_holds_no_secret_for() {
     let tmp = tempfile::tempdir().unwrap();
     let url = repo(&tmp.path().join("acme/templates"));
-    let key = tmp.path().join("jwt.key");
-    std::fs::write(&key, "a shared secret for the test robot").unwrap();
-    let b = RobotProcess::start(
-        &tmp.path().join("b"),
-        &[
-            "--god",
-            "-T",
-            &url,
-            "--jwt-key",
-            key.to_str().unwrap(),
-            "--admin-organization",
-            "ops",
-            "--user-organization",
-            "devs",
-        ],
-    );
+    let b = jwt_robot(tmp.path(), &url, &["--user-organization", "devs"]);
     // Someone else's service on B.
     b.god_client()
         .create_service(&ServiceCreate {
@@ -667,20 +671,7 @@ async fn write_old_settings(data_dir: &std::path::Path, robots: serde_json::Valu
 async fn a_remote_call_presents_only_the_secret_of_its_service() {
     let tmp = tempfile::tempdir().unwrap();
     let url = repo(&tmp.path().join("acme/templates"));
-    let key = tmp.path().join("jwt.key");
-    std::fs::write(&key, "a shared secret for the test robot").unwrap();
-    let b = RobotProcess::start(
-        &tmp.path().join("b"),
-        &[
-            "--god",
-            "-T",
-            &url,
-            "--jwt-key",
-            key.to_str().unwrap(),
-            "--admin-organization",
-            "ops",
-        ],
-    );
+    let b = jwt_robot(tmp.path(), &url, &[]);
     let bc = b.god_client();
     let mut secrets = std::collections::BTreeMap::new();
     let mut guids = std::collections::BTreeMap::new();

@@ -185,7 +185,8 @@ impl TestRobot {
     }
 
     /// Sends a raw request; returns the status, the headers and the body
-    /// (JSON, or a JSON string of the text when it is not JSON).
+    /// (JSON, or a JSON string of the text when it is not JSON). A body goes
+    /// as `application/json`.
     pub async fn raw(
         &self,
         method: &str,
@@ -193,17 +194,11 @@ impl TestRobot {
         headers: &[(&str, String)],
         body: Option<Vec<u8>>,
     ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-        let mut req = self.http.request(
-            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
-            format!("{}{path}", self.url),
-        );
-        for (k, v) in headers {
-            req = req.header(*k, v);
+        let mut all = headers.to_vec();
+        if body.is_some() {
+            all.push(("content-type", "application/json".to_owned()));
         }
-        if let Some(b) = body {
-            req = req.header("content-type", "application/json").body(b);
-        }
-        self.answer(req).await
+        self.raw_exact(method, path, &all, body).await
     }
 
     /// Sends a raw request with exactly these headers (no content type is
