@@ -96,6 +96,8 @@ pub(crate) struct Budget {
     strikes: AtomicU64,
     /// When the engine last polled the action, as nanoseconds after `epoch`.
     polled: AtomicU64,
+    /// How long the action runs before the hook hands the thread back.
+    slice_nanos: u64,
 }
 
 impl Budget {
@@ -109,6 +111,7 @@ impl Budget {
             killed: AtomicU8::new(0),
             strikes: AtomicU64::new(0),
             polled: AtomicU64::new(0),
+            slice_nanos: SLICE_NANOS,
         }
     }
 
@@ -121,7 +124,7 @@ impl Budget {
     /// Whether the action has run a whole slice since it was last polled.
     fn slice_spent(&self) -> bool {
         let now = self.epoch.elapsed().as_nanos() as u64;
-        now.saturating_sub(self.polled.load(Ordering::Relaxed)) > SLICE_NANOS
+        now.saturating_sub(self.polled.load(Ordering::Relaxed)) > self.slice_nanos
     }
 
     pub fn arm(&self, instructions: u64, deadline: Option<Instant>) {
@@ -194,6 +197,50 @@ impl Budget {
             }
         }
         self.killed()
+    }
+}
+
+/// The name mlua gives the Lua loop that drives an async function (it polls
+/// the Rust future, and yields with a "pending" marker while it waits).
+const ASYNC_POLL_LOOP: &str = "=__mlua_async_poll";
+
+/// What the budget hook does every [`HOOK_EVERY`] instructions: stops an
+/// action that is over its budget, and hands the thread back once a slice is
+/// spent.
+///
+/// Never a slice yield inside mlua's async loop: between the poll of a Rust
+/// future that said "pending" and the loop's own yield, a hook yield makes
+/// the engine poll again at once (it wakes itself), and that poll goes on to
+/// the loop's yield without polling the future; a wake-up the future sent in
+/// between was spent on that poll, so the action would wait forever.
+fn budget_hook(budget: &Budget, lua: &Lua, debug: &mlua::debug::Debug) -> mlua::Result<VmState> {
+    match budget.check(lua) {
+        // mlua's async call treats a yield from the hook as "wake me and
+        // return Pending" (mlua 0.12 `AsyncThread::poll`), and the next poll
+        // resumes the code where it was. Where Lua cannot yield (inside a C
+        // call), the yield is skipped.
+        None if budget.slice_spent() => {
+            if debug.source().source.as_deref() == Some(ASYNC_POLL_LOOP) {
+                Ok(VmState::Continue)
+            } else {
+                Ok(VmState::Yield)
+            }
+        }
+        None => Ok(VmState::Continue),
+        // Yielding hands control back to the engine, which then drops the
+        // action; `pcall` cannot catch a yield. Where Lua cannot yield
+        // (inside a C call), an error unwinds to a point where it can.
+        Some(_) => {
+            if budget
+                .strikes
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(2)
+            {
+                Ok(VmState::Yield)
+            } else {
+                Err(mlua::Error::runtime("the action was stopped by the robot"))
+            }
+        }
     }
 }
 
@@ -433,30 +480,7 @@ pub(crate) fn new_vm(
     let hook_budget = budget.clone();
     lua.set_global_hook(
         HookTriggers::new().every_nth_instruction(HOOK_EVERY),
-        move |lua, _| {
-            match hook_budget.check(lua) {
-                // mlua's async call treats a yield from the hook as "wake me
-                // and return Pending" (mlua 0.12 `AsyncThread::poll`), and the
-                // next poll resumes the code where it was. Where Lua cannot
-                // yield (inside a C call), the yield is skipped.
-                None if hook_budget.slice_spent() => Ok(VmState::Yield),
-                None => Ok(VmState::Continue),
-                // Yielding hands control back to the engine, which then drops the
-                // action; `pcall` cannot catch a yield. Where Lua cannot yield
-                // (inside a C call), an error unwinds to a point where it can.
-                Some(_) => {
-                    if hook_budget
-                        .strikes
-                        .fetch_add(1, Ordering::Relaxed)
-                        .is_multiple_of(2)
-                    {
-                        Ok(VmState::Yield)
-                    } else {
-                        Err(mlua::Error::runtime("the action was stopped by the robot"))
-                    }
-                }
-            }
-        },
+        move |lua, debug| budget_hook(&hook_budget, lua, debug),
     )
     .map_err(|e| fail("cannot install the budget hook", e))?;
     let (run_action, run_load) =
@@ -643,4 +667,61 @@ fn module_path(name: &str) -> Option<PathBuf> {
     p.components()
         .all(|c| matches!(c, Component::Normal(_)))
         .then_some(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A future that is pending once, having already asked to be polled
+    /// again (as `tokio::task::yield_now` does).
+    async fn woken_then_pending() {
+        let mut first = true;
+        std::future::poll_fn(|cx| {
+            if std::mem::take(&mut first) {
+                cx.waker().wake_by_ref();
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(())
+            }
+        })
+        .await
+    }
+
+    /// With a hook that would yield at every instruction, an action calling
+    /// an async function many times still ends: the hook never yields inside
+    /// mlua's poll loop, where a yield loses the future's wake-up.
+    #[tokio::test]
+    async fn slice_yields_never_lose_a_wake_up() {
+        let lua = Lua::new();
+        let mut budget = Budget::new(64 * 1024 * 1024);
+        budget.slice_nanos = 0;
+        let budget = Arc::new(budget);
+        budget.arm(u64::MAX / 2, None);
+        let hook = budget.clone();
+        lua.set_global_hook(
+            HookTriggers::new().every_nth_instruction(1),
+            move |lua, d| budget_hook(&hook, lua, d),
+        )
+        .expect("hook");
+        let wait = lua
+            .create_async_function(|_, ()| async {
+                woken_then_pending().await;
+                Ok(())
+            })
+            .expect("async function");
+        lua.globals().set("wait", wait).expect("global");
+        let action: Function = lua
+            .load(
+                "return function() local n = 0 for i = 1, 200 do wait() n = n + 1 end return n end",
+            )
+            .eval()
+            .expect("action");
+        let run = action.call_async::<i64>(());
+        let n = tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("the action stalled: a wake-up was lost")
+            .expect("the action ran");
+        assert_eq!(n, 200);
+    }
 }

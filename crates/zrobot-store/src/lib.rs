@@ -31,4 +31,4 @@ mod schema;
 mod store;
 mod writer;
 
-pub use store::{SqliteStore, TemplateRepo, Webhook};
+pub use store::{SqliteStore, TemplateRepo, Webhook, WriterStats};

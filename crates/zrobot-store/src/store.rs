@@ -21,7 +21,7 @@ use crate::error::{store_error, Failure};
 use crate::history::{History, SharedUnindexed};
 use crate::read::{self, ReaderPool};
 use crate::schema;
-use crate::writer::{Request, Writer};
+use crate::writer::{Request, Writer, WriterCounts};
 
 /// A webhook the robot calls.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,6 +58,18 @@ pub struct SqliteStore {
     unindexed: SharedUnindexed,
     /// `None` for an in-memory database.
     checkpointer: Option<Checkpointer>,
+    counts: Arc<WriterCounts>,
+}
+
+/// What the writer has done since the store opened: how well commits group.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Transactions of commits (groups), background work not included.
+    pub transactions: u64,
+    /// Commits handed to the store and applied.
+    pub commits: u64,
+    /// Changes in those commits.
+    pub ops: u64,
 }
 
 /// Where reads run.
@@ -122,7 +134,8 @@ impl SqliteStore {
             .map_err(|e| store_error(&db, "reading where the history stands", e))?;
         tune(&mut history);
         let unindexed = history.unindexed();
-        let writer = Writer::new(conn, db.clone(), healthy.clone(), history);
+        let counts = Arc::new(WriterCounts::default());
+        let writer = Writer::new(conn, db.clone(), healthy.clone(), history, counts.clone());
         let writer = std::thread::Builder::new()
             .name("zrobot-store-writer".to_owned())
             .spawn(move || writer.run(queue))
@@ -136,7 +149,17 @@ impl SqliteStore {
             retention,
             unindexed,
             checkpointer: None,
+            counts,
         })
+    }
+
+    /// How many transactions, commits and changes the writer has applied.
+    pub fn writer_stats(&self) -> WriterStats {
+        WriterStats {
+            transactions: self.counts.transactions.load(Ordering::Relaxed),
+            commits: self.counts.commits.load(Ordering::Relaxed),
+            ops: self.counts.ops.load(Ordering::Relaxed),
+        }
     }
 
     /// The schema version this code writes (a database's `user_version`).

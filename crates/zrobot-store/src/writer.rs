@@ -5,7 +5,7 @@
 //! (see `history`) in a transaction of its own.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Instant;
@@ -43,6 +43,15 @@ pub(crate) struct Writer {
     db: Arc<str>,
     healthy: Arc<AtomicBool>,
     history: History,
+    counts: Arc<WriterCounts>,
+}
+
+/// What the writer has done since the store opened, counted as it goes.
+#[derive(Debug, Default)]
+pub(crate) struct WriterCounts {
+    pub transactions: AtomicU64,
+    pub commits: AtomicU64,
+    pub ops: AtomicU64,
 }
 
 impl Writer {
@@ -51,12 +60,14 @@ impl Writer {
         db: Arc<str>,
         healthy: Arc<AtomicBool>,
         history: History,
+        counts: Arc<WriterCounts>,
     ) -> Writer {
         Writer {
             conn,
             db,
             healthy,
             history,
+            counts,
         }
     }
 
@@ -113,6 +124,13 @@ impl Writer {
         }
         let all: Vec<&Op> = group.iter().flat_map(|(ops, _)| ops).collect();
         let result = self.transaction(&all);
+        self.counts.transactions.fetch_add(1, Ordering::Relaxed);
+        self.counts
+            .commits
+            .fetch_add(group.len() as u64, Ordering::Relaxed);
+        self.counts
+            .ops
+            .fetch_add(all.len() as u64, Ordering::Relaxed);
         drop(all);
         match result {
             Ok(()) => {

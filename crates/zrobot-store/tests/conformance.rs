@@ -772,3 +772,33 @@ async fn the_robot_wide_tables_keep_webhooks_and_template_repos() -> Result<()> 
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_counts_its_groups_commits_and_changes() -> Result<()> {
+    let b = Backend::new(Kind::SqliteFile);
+    let s = b.open(Retention::default())?;
+    let sqlite = s.sqlite.clone().context("a SQLite store")?;
+    ensure!(sqlite.writer_stats() == Default::default());
+    let svc = service("counted");
+    s.commit(vec![StoreOp::PutService(svc.clone())]).await?;
+    // Handed over at once without waiting: they may group.
+    let pending: Vec<_> = (0..200)
+        .map(|seq| {
+            s.store.commit(vec![
+                StoreOp::PutTask(waiting(&svc, seq)),
+                StoreOp::PutTask(finished(waiting(&svc, 1_000 + seq), true)),
+            ])
+        })
+        .collect();
+    for p in pending {
+        p.await?;
+    }
+    let stats = sqlite.writer_stats();
+    ensure!(stats.commits == 201, "{stats:?}");
+    ensure!(stats.ops == 401, "{stats:?}");
+    ensure!(
+        (2..=201).contains(&stats.transactions),
+        "{stats:?}: one group per commit at most, and the first stood alone"
+    );
+    Ok(())
+}
