@@ -125,6 +125,9 @@ pub(crate) struct ServiceInner {
     pub status: ServiceStatus,
     pub queue: TaskQueue,
     pub current: Option<Arc<Task>>,
+    /// Tasks that ended, whose outcome the store has yet to confirm (oldest
+    /// first): found and shown as running until then.
+    pub finishing: Vec<Arc<Task>>,
     /// A tokio task is draining the queue.
     pub driving: bool,
     /// Hashes of the secrets that grant this service.
@@ -154,6 +157,7 @@ impl Service {
                 status,
                 queue: TaskQueue::default(),
                 current: None,
+                finishing: Vec::new(),
                 driving: false,
                 secrets: Vec::new(),
             }),

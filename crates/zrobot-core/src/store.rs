@@ -110,10 +110,24 @@ impl Default for Retention {
     }
 }
 
+/// Told the outcome of a commit by [`Store::commit_then`].
+pub type CommitDone = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
 /// Durable robot state.
 pub trait Store: Send + Sync + 'static {
     /// Makes `ops` durable, all or none; resolves once they are.
     fn commit(&self, ops: Vec<StoreOp>) -> BoxFuture<'static, Result<(), StoreError>>;
+
+    /// Makes `ops` durable like [`Store::commit`], in the same order with the
+    /// other commits, and calls `done` exactly once with the outcome instead
+    /// of resolving a future, so that the caller need not wait (nor be woken).
+    /// `done` may run on the store's own thread: it must be short, must not
+    /// block, and must not hold the last handle of the store. The default
+    /// waits for the commit on a task of the current tokio runtime.
+    fn commit_then(&self, ops: Vec<StoreOp>, done: CommitDone) {
+        let commit = self.commit(ops);
+        drop(tokio::spawn(async move { done(commit.await) }));
+    }
 
     /// Everything a robot needs at start.
     fn load(&self) -> BoxFuture<'static, Result<Loaded, StoreError>>;
@@ -240,15 +254,24 @@ impl MemoryStore {
     }
 }
 
+impl MemoryStore {
+    fn apply_all(&self, ops: Vec<StoreOp>) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        for op in ops {
+            self.apply(&mut inner, op);
+        }
+    }
+}
+
 impl Store for MemoryStore {
     fn commit(&self, ops: Vec<StoreOp>) -> BoxFuture<'static, Result<(), StoreError>> {
-        {
-            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-            for op in ops {
-                self.apply(&mut inner, op);
-            }
-        }
+        self.apply_all(ops);
         Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn commit_then(&self, ops: Vec<StoreOp>, done: CommitDone) {
+        self.apply_all(ops);
+        done(Ok(()));
     }
 
     fn load(&self) -> BoxFuture<'static, Result<Loaded, StoreError>> {

@@ -29,3 +29,10 @@ impl From<rusqlite::types::FromSqlError> for Failure {
         Failure::Sql(e.into())
     }
 }
+
+/// The writer thread is gone: nothing more can be written.
+pub(crate) fn stopped(db: &str) -> StoreError {
+    StoreError(format!(
+        "database {db}: the writer thread has stopped, so nothing more can be written; restart the robot"
+    ))
+}

@@ -12,16 +12,16 @@ use rusqlite::{params, Connection};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 use zrobot_core::engine::BoxFuture;
-use zrobot_core::store::{Loaded, Retention, Store, StoreError, StoreOp};
+use zrobot_core::store::{CommitDone, Loaded, Retention, Store, StoreError, StoreOp};
 use zrobot_core::task::TaskRecord;
 
 use crate::checkpoint::Checkpointer;
 use crate::codec::Op;
-use crate::error::{store_error, Failure};
+use crate::error::{stopped, store_error, Failure};
 use crate::history::{History, SharedUnindexed};
 use crate::read::{self, ReaderPool};
 use crate::schema;
-use crate::writer::{Request, Writer, WriterCounts};
+use crate::writer::{Completion, Reply, Request, Writer, WriterCounts};
 
 /// A webhook the robot calls.
 #[derive(Debug, Clone, PartialEq)]
@@ -346,26 +346,39 @@ impl SqliteStore {
     }
 }
 
-impl Store for SqliteStore {
-    fn commit(&self, ops: Vec<StoreOp>) -> BoxFuture<'static, Result<(), StoreError>> {
-        let ops = match ops
-            .into_iter()
+impl SqliteStore {
+    fn encode(&self, ops: Vec<StoreOp>) -> Result<Vec<Op>, StoreError> {
+        ops.into_iter()
             .map(Op::encode)
             .collect::<Result<Vec<_>, _>>()
-        {
+            .map_err(|e| store_error(&self.db, "encoding changes as JSON", e))
+    }
+}
+
+impl Store for SqliteStore {
+    fn commit_then(&self, ops: Vec<StoreOp>, done: CommitDone) {
+        let ops = match self.encode(ops) {
             Ok(ops) => ops,
-            Err(e) => {
-                return Box::pin(std::future::ready(Err(store_error(
-                    &self.db,
-                    "encoding changes as JSON",
-                    e,
-                ))))
-            }
+            Err(e) => return done(Err(e)),
+        };
+        let reply = Reply::Call(Completion::new(done, self.db.clone()));
+        // Unsent, the request is dropped here, and its completion with it
+        // tells `done` that the writer is gone.
+        let _ = self.send(Request::Commit { ops, reply });
+    }
+
+    fn commit(&self, ops: Vec<StoreOp>) -> BoxFuture<'static, Result<(), StoreError>> {
+        let ops = match self.encode(ops) {
+            Ok(ops) => ops,
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
         };
         // Handed over now, not when first polled: callers that drop the
         // future rely on the op being applied in the order of the calls.
         let (reply, answer) = oneshot::channel();
-        let sent = self.send(Request::Commit { ops, reply });
+        let sent = self.send(Request::Commit {
+            ops,
+            reply: Reply::Wake(reply),
+        });
         let db = self.db.clone();
         let healthy = self.healthy.clone();
         Box::pin(async move {
@@ -428,12 +441,6 @@ impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteStore").field("db", &self.db).finish()
     }
-}
-
-fn stopped(db: &str) -> StoreError {
-    StoreError(format!(
-        "database {db}: the writer thread has stopped, so nothing more can be written; restart the robot"
-    ))
 }
 
 /// Settings of the write connection.

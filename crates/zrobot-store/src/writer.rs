@@ -13,13 +13,64 @@ use std::time::Instant;
 use rusqlite::{params, CachedStatement, Connection};
 use tokio::sync::oneshot;
 use uuid::Uuid;
-use zrobot_core::store::StoreError;
+use zrobot_core::store::{CommitDone, StoreError};
 
 use crate::codec::{Op, TaskRow};
 use crate::error::store_error;
 use crate::history::History;
 
-pub(crate) type Reply = oneshot::Sender<Result<(), StoreError>>;
+/// Who is told a commit's outcome: a waiting future, or a call the writer
+/// makes itself (see [`zrobot_core::store::Store::commit_then`]).
+pub(crate) enum Reply {
+    Wake(oneshot::Sender<Result<(), StoreError>>),
+    Call(Completion),
+}
+
+impl Reply {
+    fn send(self, result: Result<(), StoreError>) {
+        match self {
+            Reply::Wake(sender) => {
+                let _ = sender.send(result);
+            }
+            Reply::Call(mut completion) => completion.call(result),
+        }
+    }
+}
+
+/// A commit's completion, called exactly once: with the outcome, or, when the
+/// writer is gone before it (a request dropped unanswered), with the error
+/// saying so, as a dropped [`Reply::Wake`] tells its future.
+pub(crate) struct Completion {
+    done: Option<CommitDone>,
+    db: Arc<str>,
+}
+
+impl Completion {
+    pub(crate) fn new(done: CommitDone, db: Arc<str>) -> Completion {
+        Completion {
+            done: Some(done),
+            db,
+        }
+    }
+
+    fn call(&mut self, result: Result<(), StoreError>) {
+        let Some(done) = self.done.take() else { return };
+        // A panicking completion must not take the writer, and every later
+        // commit, down with it.
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| done(result))).is_err() {
+            tracing::error!(db = %self.db, "a commit's completion panicked");
+        }
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        if self.done.is_some() {
+            let stopped = crate::error::stopped(&self.db);
+            self.call(Err(stopped));
+        }
+    }
+}
 
 pub(crate) enum Request {
     Commit {
@@ -31,7 +82,7 @@ pub(crate) enum Request {
     /// no other connection). It answers its caller itself.
     Run(Box<dyn FnOnce(&mut Connection) + Send>),
     /// Do all background work now, and say when it is done.
-    Compact(Reply),
+    Compact(oneshot::Sender<Result<(), StoreError>>),
 }
 
 /// A group stops growing at this many ops, so that its first callers are not
@@ -136,14 +187,14 @@ impl Writer {
             Ok(()) => {
                 self.healthy.store(true, Ordering::Relaxed);
                 for (_, reply) in group.drain(..) {
-                    let _ = reply.send(Ok(()));
+                    reply.send(Ok(()));
                 }
             }
             Err(e) if group.len() == 1 => {
                 self.healthy.store(false, Ordering::Relaxed);
                 tracing::warn!("{e}");
                 for (_, reply) in group.drain(..) {
-                    let _ = reply.send(Err(e.clone()));
+                    reply.send(Err(e.clone()));
                 }
             }
             Err(e) => {
@@ -164,7 +215,7 @@ impl Writer {
                 let all_ok = results.iter().all(|(_, r)| r.is_ok());
                 self.healthy.store(all_ok, Ordering::Relaxed);
                 for (reply, result) in results {
-                    let _ = reply.send(result);
+                    reply.send(result);
                 }
             }
         }

@@ -488,6 +488,55 @@ async fn commits_apply_in_call_order_awaited_or_not(b: &Backend) -> Result<()> {
     Ok(())
 }
 
+/// A commit told by a call (`commit_then`, as the robot stores the outcome of
+/// a task that left the data as it was) keeps its place among the awaited
+/// ones, lands like them, and is told its outcome once, in order, by the time
+/// a later awaited commit resolved.
+async fn commit_then_tells_each_caller_once_in_order(b: &Backend) -> Result<()> {
+    let s = b.open(Retention::default())?;
+    let svc = service("svc");
+    s.commit(vec![StoreOp::PutService(svc.clone())]).await?;
+    let told: Arc<std::sync::Mutex<Vec<(usize, bool)>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let task = waiting(&svc, i as u64 + 1);
+        s.store.commit_then(
+            vec![StoreOp::PutTask(task.clone())],
+            Box::new({
+                let told = told.clone();
+                move |result| told.lock().unwrap().push((i, result.is_ok()))
+            }),
+        );
+        // Awaited ones in between, which must not overtake the calls.
+        if i % 10 == 0 {
+            drop(s.store.commit(vec![StoreOp::SaveData {
+                service: svc.guid,
+                data: Arc::new(json!({ "i": i })),
+            }]));
+        }
+        tasks.push(finished(task, true));
+    }
+    for task in &tasks {
+        s.store.commit_then(
+            vec![StoreOp::PutTask(task.clone())],
+            Box::new({
+                let told = told.clone();
+                let i = 50 + task.seq as usize - 1;
+                move |result| told.lock().unwrap().push((i, result.is_ok()))
+            }),
+        );
+    }
+    s.commit(vec![]).await?;
+    let told = told.lock().unwrap().clone();
+    ensure!(
+        told == (0..100).map(|i| (i, true)).collect::<Vec<_>>(),
+        "{told:?}"
+    );
+    ensure!(s.finished(&svc).await? == tasks);
+    ensure!(s.services().await?[0].data == json!({"i": 40}));
+    Ok(())
+}
+
 async fn concurrent_commits_all_land(b: &Backend) -> Result<()> {
     const WRITERS: u64 = 20;
     const COMMITS: u64 = 500;
@@ -615,6 +664,7 @@ conformance!(
     deleting_a_service_deletes_its_tasks,
     a_removed_task_is_gone,
     commits_apply_in_call_order_awaited_or_not,
+    commit_then_tells_each_caller_once_in_order,
     concurrent_commits_all_land,
     settings_are_set_replaced_and_removed,
 );
@@ -712,12 +762,27 @@ async fn a_failed_commit_fails_only_its_caller_and_the_store_is_unhealthy_until_
     for svc in &good {
         pending.push(s.store.commit(vec![StoreOp::PutService(svc.clone())]));
     }
+    // A commit told by a call fails only its caller too.
+    let (tell, told) = tokio::sync::oneshot::channel();
+    s.store.commit_then(
+        vec![StoreOp::PutService(service("refused"))],
+        Box::new(move |result| {
+            let _ = tell.send(result);
+        }),
+    );
     // Last, so that no later commit makes the store healthy again.
     pending.push(s.store.commit(vec![
         StoreOp::PutService(service("also-lost")),
         StoreOp::PutService(service("refused")),
     ]));
     blocker.execute_batch("COMMIT")?;
+    let called = told.await.context("the call was dropped untold")?;
+    ensure!(
+        called
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("the disk is full")),
+        "{called:?}"
+    );
     let mut failures = Vec::new();
     for commit in pending {
         if let Err(e) = commit.await {

@@ -118,7 +118,9 @@ pub(crate) struct RobotInner {
     seq: AtomicU64,
     recurring: Recurring,
     waits: WaitGraph,
-    observers: RwLock<Vec<Arc<dyn Observer>>>,
+    /// Replaced whole when one is added, so that a task's completion takes
+    /// them with one reference count (see [`Robot::observers`]).
+    observers: RwLock<Observers>,
     /// Services from the store whose template is not loaded (with their
     /// waiting tasks): never dropped, retried when templates are loaded.
     missing: std::sync::Mutex<Vec<(ServiceRecord, Vec<TaskRecord>)>>,
@@ -195,6 +197,48 @@ impl Drop for NameReservation<'_> {
     }
 }
 
+/// The observers of a robot, as one list shared by reference.
+type Observers = Arc<Vec<Arc<dyn Observer>>>;
+
+/// A task's outcome, to be stored before its waiters are told.
+struct Ended {
+    record: TaskRecord,
+    ops: Vec<StoreOp>,
+    /// The data the action left, when it changed them.
+    new_data: Option<Arc<Value>>,
+}
+
+/// Ends `task` with `record` once its commit gave `result`: a failed commit
+/// turns it into a `storage` error (and the state is saved again later);
+/// the observers, then the waiters, are told.
+fn settle(
+    observers: &Observers,
+    svc: &Service,
+    task: &Task,
+    mut record: TaskRecord,
+    result: Result<(), crate::store::StoreError>,
+) {
+    if let Err(e) = result {
+        svc.lock().state_dirty = true;
+        let now = crate::time::now();
+        record.state = TaskState::Error;
+        record.result = None;
+        record.eco = Some(Eco {
+            category: category::STORAGE.to_owned(),
+            message: format!("the outcome of the task could not be stored: {e}"),
+            trace: String::new(),
+            count: 1,
+            time_first: now,
+            time_last: now,
+        });
+    }
+    // Observers first, so that the record moves into the task uncopied.
+    for o in observers.iter() {
+        o.task_finished(svc, &record);
+    }
+    task.finish(record);
+}
+
 impl Robot {
     /// Makes a robot whose template code runs on the current runtime (tests,
     /// tools). Must be called inside a tokio runtime: the robot's timer loop
@@ -222,7 +266,7 @@ impl Robot {
             seq: AtomicU64::new(1),
             recurring: Recurring::start(weak.clone()),
             waits: WaitGraph::default(),
-            observers: RwLock::new(Vec::new()),
+            observers: RwLock::new(Arc::new(Vec::new())),
             missing: std::sync::Mutex::new(Vec::new()),
             settings: RwLock::new(Default::default()),
             remote_lock: tokio::sync::Mutex::new(()),
@@ -253,16 +297,23 @@ impl Robot {
 
     /// Adds an observer of tasks and services.
     pub fn add_observer(&self, observer: Arc<dyn Observer>) {
+        let mut observers = self.0.observers.write().unwrap_or_else(|e| e.into_inner());
+        let mut more = Vec::clone(&observers);
+        more.push(observer);
+        *observers = Arc::new(more);
+    }
+
+    /// The observers now.
+    fn observers(&self) -> Observers {
         self.0
             .observers
-            .write()
+            .read()
             .unwrap_or_else(|e| e.into_inner())
-            .push(observer);
+            .clone()
     }
 
     fn observe(&self, f: impl Fn(&dyn Observer)) {
-        let observers = self.0.observers.read().unwrap_or_else(|e| e.into_inner());
-        for o in observers.iter() {
+        for o in self.observers().iter() {
             f(o.as_ref());
         }
     }
@@ -900,16 +951,36 @@ impl Robot {
                     }
                 }
             };
-            self.run_task(&svc, &task).await;
-            svc.lock().current = None;
+            match self.run_task(&svc, &task).await {
+                // The next task reads nothing this outcome changed: it starts
+                // now, and the outcome's commit tells the task's waiters.
+                Some(ended) if ended.new_data.is_none() => {
+                    self.store_outcome_later(&svc, task, ended)
+                }
+                Some(ended) => {
+                    self.store_outcome(&svc, &task, ended).await;
+                    svc.lock().current = None;
+                }
+                None => svc.lock().current = None,
+            }
         }
     }
 
-    /// Runs one task to its end: its tries, its timeout, then makes the
-    /// outcome durable before anyone waiting on it is told. A task a shutdown
-    /// interrupts is left as it is: unfinished, so it runs again at the next
-    /// start. Call it on the template runtime.
-    async fn run_task(&self, svc: &Arc<Service>, task: &Arc<Task>) {
+    /// Runs `task` and stores its outcome; the task is done when it returns,
+    /// but for an interrupted one. Call it on the template runtime.
+    async fn run_task_to_end(&self, svc: &Arc<Service>, task: &Arc<Task>) {
+        if let Some(ended) = self.run_task(svc, task).await {
+            self.store_outcome(svc, task, ended).await;
+        }
+    }
+
+    /// Runs one task to its end, its tries and its timeout, and returns its
+    /// outcome to be stored (by [`Robot::store_outcome`] or
+    /// [`Robot::store_outcome_later`]), before which nobody waiting on it is
+    /// told. A task a shutdown interrupts is left as it is (`None`):
+    /// unfinished, so it runs again at the next start. Call it on the
+    /// template runtime.
+    async fn run_task(&self, svc: &Arc<Service>, task: &Arc<Task>) -> Option<Ended> {
         let template = svc.template();
         let (action, args, mut attempt, started) = {
             let mut r = task.lock();
@@ -957,7 +1028,7 @@ impl Robot {
                 }
             };
             let Ok(outcome) = outcome else {
-                return;
+                return None;
             };
             let outcome = match outcome {
                 ActionOutcome {
@@ -1013,7 +1084,7 @@ impl Robot {
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = svc.stop_running.notified() => break (Err(err), None),
-                _ = self.stopped() => return,
+                _ = self.stopped() => return None,
             }
             attempt += 1;
             task.lock().attempt = attempt;
@@ -1049,30 +1120,56 @@ impl Robot {
                 state,
             });
         }
-        match self.0.store.commit(ops).await {
-            Ok(()) => {
-                if let Some(d) = new_data {
-                    svc.lock().data = d;
-                }
-            }
-            Err(e) => {
-                svc.lock().state_dirty = true;
-                let now = crate::time::now();
-                record.state = TaskState::Error;
-                record.result = None;
-                record.eco = Some(Eco {
-                    category: category::STORAGE.to_owned(),
-                    message: format!("the outcome of the task could not be stored: {e}"),
-                    trace: String::new(),
-                    count: 1,
-                    time_first: now,
-                    time_last: now,
-                });
-            }
+        Some(Ended {
+            record,
+            ops,
+            new_data,
+        })
+    }
+
+    /// Makes a task's outcome durable, then tells who waits on it.
+    async fn store_outcome(&self, svc: &Arc<Service>, task: &Arc<Task>, ended: Ended) {
+        let Ended {
+            record,
+            ops,
+            new_data,
+        } = ended;
+        let result = self.0.store.commit(ops).await;
+        if let (Ok(()), Some(d)) = (&result, new_data) {
+            svc.lock().data = d;
         }
-        // Observers first, so that the record moves into the task uncopied.
-        self.observe(|o| o.task_finished(svc, &record));
-        task.finish(record);
+        settle(&self.observers(), svc, task, record, result);
+    }
+
+    /// Hands a task's outcome, which left the data as it was, to the store
+    /// and returns at once: the commit's completion tells who waits on the
+    /// task (on the store's thread). Until then the task is `finishing`:
+    /// still found, still running to readers, and the service not idle.
+    fn store_outcome_later(&self, svc: &Arc<Service>, task: Arc<Task>, ended: Ended) {
+        {
+            let mut inner = svc.lock();
+            inner.current = None;
+            inner.finishing.push(task.clone());
+        }
+        // No robot in the completion: it may run on the store's thread,
+        // which must never drop the store's last handle.
+        let observers = self.observers();
+        let svc = svc.clone();
+        let Ended { record, ops, .. } = ended;
+        self.0.store.commit_then(
+            ops,
+            Box::new(move |result| {
+                settle(&observers, &svc, &task, record, result);
+                let idle = {
+                    let mut inner = svc.lock();
+                    inner.finishing.retain(|t| !Arc::ptr_eq(t, &task));
+                    inner.finishing.is_empty() && !inner.driving
+                };
+                if idle {
+                    svc.idle.notify_waiters();
+                }
+            }),
+        );
     }
 
     /// A task of `svc`, waiting, running or finished.
@@ -1091,8 +1188,9 @@ impl Robot {
     pub fn live_task(&self, svc: &Service, guid: Uuid) -> Option<Arc<Task>> {
         let inner = svc.lock();
         let found = inner
-            .current
+            .finishing
             .iter()
+            .chain(inner.current.iter())
             .chain(inner.queue.iter())
             .find(|t| t.guid == guid)
             .cloned();
@@ -1112,10 +1210,13 @@ impl Robot {
                 .map_err(|e| CoreError::Storage(e.to_string()))?;
         }
         let inner = svc.lock();
+        // A finishing task may be in the store's answer already: once.
+        out.retain(|r| !inner.finishing.iter().any(|t| t.guid == r.guid));
         out.extend(
             inner
-                .current
+                .finishing
                 .iter()
+                .chain(inner.current.iter())
                 .chain(inner.queue.iter())
                 .map(|t| t.record()),
         );
@@ -1236,7 +1337,7 @@ impl Robot {
             let (robot, of, running) = (self.clone(), svc.clone(), task.clone());
             let run = tokio::time::timeout(
                 bound,
-                self.on_template_runtime(async move { robot.run_task(&of, &running).await }),
+                self.on_template_runtime(async move { robot.run_task_to_end(&of, &running).await }),
             )
             .await;
             svc.lock().current = None;
@@ -1284,7 +1385,7 @@ impl Robot {
             idle.as_mut().enable();
             {
                 let inner = svc.lock();
-                if !inner.driving && inner.current.is_none() {
+                if !inner.driving && inner.current.is_none() && inner.finishing.is_empty() {
                     return true;
                 }
             }
