@@ -116,10 +116,18 @@ pub const FIGURES: &[Figure] = &[
     Figure {
         key: "tasks_per_second",
         place: Place::Here,
-        readings: &[reading("tasks_per_second", "no-op tasks executed per second, {0} services, SQLite store, robot in the benchmark's process", "tasks/s", Some(Bar::AtLeast(100_000.0)))],
+        readings: &[
+            reading("tasks_per_second", "no-op tasks executed per second, {0} services, SQLite store, robot in the benchmark's process", "tasks/s", Some(Bar::AtLeast(100_000.0))),
+            reading("tasks_per_second_commits_per_transaction", "  the store writer's group: commits per transaction", "commits", None),
+            reading("tasks_per_second_transactions_per_second", "  the store writer's transactions per second", "tx/s", None),
+        ],
         full: &[1_000, 500_000],
         quick: &[100, 20_000],
-        run: |_, n| Box::pin(async move { Ok(vec![local::tasks_per_second(StoreKind::Sqlite, n[0], n[1]).await?]) }),
+        run: |_, n| Box::pin(async move {
+            let run = local::tasks_per_second(StoreKind::Sqlite, n[0], n[1]).await?;
+            let (group, rate) = run.grouping.unwrap_or_default();
+            Ok(vec![run.per_second, group, rate])
+        }),
     },
     Figure {
         key: "tasks_per_second_memory",
@@ -127,7 +135,7 @@ pub const FIGURES: &[Figure] = &[
         readings: &[reading("tasks_per_second_memory", "no-op tasks executed per second, {0} services, in-memory store, robot in the benchmark's process", "tasks/s", None)],
         full: &[1_000, 500_000],
         quick: &[100, 20_000],
-        run: |_, n| Box::pin(async move { Ok(vec![local::tasks_per_second(StoreKind::Memory, n[0], n[1]).await?]) }),
+        run: |_, n| Box::pin(async move { Ok(vec![local::tasks_per_second(StoreKind::Memory, n[0], n[1]).await?.per_second]) }),
     },
     Figure {
         key: "tasks_per_second_1_service",
@@ -135,7 +143,7 @@ pub const FIGURES: &[Figure] = &[
         readings: &[reading("tasks_per_second_1_service", "no-op tasks executed per second, {0} service, SQLite store, robot in the benchmark's process", "tasks/s", None)],
         full: &[1, 50_000],
         quick: &[1, 2_000],
-        run: |_, n| Box::pin(async move { Ok(vec![local::tasks_per_second(StoreKind::Sqlite, n[0], n[1]).await?]) }),
+        run: |_, n| Box::pin(async move { Ok(vec![local::tasks_per_second(StoreKind::Sqlite, n[0], n[1]).await?.per_second]) }),
     },
     Figure {
         key: "tasks_per_second_many_services",
@@ -143,7 +151,7 @@ pub const FIGURES: &[Figure] = &[
         readings: &[reading("tasks_per_second_many_services", "no-op tasks executed per second, {0} services, SQLite store, robot in the benchmark's process", "tasks/s", None)],
         full: &[100_000, 500_000],
         quick: &[2_000, 20_000],
-        run: |_, n| Box::pin(async move { Ok(vec![local::tasks_per_second(StoreKind::Sqlite, n[0], n[1]).await?]) }),
+        run: |_, n| Box::pin(async move { Ok(vec![local::tasks_per_second(StoreKind::Sqlite, n[0], n[1]).await?.per_second]) }),
     },
     Figure {
         key: "round_trips_per_second_local",

@@ -109,6 +109,8 @@ impl Outcomes {
 struct LocalRobot {
     robot: Robot,
     outcomes: Arc<Outcomes>,
+    /// The store, when it is SQLite: its writer's counts.
+    sqlite: Option<Arc<SqliteStore>>,
     _dirs: [tempfile::TempDir; 2],
 }
 
@@ -129,12 +131,16 @@ impl LocalRobot {
         let data = tempfile::tempdir().context("cannot make a temp dir for the store")?;
         let repo = tempfile::tempdir().context("cannot make a temp dir for the template")?;
         template::write(repo.path())?;
-        let store: Arc<dyn Store> = match kind {
-            StoreKind::Memory => Arc::new(MemoryStore::new()),
-            StoreKind::Sqlite => Arc::new(
+        let sqlite = match kind {
+            StoreKind::Memory => None,
+            StoreKind::Sqlite => Some(Arc::new(
                 SqliteStore::open(&data.path().join("zrobot.db"), Retention::default())
                     .context("cannot open the SQLite store")?,
-            ),
+            )),
+        };
+        let store: Arc<dyn Store> = match &sqlite {
+            Some(s) => s.clone(),
+            None => Arc::new(MemoryStore::new()),
         };
         let robot = Robot::with_template_runtime(
             RobotConfig::default(),
@@ -151,6 +157,7 @@ impl LocalRobot {
         Ok(LocalRobot {
             robot,
             outcomes,
+            sqlite,
             _dirs: [data, repo],
         })
     }
@@ -189,17 +196,26 @@ impl LocalRobot {
     }
 }
 
+/// A run of [`tasks_per_second`].
+pub struct TaskRun {
+    pub per_second: f64,
+    /// How the SQLite store's writer grouped the run's commits: commits per
+    /// transaction, and transactions per second.
+    pub grouping: Option<(f64, f64)>,
+}
+
 /// No-op tasks executed per second over `n_services`, scheduled by 32
 /// producers at once; the clock stops when the last one ended `ok`.
 pub async fn tasks_per_second(
     kind: StoreKind,
     n_services: usize,
     n_tasks: usize,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<TaskRun> {
     let b = LocalRobot::new(kind)?;
     let svcs = Arc::new(b.services("s", n_services).await?);
     b.outcomes.expect(n_tasks as u64);
     let producers = 32.min(n_tasks);
+    let before = b.sqlite.as_ref().map(|s| s.writer_stats());
     let start = Instant::now();
     let mut handles = Vec::new();
     for p in 0..producers {
@@ -220,7 +236,19 @@ pub async fn tasks_per_second(
         h.await.context("a producer panicked")??;
     }
     b.outcomes.all_ok().await?;
-    Ok(n_tasks as f64 / start.elapsed().as_secs_f64())
+    let secs = start.elapsed().as_secs_f64();
+    let grouping = b.sqlite.as_ref().zip(before).map(|(s, before)| {
+        let after = s.writer_stats();
+        let transactions = (after.transactions - before.transactions).max(1) as f64;
+        (
+            (after.commits - before.commits) as f64 / transactions,
+            transactions / secs,
+        )
+    });
+    Ok(TaskRun {
+        per_second: n_tasks as f64 / secs,
+        grouping,
+    })
 }
 
 /// Consumer -> producer round trips per second in one robot: each consumer's
