@@ -154,6 +154,18 @@ pub const FIGURES: &[Figure] = &[
         run: |_, n| Box::pin(async move { Ok(vec![local::tasks_per_second(StoreKind::Sqlite, n[0], n[1]).await?.per_second]) }),
     },
     Figure {
+        key: "blueprint_services_per_second",
+        place: Place::Here,
+        readings: &[
+            reading("blueprint_services_per_second", "services a blueprint of {1} creates (a no-op scheduled on each) per second, into a robot holding {0}, SQLite store, robot in the benchmark's process", "services/s", None),
+            reading("blueprint_services_per_second_empty", "  the same blueprint into an empty robot (the baseline)", "services/s", None),
+            reading("blueprint_size_ratio", "  holding {0} / empty: what the robot's size costs a blueprint", "x", Some(Bar::AtLeast(0.7))),
+        ],
+        full: &[1_000_000, 1_000],
+        quick: &[20_000, 1_000],
+        run: |_, n| Box::pin(async move { Ok(local::blueprint_services_per_second(n[0], n[1]).await?.to_vec()) }),
+    },
+    Figure {
         key: "round_trips_per_second_local",
         place: Place::Here,
         readings: &[reading("round_trips_per_second_local", "consumer -> producer round trips per second, same robot, {0} pairs, SQLite store, robot in the benchmark's process", "trips/s", Some(Bar::AtLeast(50_000.0)))],

@@ -277,3 +277,60 @@ pub async fn round_trips(
     b.outcomes.all_ok().await?;
     Ok((pairs * per_consumer) as f64 / start.elapsed().as_secs_f64())
 }
+
+/// Services a blueprint creates per second, each with a `noop` scheduled, in
+/// a robot already holding `holding` services, and in an empty one for the
+/// baseline of the same run: `[full, empty, full / empty]`. The blueprints
+/// list `per_blueprint` services; the clock stops when their tasks all
+/// ended `ok`.
+pub async fn blueprint_services_per_second(
+    holding: usize,
+    per_blueprint: usize,
+) -> anyhow::Result<[f64; 3]> {
+    let empty = LocalRobot::new(StoreKind::Sqlite)?;
+    let full = LocalRobot::new(StoreKind::Sqlite)?;
+    full.services("held", holding).await?;
+    // The empty robot before and after the full one, the better of the two
+    // standing for it, so that a machine warming up favours neither.
+    let before = blueprint_into(&empty, "a", per_blueprint).await?;
+    let at_size = blueprint_into(&full, "b", per_blueprint).await?;
+    let after = blueprint_into(&empty, "c", per_blueprint).await?;
+    let baseline = before.max(after);
+    Ok([at_size, baseline, at_size / baseline])
+}
+
+/// Executes one blueprint of `n` new services named `prefix0`.. with a
+/// `noop` on each; services per second.
+async fn blueprint_into(b: &LocalRobot, prefix: &str, n: usize) -> anyhow::Result<f64> {
+    let services: Vec<Value> = (0..n)
+        .map(|i| json!({ format!("{}__{prefix}{i}", template::NAME): {"n": i} }))
+        .collect();
+    let bp = zrobot_core::blueprint::Blueprint::from_value(&json!({
+        "services": services,
+        "actions": (0..n).map(|i| json!({"service": format!("{prefix}{i}"), "actions": ["noop"]})).collect::<Vec<_>>(),
+    }))
+    .map_err(|e| anyhow::anyhow!("the bench blueprint is refused: {e}"))?;
+    let may_manage = |_: &Service| true;
+    let new_secret = || (uuid::Uuid::new_v4().to_string(), String::new());
+    b.outcomes.expect(n as u64);
+    let start = Instant::now();
+    let outcome = b
+        .robot
+        .execute_blueprint(
+            &bp,
+            &zrobot_core::robot::BlueprintCaller {
+                may_manage: &may_manage,
+                new_secret: &new_secret,
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("the bench blueprint failed: {e}"))?;
+    if outcome.created.len() != n {
+        bail!(
+            "the blueprint created {} services, not {n}",
+            outcome.created.len()
+        );
+    }
+    b.outcomes.all_ok().await?;
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}

@@ -223,3 +223,50 @@ async fn services_the_caller_may_not_manage_are_not_touched() {
     let err = robot.execute_blueprint(&bp, &caller).await.unwrap_err();
     assert!(err.to_string().contains("may not manage"), "{err}");
 }
+
+#[tokio::test]
+async fn an_action_block_naming_a_service_reaches_only_that_one() {
+    let robot = robot();
+    let r = repo();
+    load(&robot, &r);
+    create(&robot, "vm", "mine", json!({"node": "n"})).await;
+    create(&robot, "vm", "theirs", json!({"node": "n"})).await;
+    create(&robot, "vm", "other", json!({"node": "n"})).await;
+    fn not_theirs(s: &Service) -> bool {
+        s.name != "theirs"
+    }
+    let caller = BlueprintCaller {
+        may_manage: &not_theirs,
+        new_secret: &secret,
+    };
+    // A service of the robot, not of the blueprint, and one of the blueprint.
+    let bp = Blueprint::from_yaml(
+        "services:\n  - vm__new: {node: n}\nactions:\n  - service: mine\n    actions: [start]\n  - service: new\n    actions: [start]\n",
+    )
+    .unwrap();
+    let out = robot.execute_blueprint(&bp, &caller).await.unwrap();
+    let names: Vec<String> = out.tasks.iter().map(|t| t.record().service_name).collect();
+    assert_eq!(names, ["mine", "new"]);
+    // Named but not the caller's to manage, named but missing, and named
+    // with a template filter it does not match: each refused, nothing made.
+    for (block, why) in [
+        ("  - service: theirs\n    actions: [start]\n", "theirs"),
+        ("  - service: ghost\n    actions: [start]\n", "ghost"),
+        (
+            "  - service: mine\n    template: node\n    actions: [install]\n",
+            "node filter",
+        ),
+    ] {
+        let bp = Blueprint::from_yaml(&format!(
+            "services:\n  - vm__fresh: {{node: n}}\nactions:\n{block}"
+        ))
+        .unwrap();
+        let err = robot.execute_blueprint(&bp, &caller).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("matches no service you may manage"),
+            "{why}: {err}"
+        );
+        assert!(robot.service_by_name("fresh").is_none(), "{why}");
+    }
+}

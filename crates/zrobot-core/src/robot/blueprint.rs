@@ -2,6 +2,7 @@
 //! anything is made; if creating or scheduling still fails, every service the
 //! blueprint created is deleted again and its tasks are cancelled.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -50,12 +51,16 @@ impl Robot {
     ) -> Result<BlueprintOutcome, BlueprintError> {
         // 1. Check every service entry.
         let mut entries: Vec<(Target, Value)> = Vec::new();
+        // Entries by name, so that nothing here costs more as the blueprint
+        // or the robot grows: a blueprint of 1,000 services costs the same in
+        // a robot of 1,000,000 as in an empty one.
+        let mut listed: HashMap<&str, usize> = HashMap::new();
         for e in &bp.services {
             let template = self
                 .templates()
                 .resolve(&e.template)
                 .map_err(|err| BlueprintError::new(&e.block, err.to_string()))?;
-            if entries.iter().any(|(t, _)| t.name == e.name) {
+            if listed.insert(e.name.as_str(), entries.len()).is_some() {
                 return Err(BlueprintError::new(
                     &e.block,
                     format!("service `{}` is listed twice", e.name),
@@ -102,25 +107,43 @@ impl Robot {
 
         // 2. Check every action block against the services it will reach.
         let mut plan: Vec<(usize, Vec<String>)> = Vec::new(); // (block, target names)
-        let others: Vec<Arc<Service>> = self
-            .find_services(&Default::default())
-            .into_iter()
-            .filter(|s| !entries.iter().any(|(t, _)| t.name == s.name) && (caller.may_manage)(s))
-            .collect();
+                                                              // The robot's other services the caller may manage, listed only for
+                                                              // a block that names no service (it reaches every match, so its cost
+                                                              // is the robot's size); a block naming one looks it up.
+        let mut others: Option<Vec<Arc<Service>>> = None;
         for (bi, block) in bp.actions.iter().enumerate() {
             let template_ref: Option<Vec<&str>> = block
                 .template
                 .as_deref()
                 .map(|t| t.trim_matches('/').split('/').collect());
             let mut names = Vec::new();
-            let candidates = entries
-                .iter()
-                .map(|(t, _)| (t.name.clone(), t.template.clone()))
-                .chain(others.iter().map(|s| (s.name.clone(), s.template())));
-            for (name, template) in candidates {
-                if block.service.as_ref().is_some_and(|s| s != &name) {
-                    continue;
+            let candidates: Vec<(String, Arc<Template>)> = match &block.service {
+                Some(name) => match listed.get(name.as_str()) {
+                    Some(&i) => vec![(name.clone(), entries[i].0.template.clone())],
+                    None => self
+                        .service_by_name(name)
+                        .filter(|s| (caller.may_manage)(s))
+                        .map(|s| (s.name.clone(), s.template()))
+                        .into_iter()
+                        .collect(),
+                },
+                None => {
+                    let others = others.get_or_insert_with(|| {
+                        self.find_services(&Default::default())
+                            .into_iter()
+                            .filter(|s| {
+                                !listed.contains_key(s.name.as_str()) && (caller.may_manage)(s)
+                            })
+                            .collect()
+                    });
+                    entries
+                        .iter()
+                        .map(|(t, _)| (t.name.clone(), t.template.clone()))
+                        .chain(others.iter().map(|s| (s.name.clone(), s.template())))
+                        .collect()
                 }
+            };
+            for (name, template) in candidates {
                 if template_ref
                     .as_ref()
                     .is_some_and(|r| !template.uid.matches(r))
