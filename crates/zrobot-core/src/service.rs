@@ -130,6 +130,9 @@ pub(crate) struct ServiceInner {
     pub finishing: Vec<Arc<Task>>,
     /// A tokio task is draining the queue.
     pub driving: bool,
+    /// A restored service waiting for its first `validate` since the start:
+    /// the first of the start's pass and a task scheduled on it runs it.
+    pub unvalidated: bool,
     /// Hashes of the secrets that grant this service.
     pub secrets: Vec<String>,
 }
@@ -159,6 +162,7 @@ impl Service {
                 current: None,
                 finishing: Vec::new(),
                 driving: false,
+                unvalidated: false,
                 secrets: Vec::new(),
             }),
             log: Mutex::new(None),

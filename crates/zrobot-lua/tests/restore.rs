@@ -266,3 +266,83 @@ async fn missing_template_versions_fall_back_or_wait() {
     );
     assert!(robot.missing_services().is_empty());
 }
+
+/// After a start, every service runs `validate` in one pass; a service a
+/// task is scheduled on runs it then, not in its turn, and one with waiting
+/// tasks runs it before the quiet ones: a start with many services does not
+/// hold a task until the pass reaches its service. Each `validate` runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_runs_first_where_tasks_wait() {
+    const SLOW_LUA: &str = r#"
+local s = {}
+function s.validate(self)
+  robot.sleep(0.01)
+  self.log:info("validated")
+end
+function s.noop(self) end
+return s
+"#;
+    let repo = Repo::new();
+    repo.template("slow", "version: 1.0.0\n", SLOW_LUA);
+    let store = Arc::new(MemoryStore::new());
+    let uid = "github.com/acme/templates/slow/1.0.0";
+    // 600 services at 10 ms each: the whole pass takes 6 s or more.
+    let records: Vec<ServiceRecord> = (0..600)
+        .map(|i| service(&format!("s{i:03}"), uid, json!({})))
+        .collect();
+    let mut ops: Vec<StoreOp> = records.iter().cloned().map(StoreOp::PutService).collect();
+    let waiting = &records[599];
+    ops.push(StoreOp::PutTask(task(
+        waiting,
+        1,
+        "restored",
+        TaskState::New,
+        0,
+        Priority::Normal,
+    )));
+    store.commit(ops).await.unwrap();
+
+    let robot = robot_on(store.clone());
+    load(&robot, &repo);
+    robot.restore().await.unwrap();
+    // The store gives the services in no set order, so the pass reaches
+    // each of 20 services anywhere in its 6 s; all of them must run a task
+    // within 2 s.
+    let started = std::time::Instant::now();
+    let mut scheduled = Vec::new();
+    for i in 0..20 {
+        let svc = robot.service_by_name(&format!("s{i:03}")).unwrap();
+        scheduled.push(robot.schedule(&svc, "noop", json!({})).await.unwrap());
+    }
+    for t in &scheduled {
+        let done = tokio::time::timeout(Duration::from_secs(2), t.done())
+            .await
+            .expect("a task waited for the pass to reach its service");
+        assert_eq!(done.state, TaskState::Ok, "{done:?}");
+    }
+    let late = robot.service_by_name("s000").unwrap();
+    let busy = robot.service_by_name("s599").unwrap();
+    assert!(
+        eventually(Duration::from_secs(3), || busy.queue_len() == 0
+            && busy.running_task().is_none())
+        .await,
+        "the restored task waited for the pass"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // The pass goes on and validates the rest, `s598` not again.
+    let quiet = robot.service_by_name("s300").unwrap();
+    assert!(
+        eventually(Duration::from_secs(30), || quiet.status()
+            == ServiceStatus::Ok)
+        .await
+    );
+    let validated = |svc: &zrobot_core::Service| {
+        svc.log_lines()
+            .iter()
+            .filter(|l| l.message == "validated")
+            .count()
+    };
+    assert!(eventually(Duration::from_secs(30), || validated(&quiet) == 1).await);
+    assert_eq!(validated(&late), 1);
+    assert_eq!(validated(&busy), 1);
+}

@@ -834,6 +834,7 @@ impl Robot {
                 .await
                 .map_err(|e| CoreError::Storage(e.to_string()))?;
         }
+        let mut validate = false;
         let spawn = {
             let mut inner = svc.lock();
             if inner.status == ServiceStatus::Deleting {
@@ -844,9 +845,18 @@ impl Robot {
                 if spawn {
                     inner.driving = true;
                 }
+                // Restored and not validated yet: now, not in its turn of
+                // the start's pass over every service.
+                validate = std::mem::take(&mut inner.unvalidated);
                 Some(spawn)
             }
         };
+        if validate {
+            let (robot, svc) = (self.clone(), svc.clone());
+            drop(tokio::spawn(
+                async move { robot.validate_restored(svc).await },
+            ));
+        }
         let Some(spawn) = spawn else {
             // Deleted while the task was being stored: it must not come back.
             let _ = self
@@ -1494,6 +1504,7 @@ impl Robot {
             let mut inner = svc.lock();
             inner.state = record.state;
             inner.secrets = record.secrets;
+            inner.unvalidated = true;
         }
         if template.uid.to_string() != record.template_uid {
             svc.log(
@@ -1520,12 +1531,18 @@ impl Robot {
     }
 
     /// Runs `validate` on each restored service, then lets it run its tasks.
+    /// The services with waiting tasks go first; one a task was scheduled
+    /// on meanwhile was validated then, and is skipped.
     fn validate_all(&self, services: Vec<Arc<Service>>) {
         let robot = self.clone();
+        let (busy, quiet): (Vec<_>, Vec<_>) = services.into_iter().partition(|s| s.queue_len() > 0);
         tokio::spawn(async move {
-            for svc in services {
+            for svc in busy.into_iter().chain(quiet) {
                 robot.observe(|o| o.service_added(&svc));
-                robot.validate_restored(svc).await;
+                let unvalidated = std::mem::take(&mut svc.lock().unvalidated);
+                if unvalidated {
+                    robot.validate_restored(svc).await;
+                }
             }
         });
     }
