@@ -1220,8 +1220,15 @@ impl Robot {
                 .map_err(|e| CoreError::Storage(e.to_string()))?;
         }
         let inner = svc.lock();
-        // A finishing task may be in the store's answer already: once.
-        out.retain(|r| !inner.finishing.iter().any(|t| t.guid == r.guid));
+        // A task that just ended (finishing, or current until its drive loop
+        // moves on) may be in the store's answer already: once.
+        out.retain(|r| {
+            !inner
+                .finishing
+                .iter()
+                .chain(inner.current.iter())
+                .any(|t| t.guid == r.guid)
+        });
         out.extend(
             inner
                 .finishing
