@@ -69,16 +69,9 @@ pub(crate) fn json_arg(lua: &Lua, v: LuaValue, what: &str) -> mlua::Result<Value
 
 /// Builds `self` for one call and makes the call's context current.
 pub(crate) fn make_self(lua: &Lua, context: CallContext) -> mlua::Result<Table> {
-    let svc = &context.service;
-    let template = svc.template();
+    // Every field is made on its first read (the `zrobot.self_meta` metatable
+    // of `install`): most actions read one or two, and a no-op none.
     let t = lua.create_table_with_capacity(0, 8)?;
-    t.raw_set("name", svc.name.as_str())?;
-    let mut guid = uuid::Uuid::encode_buffer();
-    t.raw_set("guid", &*svc.guid.hyphenated().encode_lower(&mut guid))?;
-    t.raw_set("template_uid", template.uid_text.as_str())?;
-    t.raw_set("version", template.uid.version.to_string())?;
-    t.raw_set("state", StateHandle(svc.clone()))?;
-    t.raw_set("log", LogHandle(svc.clone()))?;
     let meta: Table = lua.named_registry_value("zrobot.self_meta")?;
     t.set_metatable(Some(meta))?;
     lua.set_app_data(context);
@@ -94,13 +87,33 @@ pub(crate) fn install(
 ) -> mlua::Result<()> {
     let g = lua.globals();
 
-    // `self.data` is made on first read; `self:schedule_action`.
+    // `self.data` and the other fields are made on first read;
+    // `self:schedule_action`.
     let load_data = lua.create_function(|lua, ()| {
         let data = lua
             .app_data_mut::<CallContext>()
             .and_then(|mut c| c.data.take())
             .unwrap_or_default();
         lua.to_value(&*data)
+    })?;
+    let field = lua.create_function(|lua, key: mlua::LuaString| {
+        let svc = ctx(lua, |c| c.service.clone())?;
+        let value = match &*key.to_str()? {
+            "name" => LuaValue::String(lua.create_string(&svc.name)?),
+            "guid" => {
+                let mut guid = uuid::Uuid::encode_buffer();
+                let text = svc.guid.hyphenated().encode_lower(&mut guid);
+                LuaValue::String(lua.create_string(&*text)?)
+            }
+            "template_uid" => LuaValue::String(lua.create_string(&svc.template().uid_text)?),
+            "version" => {
+                LuaValue::String(lua.create_string(svc.template().uid.version.to_string())?)
+            }
+            "state" => LuaValue::UserData(lua.create_userdata(StateHandle(svc))?),
+            "log" => LuaValue::UserData(lua.create_userdata(LogHandle(svc))?),
+            _ => LuaValue::Nil,
+        };
+        Ok(value)
     })?;
     let self_methods = lua.create_table()?;
     self_methods.set(
@@ -120,14 +133,16 @@ pub(crate) fn install(
     let meta: Table = lua
         .load(
             r#"
-local load_data, methods = ...
+local load_data, field, methods = ...
+local lazy = { name = true, guid = true, template_uid = true, version = true, state = true, log = true }
 return { __index = function(t, k)
   if k == "data" then local d = load_data(); rawset(t, "data", d); return d end
+  if lazy[k] then local v = field(k); rawset(t, k, v); return v end
   return methods[k]
 end }"#,
         )
         .set_name("=self")
-        .call((load_data, self_methods))?;
+        .call((load_data, field, self_methods))?;
     lua.set_named_registry_value("zrobot.self_meta", meta)?;
 
     let robot = lua.create_table()?;
