@@ -55,23 +55,11 @@ pub fn write(dir: &Path) -> anyhow::Result<()> {
 /// `zrobot server start -T`, and returns what to pass to `-T`.
 pub fn git_repo(dir: &Path) -> anyhow::Result<PathBuf> {
     write(dir)?;
-    let commit = || -> Result<(), git2::Error> {
-        let repo = git2::Repository::init(dir)?;
-        let mut index = repo.index()?;
-        index.add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None)?;
-        index.write()?;
-        let tree = repo.find_tree(index.write_tree()?)?;
-        let sig = git2::Signature::now("zrobot-bench", "bench@zrobot.invalid")?;
-        repo.commit(
-            Some("HEAD"),
-            &sig,
-            &sig,
-            "the benchmark's template",
-            &tree,
-            &[],
-        )?;
-        Ok(())
+    let author = zrobot_git::Author {
+        name: "zrobot-bench",
+        email: "bench@zrobot.invalid",
     };
-    commit().with_context(|| format!("cannot make the template repository {}", dir.display()))?;
+    zrobot_git::commit_folder(dir, &author, "the benchmark's template", None)
+        .with_context(|| format!("cannot make the template repository {}", dir.display()))?;
     Ok(dir.to_path_buf())
 }

@@ -10,6 +10,8 @@
 //!   `<data_dir>/templates/<host>/<account>/<repo>`, made whole or not at all.
 //! - [`data_repo`]: [`DataRepo`], the YAML export of every service, committed
 //!   and pushed, and its auto-push loop.
+//! - [`local`]: [`commit_folder`], a local folder made a repository of one
+//!   commit (the demo's and the benchmark's template repositories).
 //! - [`error`]: [`GitError`], naming the repository, the cause and the fix.
 //!
 //! # Blocking
@@ -27,11 +29,13 @@
 
 pub mod data_repo;
 pub mod error;
+pub mod local;
 mod remote;
 pub mod templates;
 pub mod url;
 
 pub use data_repo::{DataRepo, ExportReport, LastPushed};
 pub use error::GitError;
+pub use local::{commit_folder, Author};
 pub use templates::{Checkout, TemplateRepos};
 pub use url::{redact_any, TemplateRepoUrl};

@@ -430,21 +430,17 @@ fn examples_dir(given: Option<PathBuf>) -> Result<PathBuf> {
 /// `origin` the blueprint's UIDs name: robots load only git repositories.
 fn make_template_repo(examples: &Path, repo: &Path) -> Result<()> {
     copy_dir(examples, repo)?;
-    let git = git2::Repository::init(repo).context("cannot make the demo's template repository")?;
-    let mut index = git.index()?;
-    index.add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None)?;
-    index.write()?;
-    let tree = git.find_tree(index.write_tree()?)?;
-    let sig = git2::Signature::now("zrobot demo", "demo@zrobot.invalid")?;
-    git.commit(
-        Some("HEAD"),
-        &sig,
-        &sig,
+    let author = zrobot_git::Author {
+        name: "zrobot demo",
+        email: "demo@zrobot.invalid",
+    };
+    zrobot_git::commit_folder(
+        repo,
+        &author,
         "the example templates",
-        &tree,
-        &[],
-    )?;
-    git.remote("origin", EXAMPLES_ORIGIN)?;
+        Some(EXAMPLES_ORIGIN),
+    )
+    .context("cannot make the demo's template repository")?;
     Ok(())
 }
 
