@@ -73,7 +73,8 @@ impl From<CoreError> for ApiError {
             CoreError::NameTaken(_)
             | CoreError::ServiceDeleting(_)
             | CoreError::TaskNotCancellable { .. }
-            | CoreError::ServiceBusy(_) => StatusCode::CONFLICT,
+            | CoreError::ServiceBusy(_)
+            | CoreError::KeyReused { .. } => StatusCode::CONFLICT,
             CoreError::ServiceNotFound(_) | CoreError::TaskNotFound(_) => StatusCode::NOT_FOUND,
             CoreError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             CoreError::Storage(detail) => return ApiError::internal("storage failed", detail),

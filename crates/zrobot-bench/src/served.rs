@@ -246,6 +246,7 @@ async fn fill_store(
                 result: None,
                 eco: None,
                 trace: None,
+                key: None,
             }));
         }
         if ops.len() >= 20_000 {

@@ -64,6 +64,8 @@ pub enum CoreError {
     },
     #[error("service `{0}` is busy (its running task did not end in time); try again")]
     ServiceBusy(String),
+    #[error("idempotency key `{key}` was used for a task of action `{action}` on this service; send a new key with a new request")]
+    KeyReused { key: String, action: String },
     #[error("storage failed: {0}")]
     Storage(String),
     #[error("the robot is shutting down")]

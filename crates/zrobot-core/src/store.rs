@@ -85,7 +85,28 @@ pub struct Loaded {
     pub waiting: Vec<TaskRecord>,
     /// Robot settings by key.
     pub settings: std::collections::BTreeMap<String, Value>,
+    /// Finished tasks that were scheduled with an idempotency key less than
+    /// [`KEY_LIFETIME_SECS`] ago: the newest [`KEYS_KEPT`] at most, oldest
+    /// first. (A waiting task's key is in its record.)
+    pub keys: Vec<KeyedTask>,
 }
+
+/// A task scheduled with an idempotency key, as a retry looks it up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyedTask {
+    pub key: String,
+    pub service: Uuid,
+    pub task: Uuid,
+    pub created: f64,
+}
+
+/// How long a retry with the same idempotency key gets the first request's
+/// task back, restarts included.
+pub const KEY_LIFETIME_SECS: f64 = 24.0 * 3600.0;
+
+/// How many of the newest keys the robot remembers, so that a flood of keyed
+/// requests cannot grow its memory without bound (about 150 bytes each).
+pub const KEYS_KEPT: usize = 100_000;
 
 /// Why the store failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -283,10 +304,27 @@ impl Store for MemoryStore {
             .cloned()
             .collect();
         waiting.sort_by_key(|t| t.seq);
+        let since = crate::time::now() - KEY_LIFETIME_SECS;
+        let mut keys: Vec<KeyedTask> = inner
+            .tasks
+            .values()
+            .filter(|t| t.state.is_done() && t.created >= since)
+            .filter_map(|t| {
+                Some(KeyedTask {
+                    key: t.key.clone()?,
+                    service: t.service_guid,
+                    task: t.guid,
+                    created: t.created,
+                })
+            })
+            .collect();
+        keys.sort_by(|a, b| a.created.total_cmp(&b.created));
+        keys.drain(..keys.len().saturating_sub(KEYS_KEPT));
         let loaded = Loaded {
             services: inner.services.values().cloned().collect(),
             waiting,
             settings: inner.settings.clone(),
+            keys,
         };
         Box::pin(std::future::ready(Ok(loaded)))
     }

@@ -86,6 +86,10 @@ pub struct TaskRecord {
     /// Who asked for the task, when another task (maybe on another robot) did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<TaskTrace>,
+    /// The idempotency key of the request that scheduled the task: a retry
+    /// of that request, even after a restart, gets this task back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// Where a task came from, so a chain of tasks across robots can be followed

@@ -73,6 +73,7 @@ fn task(
         result: None,
         eco: None,
         trace: None,
+        key: None,
     }
 }
 

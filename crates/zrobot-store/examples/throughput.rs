@@ -83,6 +83,7 @@ async fn run(seconds: u64, at_once: usize, lifecycle: bool) -> anyhow::Result<()
                     result: None,
                     eco: None,
                     trace: None,
+                    key: None,
                 };
                 if lifecycle {
                     store.commit(vec![StoreOp::PutTask(task.clone())]).await?;

@@ -73,14 +73,15 @@ pub(crate) struct TaskRow {
     pub created: f64,
     pub started: Option<f64>,
     pub duration: Option<f64>,
-    /// service name, template uid, action name, args, result, eco, trace:
-    /// UTF-8, back to back.
+    /// service name, template uid, action name, args, result, eco, trace,
+    /// idempotency key: UTF-8, back to back.
     text: Vec<u8>,
     /// Where each of them ends in `text`.
-    ends: [usize; 7],
+    ends: [usize; 8],
     has_result: bool,
     has_eco: bool,
     has_trace: bool,
+    has_key: bool,
 }
 
 impl TaskRow {
@@ -88,7 +89,7 @@ impl TaskRow {
         let mut text = Vec::with_capacity(
             t.service_name.len() + t.template_uid.len() + t.action_name.len() + 64,
         );
-        let mut ends = [0; 7];
+        let mut ends = [0; 8];
         text.extend_from_slice(t.service_name.as_bytes());
         ends[0] = text.len();
         text.extend_from_slice(t.template_uid.as_bytes());
@@ -109,6 +110,10 @@ impl TaskRow {
             serde_json::to_writer(&mut text, trace)?;
         }
         ends[6] = text.len();
+        if let Some(key) = &t.key {
+            text.extend_from_slice(key.as_bytes());
+        }
+        ends[7] = text.len();
         Ok(TaskRow {
             guid: t.guid,
             service_guid: t.service_guid,
@@ -125,6 +130,7 @@ impl TaskRow {
             has_result: t.result.is_some(),
             has_eco: t.eco.is_some(),
             has_trace: t.trace.is_some(),
+            has_key: t.key.is_some(),
         })
     }
 
@@ -160,6 +166,10 @@ impl TaskRow {
 
     pub fn trace(&self) -> Option<ToSqlOutput<'_>> {
         self.has_trace.then(|| self.field(6))
+    }
+
+    pub fn key(&self) -> Option<ToSqlOutput<'_>> {
+        self.has_key.then(|| self.field(7))
     }
 }
 
@@ -218,10 +228,19 @@ impl Op {
     }
 }
 
-/// The columns of both task tables, in the order [`task_from_row`] reads them.
-pub(crate) const TASK_COLUMNS: &str =
-    "guid, service_guid, service_name, template_uid, action_name, \
-     args, priority, seq, state, attempt, created, started, duration, result, eco, trace";
+/// The columns of both task tables, in the order [`task_from_row`] reads
+/// them and the writer binds them; a macro so that SQL text can be built
+/// around it with `concat!`.
+macro_rules! task_columns {
+    () => {
+        "guid, service_guid, service_name, template_uid, action_name, args, priority, seq, state, \
+         attempt, created, started, duration, result, eco, trace, idem_key"
+    };
+}
+pub(crate) use task_columns;
+
+/// [`task_columns`] as a constant.
+pub(crate) const TASK_COLUMNS: &str = task_columns!();
 
 /// The columns of `services`, in the order [`service_from_row`] reads them.
 pub(crate) const SERVICE_COLUMNS: &str =
@@ -277,6 +296,7 @@ pub(crate) fn task_from_row(row: &Row<'_>, first: usize) -> Result<TaskRecord, F
             ValueRef::Null => None,
             _ => Some(json_at(row, first + 15, "the trace", &owner)?),
         },
+        key: row.get(first + 16)?,
     })
 }
 
@@ -297,7 +317,12 @@ pub(crate) fn service_from_row(row: &Row<'_>) -> Result<ServiceRecord, Failure> 
     })
 }
 
-fn uuid_at(row: &Row<'_>, i: usize, what: &'static str, owner: &str) -> Result<Uuid, Failure> {
+pub(crate) fn uuid_at(
+    row: &Row<'_>,
+    i: usize,
+    what: &'static str,
+    owner: &str,
+) -> Result<Uuid, Failure> {
     match row.get_ref(i)? {
         ValueRef::Blob(b) => Uuid::from_slice(b).map_err(|e| corrupt(what, owner.to_owned(), e)),
         other => Err(corrupt(

@@ -41,6 +41,7 @@ fn finished(service: &ServiceRecord, seq: u64) -> TaskRecord {
         result: Some(json!(seq)),
         eco: None,
         trace: None,
+        key: None,
     }
 }
 

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use uuid::Uuid;
-use zrobot_core::store::{Loaded, Retention};
+use zrobot_core::store::{KeyedTask, Loaded, Retention, KEYS_KEPT, KEY_LIFETIME_SECS};
 use zrobot_core::task::TaskRecord;
 
-use crate::codec::{service_from_row, task_from_row, SERVICE_COLUMNS, TASK_COLUMNS};
+use crate::codec::{service_from_row, task_from_row, uuid_at, SERVICE_COLUMNS, TASK_COLUMNS};
 use crate::error::Failure;
 use crate::history::{self, SharedUnindexed};
 
@@ -54,6 +54,7 @@ pub(crate) fn load(conn: &mut Connection) -> Result<Loaded, Failure> {
         }
         settings
     };
+    let keys = keys(&tx)?;
     tx.finish()?;
     // The queue table is in `seq` order already; kept stable whatever its key.
     waiting.sort_by_key(|t| t.seq);
@@ -61,7 +62,39 @@ pub(crate) fn load(conn: &mut Connection) -> Result<Loaded, Failure> {
         services,
         waiting,
         settings,
+        keys,
     })
+}
+
+/// The newest keyed finished tasks of the last [`KEY_LIFETIME_SECS`], oldest
+/// first: a walk back along the index of keyed tasks, which stops at the
+/// first one that finished before then (they are in finishing order).
+fn keys(conn: &Connection) -> Result<Vec<KeyedTask>, Failure> {
+    let since = zrobot_core::time::now() - KEY_LIFETIME_SECS;
+    let mut st = conn.prepare_cached(
+        "SELECT idem_key, service_guid, guid, created, coalesce(started + duration, created) \
+         FROM done_tasks INDEXED BY done_tasks_keyed WHERE idem_key IS NOT NULL ORDER BY id DESC",
+    )?;
+    let mut rows = st.query([])?;
+    let mut keys = Vec::new();
+    while let Some(row) = rows.next()? {
+        let (created, finished): (f64, f64) = (row.get(3)?, row.get(4)?);
+        if finished < since || keys.len() == KEYS_KEPT {
+            break;
+        }
+        if created < since {
+            continue;
+        }
+        let task = uuid_at(row, 2, "task guid", "a keyed task")?;
+        keys.push(KeyedTask {
+            key: row.get(0)?,
+            service: uuid_at(row, 1, "service guid", &format!("task {task}"))?,
+            task,
+            created,
+        });
+    }
+    keys.reverse();
+    Ok(keys)
 }
 
 /// A finished task by its id; `None` when retention took it.

@@ -213,6 +213,16 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     DROP TABLE recent_tasks_a;
     DROP TABLE recent_tasks_b;
     ",
+    // The idempotency key a task was scheduled with, so that a retry after
+    // a restart gets the same task. The index lists only keyed tasks, by
+    // finishing order (`id`), so that a commit adds to its end and the
+    // robot's start reads the newest keys without touching the others.
+    "
+    ALTER TABLE waiting_tasks ADD COLUMN idem_key TEXT;
+    ALTER TABLE done_tasks ADD COLUMN idem_key TEXT;
+    CREATE INDEX done_tasks_keyed ON done_tasks (id, idem_key, service_guid, guid, created)
+        WHERE idem_key IS NOT NULL;
+    ",
 ];
 
 /// The schema version this code writes.

@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 use zrobot_core::store::{CommitDone, StoreError};
 
-use crate::codec::{Op, TaskRow};
+use crate::codec::{task_columns, Op, TaskRow};
 use crate::error::store_error;
 use crate::history::History;
 
@@ -331,13 +331,6 @@ fn needs(ops: &[&Op]) -> Vec<bool> {
     needs
 }
 
-macro_rules! task_columns {
-    () => {
-        "guid, service_guid, service_name, template_uid, action_name, args, priority, seq, state, \
-         attempt, created, started, duration, result, eco, trace"
-    };
-}
-
 /// The statements ops use, each checked out of the connection's cache once
 /// per transaction rather than once per op.
 #[derive(Clone, Copy)]
@@ -381,18 +374,18 @@ impl Sql {
             Sql::PutWaiting => concat!(
                 "INSERT INTO waiting_tasks (",
                 task_columns!(),
-                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
                  ON CONFLICT (seq, guid) DO UPDATE SET service_guid = excluded.service_guid, \
                  service_name = excluded.service_name, template_uid = excluded.template_uid, \
                  action_name = excluded.action_name, args = excluded.args, priority = excluded.priority, \
                  seq = excluded.seq, state = excluded.state, attempt = excluded.attempt, \
                  created = excluded.created, started = excluded.started, duration = excluded.duration, \
-                 result = excluded.result, eco = excluded.eco, trace = excluded.trace"
+                 result = excluded.result, eco = excluded.eco, trace = excluded.trace, idem_key = excluded.idem_key"
             ),
             Sql::PutDone => concat!(
                 "INSERT INTO done_tasks (",
                 task_columns!(),
-                ", id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+                ", id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
             ),
             Sql::Unqueue => "DELETE FROM waiting_tasks WHERE seq = ?1 AND guid = ?2",
             Sql::TaskStarted => {
@@ -434,7 +427,7 @@ impl<'c> Statements<'c> {
 
     fn put_task(&mut self, sql: Sql, t: &TaskRow, id: Option<i64>) -> rusqlite::Result<usize> {
         let statement = self.get(sql)?;
-        let fields: [&dyn rusqlite::ToSql; 16] = [
+        let fields: [&dyn rusqlite::ToSql; 17] = [
             t.guid.as_bytes(),
             t.service_guid.as_bytes(),
             &t.service_name(),
@@ -451,12 +444,13 @@ impl<'c> Statements<'c> {
             &t.result(),
             &t.eco(),
             &t.trace(),
+            &t.key(),
         ];
         for (i, field) in fields.iter().enumerate() {
             statement.raw_bind_parameter(i + 1, field)?;
         }
         if let Some(id) = id {
-            statement.raw_bind_parameter(17, id)?;
+            statement.raw_bind_parameter(18, id)?;
         }
         statement.raw_execute()
     }

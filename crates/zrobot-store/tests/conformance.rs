@@ -9,7 +9,9 @@ use anyhow::{ensure, Context, Result};
 use serde_json::json;
 use uuid::Uuid;
 use zrobot_core::service::{StateTable, TagState};
-use zrobot_core::store::{MemoryStore, Retention, ServiceRecord, Store, StoreOp};
+use zrobot_core::store::{
+    KeyedTask, MemoryStore, Retention, ServiceRecord, Store, StoreOp, KEY_LIFETIME_SECS,
+};
 use zrobot_core::task::{Eco, Priority, TaskRecord, TaskState, TaskTrace};
 use zrobot_store::{SqliteStore, TemplateRepo, Webhook};
 
@@ -144,6 +146,8 @@ fn waiting(service: &ServiceRecord, seq: u64) -> TaskRecord {
             caller_task: Some(format!("caller-{seq}")),
             traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned()),
         }),
+        // A quarter came with an idempotency key.
+        key: seq.is_multiple_of(4).then(|| format!("key-{seq}")),
     }
 }
 
@@ -625,6 +629,42 @@ async fn settings_are_set_replaced_and_removed(b: &Backend) -> Result<()> {
     Ok(())
 }
 
+async fn load_returns_the_keys_of_recent_keyed_tasks_oldest_first(b: &Backend) -> Result<()> {
+    let s = b.open(Retention::default())?;
+    let svc = service("svc");
+    s.commit(vec![StoreOp::PutService(svc.clone())]).await?;
+    // seq 0, 4, 8 carry a key (see `waiting`); 12 is keyed but finished
+    // too long ago (first, as tasks finish in time order).
+    let mut stale = finished(waiting(&svc, 12), true);
+    stale.created = now() - KEY_LIFETIME_SECS - 10.0;
+    stale.started = Some(stale.created);
+    s.commit(vec![StoreOp::PutTask(stale)]).await?;
+    let mut expected = Vec::new();
+    for seq in 0..10 {
+        let mut t = finished(waiting(&svc, seq), seq % 3 != 0);
+        t.created = now() - 100.0 + seq as f64;
+        if let Some(key) = &t.key {
+            expected.push(KeyedTask {
+                key: key.clone(),
+                service: svc.guid,
+                task: t.guid,
+                created: t.created,
+            });
+        }
+        s.commit(vec![StoreOp::PutTask(t)]).await?;
+    }
+    let queued = waiting(&svc, 16);
+    s.commit(vec![StoreOp::PutTask(queued.clone())]).await?;
+
+    let loaded = s.store.load().await?;
+    ensure!(loaded.keys == expected, "{:?}", loaded.keys);
+    ensure!(expected.len() == 3);
+    // A waiting task's key is in its record.
+    ensure!(loaded.waiting.len() == 1 && loaded.waiting[0].key == Some("key-16".to_owned()));
+    ensure!(s.task(&svc, queued.guid).await?.and_then(|t| t.key) == queued.key);
+    Ok(())
+}
+
 macro_rules! conformance {
     ($($behaviour:ident),* $(,)?) => {
         mod memory {
@@ -667,6 +707,7 @@ conformance!(
     commit_then_tells_each_caller_once_in_order,
     concurrent_commits_all_land,
     settings_are_set_replaced_and_removed,
+    load_returns_the_keys_of_recent_keyed_tasks_oldest_first,
 );
 
 // What only SQLite has.

@@ -108,6 +108,15 @@ pub async fn schedule(
             traceparent,
         }),
     };
+    if let Some(key) = headers.get(IDEMPOTENCY_HEADER) {
+        if key.len() > 256 || key.to_str().is_err() {
+            return Err(ApiError::bad_request(format!(
+                "the {IDEMPOTENCY_HEADER} header must be visible ASCII of at most 256 bytes \
+                 (a UUID is a good key); this one has {} bytes",
+                key.len()
+            )));
+        }
+    }
     let record = match header(IDEMPOTENCY_HEADER) {
         Some(key) => {
             state

@@ -27,6 +27,7 @@ use crate::template::{load_repository, RepoId, RepoLoad, Template, TemplateRegis
 use crate::waitgraph::WaitGraph;
 
 mod blueprint;
+mod idempotency;
 mod pause;
 mod template_work;
 mod upgrade;
@@ -128,21 +129,12 @@ pub(crate) struct RobotInner {
     remote_lock: tokio::sync::Mutex<()>,
     /// Idempotency keys of recently scheduled tasks: a retried request gets
     /// the task its first try scheduled.
-    idempotency: std::sync::Mutex<Idempotency>,
+    keys: std::sync::Mutex<idempotency::Keys>,
     /// Robot settings, as stored (read at restore, written through).
     settings: RwLock<std::collections::BTreeMap<String, Value>>,
     /// The runtime template code runs on, and the shutdown switches.
     work: TemplateWork,
 }
-
-/// Recently used idempotency keys, oldest first; bounded.
-#[derive(Default)]
-struct Idempotency {
-    tasks: HashMap<String, (Uuid, Uuid)>,
-    order: std::collections::VecDeque<String>,
-}
-
-const IDEMPOTENCY_KEYS: usize = 100_000;
 
 #[derive(Default)]
 struct Services {
@@ -270,7 +262,7 @@ impl Robot {
             missing: std::sync::Mutex::new(Vec::new()),
             settings: RwLock::new(Default::default()),
             remote_lock: tokio::sync::Mutex::new(()),
-            idempotency: std::sync::Mutex::new(Idempotency::default()),
+            keys: std::sync::Mutex::new(idempotency::Keys::default()),
             work: TemplateWork::new(template_runtime),
         }))
     }
@@ -798,6 +790,20 @@ impl Robot {
         priority: Priority,
         trace: Option<crate::task::TaskTrace>,
     ) -> Result<Arc<Task>, CoreError> {
+        self.schedule_record(svc, action, args, priority, trace, None)
+            .await
+    }
+
+    /// Queues a task made of these, with the idempotency `key` it came with.
+    async fn schedule_record(
+        &self,
+        svc: &Arc<Service>,
+        action: &str,
+        args: Value,
+        priority: Priority,
+        trace: Option<crate::task::TaskTrace>,
+        key: Option<String>,
+    ) -> Result<Arc<Task>, CoreError> {
         let template = svc.template();
         let args = match template.prepare_args(action, args)? {
             Value::Null => Value::Object(Default::default()),
@@ -825,6 +831,7 @@ impl Robot {
             result: None,
             eco: None,
             trace,
+            key,
         };
         let task = Task::new(record.clone(), Arc::downgrade(svc));
         if !creating {
@@ -873,49 +880,6 @@ impl Robot {
             self.spawn_drive(svc.clone());
         }
         Ok(task)
-    }
-
-    /// Like [`Robot::schedule`], but a repeated `key` (a client retrying a
-    /// request whose answer it lost) returns the task the first request
-    /// scheduled instead of scheduling again.
-    pub async fn schedule_idempotent(
-        &self,
-        svc: &Arc<Service>,
-        action: &str,
-        args: Value,
-        key: &str,
-        trace: Option<crate::task::TaskTrace>,
-    ) -> Result<TaskRecord, CoreError> {
-        let seen = self
-            .0
-            .idempotency
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .tasks
-            .get(key)
-            .copied();
-        if let Some((service, task)) = seen {
-            if service == svc.guid {
-                return self.task(svc, task).await;
-            }
-        }
-        let task = self
-            .schedule_traced(svc, action, args, Priority::Normal, trace)
-            .await?;
-        let mut idem = self.0.idempotency.lock().unwrap_or_else(|e| e.into_inner());
-        if idem
-            .tasks
-            .insert(key.to_owned(), (svc.guid, task.guid))
-            .is_none()
-        {
-            idem.order.push_back(key.to_owned());
-        }
-        while idem.order.len() > IDEMPOTENCY_KEYS {
-            if let Some(old) = idem.order.pop_front() {
-                idem.tasks.remove(&old);
-            }
-        }
-        Ok(task.record())
     }
 
     /// Starts draining the queue of `svc` if it has work and nobody drains it.
@@ -1347,6 +1311,7 @@ impl Robot {
                 result: None,
                 eco: None,
                 trace: None,
+                key: None,
             };
             let task = Task::new(record, Arc::downgrade(&svc));
             svc.lock().current = Some(task.clone());
@@ -1439,6 +1404,7 @@ impl Robot {
 
     /// The second half of [`Robot::restore`].
     pub fn restore_from(&self, loaded: crate::store::Loaded) -> RestoreReport {
+        self.restore_keys(loaded.keys, loaded.waiting.iter());
         let mut tasks_of: HashMap<Uuid, Vec<TaskRecord>> = HashMap::new();
         let mut max_seq = 0;
         for t in loaded.waiting {
