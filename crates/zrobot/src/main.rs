@@ -3,13 +3,10 @@
 //! 0 ok, 1 a failure the robot reported (or a failed task), 2 a usage error,
 //! 3 the robot could not be reached.
 
-mod cli;
-mod paths;
-mod server;
-
 use std::process::ExitCode;
 
 use clap::Parser;
+use zrobot::cli;
 
 /// See ARCHITECTURE.md: the store's writer frees what the async threads
 /// allocate, which glibc's malloc serialises on its arena locks.

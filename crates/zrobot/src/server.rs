@@ -159,80 +159,160 @@ pub struct StartArgs {
     pub history_max_days: f64,
 }
 
-pub async fn start(args: StartArgs) -> Result<()> {
-    let addr: SocketAddr = args.listen.parse().with_context(|| {
-        format!(
-            "--listen `{}` is not HOST:PORT with an IP address, e.g. 127.0.0.1:6600",
-            args.listen
-        )
-    })?;
-    let data_dir = args
-        .data_dir
-        .clone()
-        .unwrap_or_else(paths::default_data_dir);
-    paths::ensure_private_dir(&data_dir)?;
-    if !(args.history_max_days.is_finite() && args.history_max_days > 0.0) {
-        bail!("--history-max-days must be a positive number of days");
-    }
-    let api_config = ApiConfig {
-        auth: AuthConfig {
-            jwt_key_file: args.jwt_key.clone(),
-            admin_organization: args.admin_organization.clone(),
-            user_organization: args.user_organization.clone(),
-            god_token: if args.god {
-                Some(paths::god_token(&data_dir)?)
-            } else {
-                None
-            },
-        },
-        insecure: args.insecure,
-        allowed_origins: args.allow_origins.clone(),
-        tls: match (&args.tls_cert, &args.tls_key) {
-            (Some(cert), Some(key)) => Some(TlsConfig {
-                cert_file: cert.clone(),
-                key_file: key.clone(),
-            }),
-            _ => None,
-        },
-        ..Default::default()
-    };
-    // Refuse a bad configuration before touching anything.
-    api_config.check(addr)?;
+/// What a robot runs with, checked: nothing in it is parsed again.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The robot's data directory (made private): database, clones, god token.
+    pub data_dir: PathBuf,
+    /// Cloned (or updated) and loaded at start, before services come back.
+    pub template_repos: Vec<TemplateRepoUrl>,
+    /// Where every service is exported, and how often it is pushed.
+    pub data_repo: Option<(String, Duration)>,
+    /// Credentials, TLS, origins; its `repos` is filled by [`run`].
+    pub api: ApiConfig,
+    pub retention: Retention,
+    pub lua: LuaConfig,
+    /// Robots reached by name: `(name, url, token)`.
+    pub robots: Vec<(String, String, Option<String>)>,
+}
 
-    let retention = Retention {
-        max_tasks: args.history_max_tasks,
-        max_age_secs: args.history_max_days * 24.0 * 3600.0,
-    };
+impl ServerConfig {
+    /// Checks `zrobot server start`'s flags and turns them into the address
+    /// to listen on and a configuration. Touches nothing but the data
+    /// directory (made if missing, mode 0700, its god token read or made
+    /// with `--god`): a bad flag is refused before anything else happens.
+    pub fn from_args(args: &StartArgs) -> Result<(SocketAddr, ServerConfig)> {
+        let addr: SocketAddr = args.listen.parse().with_context(|| {
+            format!(
+                "--listen `{}` is not HOST:PORT with an IP address, e.g. 127.0.0.1:6600",
+                args.listen
+            )
+        })?;
+        if !(args.history_max_days.is_finite() && args.history_max_days > 0.0) {
+            bail!("--history-max-days must be a positive number of days");
+        }
+        let seconds = |flag: &str, v: f64| -> Result<Duration> {
+            if !(v.is_finite() && v > 0.0 && v < 1e6) {
+                bail!("{flag} must be a positive number of seconds");
+            }
+            Ok(Duration::from_secs_f64(v))
+        };
+        let mebibytes = |flag: &str, v: usize| -> Result<usize> {
+            match v.checked_mul(1024 * 1024) {
+                Some(n) if v > 0 => Ok(n),
+                _ => bail!("{flag} must be a positive number of MiB (at most a few thousand)"),
+            }
+        };
+        let lua = LuaConfig {
+            exec_output_limit: mebibytes("--exec-output-limit", args.exec_output_limit)?,
+            http_body_limit: mebibytes("--http-body-limit", args.http_body_limit)?,
+            allow_exec: !args.no_exec,
+            remote_timeout: seconds("--remote-timeout", args.remote_timeout)?,
+            remote_unreachable: seconds(
+                "--remote-unreachable-after",
+                args.remote_unreachable_after,
+            )?,
+            ..Default::default()
+        };
+        let mut template_repos = Vec::new();
+        for raw in &args.template_repos {
+            template_repos.push(
+                TemplateRepoUrl::parse(raw).map_err(|e| anyhow::anyhow!("--template-repo: {e}"))?,
+            );
+        }
+        let mut robots = Vec::new();
+        for spec in &args.robots {
+            robots.push(parse_robot_flag(spec)?);
+        }
+        let data_dir = args
+            .data_dir
+            .clone()
+            .unwrap_or_else(paths::default_data_dir);
+        let mut api = ApiConfig {
+            auth: AuthConfig {
+                jwt_key_file: args.jwt_key.clone(),
+                admin_organization: args.admin_organization.clone(),
+                user_organization: args.user_organization.clone(),
+                god_token: None,
+            },
+            insecure: args.insecure,
+            allowed_origins: args.allow_origins.clone(),
+            tls: match (&args.tls_cert, &args.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsConfig {
+                    cert_file: cert.clone(),
+                    key_file: key.clone(),
+                }),
+                _ => None,
+            },
+            ..Default::default()
+        };
+        api.check(addr)?;
+        paths::ensure_private_dir(&data_dir)?;
+        if args.god {
+            api.auth.god_token = Some(paths::god_token(&data_dir)?);
+        }
+        Ok((
+            addr,
+            ServerConfig {
+                data_dir,
+                template_repos,
+                data_repo: args.data_repo.clone().map(|url| {
+                    (
+                        url,
+                        Duration::from_secs(args.auto_push_interval.max(1) * 60),
+                    )
+                }),
+                api,
+                retention: Retention {
+                    max_tasks: args.history_max_tasks,
+                    max_age_secs: args.history_max_days * 24.0 * 3600.0,
+                },
+                lua,
+                robots,
+            },
+        ))
+    }
+}
+
+/// `zrobot server start`: flags, then the listener, then [`run`] until
+/// SIGINT or SIGTERM, after which the process exits within [`STOP_BOUND`].
+pub async fn start(args: StartArgs) -> Result<()> {
+    let (addr, config) = ServerConfig::from_args(&args)?;
+    let stop_signal = signals()?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    run(listener, config, async move {
+        stop_signal.await;
+        watchdog(STOP_BOUND);
+    })
+    .await
+}
+
+/// Runs a robot on `listener` until `shutdown` resolves, then stops it
+/// within its bounds: the API drains, running actions end or are cut (they
+/// run again at the next start), the store flushes. Prints
+/// `zrobot listening on URL` once the robot answers.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    config: ServerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let ServerConfig {
+        data_dir,
+        template_repos,
+        data_repo: data_repo_config,
+        api: mut api_config,
+        retention,
+        lua,
+        robots: known_robots,
+    } = config;
     let db = data_dir.join("zrobot.db");
     let store = SqliteStore::open(&db, retention).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let seconds = |flag: &str, v: f64| -> Result<Duration> {
-        if !(v.is_finite() && v > 0.0 && v < 1e6) {
-            bail!("{flag} must be a positive number of seconds");
-        }
-        Ok(Duration::from_secs_f64(v))
-    };
-    let mebibytes = |flag: &str, v: usize| -> Result<usize> {
-        match v.checked_mul(1024 * 1024) {
-            Some(n) if v > 0 => Ok(n),
-            _ => bail!("{flag} must be a positive number of MiB (at most a few thousand)"),
-        }
-    };
-    let engine = LuaEngine::new(LuaConfig {
-        exec_output_limit: mebibytes("--exec-output-limit", args.exec_output_limit)?,
-        http_body_limit: mebibytes("--http-body-limit", args.http_body_limit)?,
-        allow_exec: !args.no_exec,
-        remote_timeout: seconds("--remote-timeout", args.remote_timeout)?,
-        remote_unreachable: seconds("--remote-unreachable-after", args.remote_unreachable_after)?,
-        ..Default::default()
-    });
-    let mut known_robots = Vec::new();
-    for spec in &args.robots {
-        known_robots.push(parse_robot_flag(spec)?);
-    }
     let template_runtime = TemplateRuntime::start()?;
     let robot = Robot::with_template_runtime(
         RobotConfig::default(),
-        Arc::new(engine),
+        Arc::new(LuaEngine::new(lua)),
         Arc::new(store),
         template_runtime.handle(),
     );
@@ -243,13 +323,8 @@ pub async fn start(args: StartArgs) -> Result<()> {
         .await
         .context("cannot read the database")?;
     let repos = TemplateRepos::new(&data_dir);
-    let mut urls = Vec::new();
-    for raw in &args.template_repos {
-        urls.push(
-            TemplateRepoUrl::parse(raw).map_err(|e| anyhow::anyhow!("--template-repo: {e}"))?,
-        );
-    }
-    for url in urls {
+    let given: Vec<_> = template_repos.iter().map(|u| u.repo_id()).collect();
+    for url in template_repos {
         let url = match repos::pinned_at_run_time(&robot, &url) {
             Some(pinned) => {
                 tracing::info!(
@@ -283,11 +358,6 @@ pub async fn start(args: StartArgs) -> Result<()> {
 
     // Repositories added at run time (POST /templates) come back too; their
     // services, if any, were kept aside by the restore until now.
-    let given: Vec<_> = args
-        .template_repos
-        .iter()
-        .filter_map(|u| TemplateRepoUrl::parse(u).ok().map(|p| p.repo_id()))
-        .collect();
     for (url, branch) in repos::remembered(&robot) {
         let Ok(parsed) =
             TemplateRepoUrl::parse(&url).and_then(|p| p.with_reference(branch.as_deref()))
@@ -304,30 +374,21 @@ pub async fn start(args: StartArgs) -> Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut data_repo = None;
     let mut auto_push = None;
-    if let Some(url) = &args.data_repo {
+    if let Some((url, every)) = &data_repo_config {
         let repo = zrobot_git::DataRepo::open(url, &data_dir)
             .map_err(|e| anyhow::anyhow!("--data-repo: {e}"))?;
         data_repo = Some(repo.clone());
         let mut rx = stop_rx.clone();
-        auto_push = Some(repo.spawn_auto_push(
-            robot.clone(),
-            Duration::from_secs(args.auto_push_interval.max(1) * 60),
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            },
-        ));
+        auto_push = Some(repo.spawn_auto_push(robot.clone(), *every, async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }));
     }
 
-    let mut api_config = api_config;
     api_config.repos = zrobot_api::repos::Repos(Some(Arc::new(repos::GitRepos {
         robot: robot.clone(),
         repos: repos.clone(),
         data: data_repo,
     })));
-    let stop_signal = signals()?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     let scheme = if api_config.tls.is_some() {
         "https"
@@ -337,19 +398,17 @@ pub async fn start(args: StartArgs) -> Result<()> {
     // Scripts and tests read this line to learn the port.
     println!("zrobot listening on {scheme}://{local}");
     let mut rx = stop_rx.clone();
-    let shutdown = async move {
+    let api_shutdown = async move {
         let _ = rx.wait_for(|s| *s).await;
     };
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
-        stop_signal.await;
+        shutdown.await;
         tracing::info!("stopping");
-        let stop_at = tokio::time::Instant::now();
-        watchdog(STOP_BOUND);
-        let _ = stopping_tx.send(stop_at);
+        let _ = stopping_tx.send(tokio::time::Instant::now());
         let _ = stop_tx.send(true);
     });
-    let serve = zrobot_api::serve(listener, robot.clone(), api_config, shutdown);
+    let serve = zrobot_api::serve(listener, robot.clone(), api_config, api_shutdown);
     tokio::pin!(serve);
     let (served, stop_at) = tokio::select! {
         served = &mut serve => (Some(served), None),
