@@ -1,0 +1,460 @@
+//! The scheduler on its own, without Lua: a fake engine whose actions are
+//! Rust closures, real template folders in a temp dir, the in-memory store.
+//! Queue order and priorities, cancel, timeout, retry with backoff,
+//! recurring actions, deadlock detection, and an upgrade while tasks wait.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::sync::Semaphore;
+use zrobot_core::engine::{
+    ActionCall, ActionError, ActionOutcome, BoxFuture, Engine, Hook, TemplateCode, TemplateSource,
+};
+use zrobot_core::robot::{NewService, WaitError};
+use zrobot_core::store::MemoryStore;
+use zrobot_core::{Priority, RepoId, Robot, RobotConfig, Service, TaskState, TemplateError};
+
+/// What an action does: gets the call, returns its outcome.
+type Behaviour = Arc<dyn Fn(ActionCall) -> BoxFuture<'static, ActionOutcome> + Send + Sync>;
+
+/// Actions by name, shared by every template; a template's code file lists
+/// the actions it has, one per line.
+#[derive(Clone, Default)]
+struct FakeEngine {
+    behaviours: Arc<HashMap<String, Behaviour>>,
+}
+
+struct FakeCode {
+    actions: Vec<String>,
+    behaviours: Arc<HashMap<String, Behaviour>>,
+}
+
+impl Engine for FakeEngine {
+    fn code_file(&self, _template_name: &str) -> String {
+        "actions.txt".to_owned()
+    }
+
+    fn compile(&self, source: &TemplateSource) -> Result<Arc<dyn TemplateCode>, TemplateError> {
+        let text = std::fs::read_to_string(&source.code_path)
+            .map_err(|e| TemplateError::new(&source.code_path, None, e.to_string()))?;
+        let mut actions: Vec<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+        actions.sort();
+        Ok(Arc::new(FakeCode {
+            actions,
+            behaviours: self.behaviours.clone(),
+        }))
+    }
+}
+
+impl TemplateCode for FakeCode {
+    fn actions(&self) -> &[String] {
+        &self.actions
+    }
+
+    fn has_hook(&self, _hook: Hook) -> bool {
+        false
+    }
+
+    fn run(&self, call: ActionCall) -> BoxFuture<'static, ActionOutcome> {
+        match self.behaviours.get(call.callable.name()) {
+            Some(b) => b(call),
+            None => Box::pin(std::future::ready(ActionOutcome {
+                result: Err(ActionError::new("test.unknown", "no behaviour")),
+                data: None,
+            })),
+        }
+    }
+}
+
+fn ok(v: Value) -> ActionOutcome {
+    ActionOutcome {
+        result: Ok(v),
+        data: None,
+    }
+}
+
+/// The order actions ran in, as `"action:id"`.
+#[derive(Clone, Default)]
+struct Log(Arc<Mutex<Vec<String>>>);
+
+impl Log {
+    fn push(&self, call: &ActionCall) {
+        let id = call.args.get("id").and_then(Value::as_str).unwrap_or("");
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("{}:{id}", call.callable.name()));
+    }
+
+    fn entries(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// A robot over the fake engine, with `behaviours`, and one template folder
+/// per `(name, version, manifest actions YAML, action names)`.
+struct Bench {
+    robot: Robot,
+    root: tempfile::TempDir,
+}
+
+impl Bench {
+    fn new(behaviours: Vec<(&str, Behaviour)>) -> Bench {
+        let engine = FakeEngine {
+            behaviours: Arc::new(
+                behaviours
+                    .into_iter()
+                    .map(|(n, b)| (n.to_owned(), b))
+                    .collect(),
+            ),
+        };
+        let robot = Robot::new(
+            RobotConfig::default(),
+            Arc::new(engine),
+            Arc::new(MemoryStore::new()),
+        );
+        Bench {
+            robot,
+            root: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Writes template `name` at `version` into a repository of its own and
+    /// loads it.
+    fn template(&self, name: &str, version: &str, policies: &str, actions: &[&str]) {
+        let repo = self.root.path().join(format!("{name}-{version}"));
+        let dir = repo.join("templates").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let manifest = format!("version: {version}\nactions:\n{policies}\n");
+        std::fs::write(dir.join("template.yaml"), manifest).unwrap();
+        std::fs::write(dir.join("actions.txt"), actions.join("\n")).unwrap();
+        let load = self
+            .robot
+            .load_repository(Path::new(&repo), &RepoId::new("example.com", "acme", "t"));
+        assert!(load.errors.is_empty(), "{:?}", load.errors);
+    }
+
+    async fn service(&self, template: &str, name: &str) -> Arc<Service> {
+        self.robot
+            .create_service(NewService {
+                template: template.to_owned(),
+                name: name.to_owned(),
+                data: json!({}),
+                ..NewService::default()
+            })
+            .await
+            .unwrap()
+    }
+}
+
+/// An action that logs itself, then waits for a permit of `gate`.
+fn gated(log: &Log, gate: &Arc<Semaphore>) -> Behaviour {
+    let (log, gate) = (log.clone(), gate.clone());
+    Arc::new(move |call| {
+        let (log, gate) = (log.clone(), gate.clone());
+        Box::pin(async move {
+            log.push(&call);
+            gate.acquire().await.unwrap().forget();
+            ok(Value::Null)
+        })
+    })
+}
+
+fn logged(log: &Log) -> Behaviour {
+    let log = log.clone();
+    Arc::new(move |call| {
+        log.push(&call);
+        Box::pin(std::future::ready(ok(Value::Null)))
+    })
+}
+
+/// Polls until `cond` holds; false after `limit`.
+async fn eventually(limit: Duration, cond: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    cond()
+}
+
+#[tokio::test]
+async fn tasks_run_one_at_a_time_in_queue_order_system_ones_first() {
+    let (log, gate) = (Log::default(), Arc::new(Semaphore::new(0)));
+    let b = Bench::new(vec![("gate", gated(&log, &gate)), ("step", logged(&log))]);
+    b.template("node", "1.0.0", "  step: {}", &["gate", "step"]);
+    let svc = b.service("node", "n1").await;
+
+    let first = b
+        .robot
+        .schedule(&svc, "gate", json!({"id": "0"}))
+        .await
+        .unwrap();
+    assert!(eventually(Duration::from_secs(5), || log.entries().len() == 1).await);
+    let mut tasks = Vec::new();
+    for id in ["1", "2", "3"] {
+        tasks.push(
+            b.robot
+                .schedule(&svc, "step", json!({ "id": id }))
+                .await
+                .unwrap(),
+        );
+    }
+    let system = b
+        .robot
+        .schedule_with(&svc, "step", json!({"id": "sys"}), Priority::System)
+        .await
+        .unwrap();
+    // Nothing else starts while the first task runs.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(log.entries(), ["gate:0"]);
+    assert_eq!(svc.queue_len(), 4);
+
+    gate.add_permits(1);
+    assert_eq!(first.done().await.state, TaskState::Ok);
+    for t in tasks.iter().chain([&system]) {
+        assert_eq!(t.done().await.state, TaskState::Ok);
+    }
+    assert_eq!(
+        log.entries(),
+        ["gate:0", "step:sys", "step:1", "step:2", "step:3"]
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_waiting_task_never_runs_and_ends_in_error() {
+    let (log, gate) = (Log::default(), Arc::new(Semaphore::new(0)));
+    let b = Bench::new(vec![("gate", gated(&log, &gate)), ("step", logged(&log))]);
+    b.template("node", "1.0.0", "  step: {}", &["gate", "step"]);
+    let svc = b.service("node", "n1").await;
+    let running = b.robot.schedule(&svc, "gate", json!({})).await.unwrap();
+    let waiting = b
+        .robot
+        .schedule(&svc, "step", json!({"id": "x"}))
+        .await
+        .unwrap();
+    let after = b
+        .robot
+        .schedule(&svc, "step", json!({"id": "y"}))
+        .await
+        .unwrap();
+    assert!(eventually(Duration::from_secs(5), || log.entries().len() == 1).await);
+
+    b.robot.cancel_task(&svc, waiting.guid).await.unwrap();
+    let cancelled = waiting.done().await;
+    assert_eq!(cancelled.state, TaskState::Error);
+    assert_eq!(cancelled.eco.unwrap().category, "task.cancelled");
+    // The running one cannot be cancelled.
+    assert!(b.robot.cancel_task(&svc, running.guid).await.is_err());
+
+    gate.add_permits(1);
+    assert_eq!(after.done().await.state, TaskState::Ok);
+    assert_eq!(log.entries(), ["gate:", "step:y"]);
+}
+
+#[tokio::test]
+async fn an_action_past_its_timeout_is_stopped_and_the_queue_goes_on() {
+    let log = Log::default();
+    let slow: Behaviour = Arc::new(|_call| {
+        Box::pin(async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            ok(Value::Null)
+        })
+    });
+    let b = Bench::new(vec![("slow", slow), ("step", logged(&log))]);
+    b.template("node", "1.0.0", "  slow: {timeout: 0.1}", &["slow", "step"]);
+    let svc = b.service("node", "n1").await;
+    let started = Instant::now();
+    let slow = b.robot.schedule(&svc, "slow", json!({})).await.unwrap();
+    let next = b
+        .robot
+        .schedule(&svc, "step", json!({"id": "n"}))
+        .await
+        .unwrap();
+    let done = slow.done().await;
+    assert_eq!(done.state, TaskState::Error);
+    assert_eq!(done.eco.unwrap().category, "action.timeout");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(next.done().await.state, TaskState::Ok);
+}
+
+#[tokio::test]
+async fn a_failing_action_is_retried_with_backoff_until_it_succeeds() {
+    let runs = Arc::new(Mutex::new(Vec::<Instant>::new()));
+    let flaky: Behaviour = {
+        let runs = runs.clone();
+        Arc::new(move |_call| {
+            let n = {
+                let mut r = runs.lock().unwrap();
+                r.push(Instant::now());
+                r.len()
+            };
+            Box::pin(std::future::ready(if n < 3 {
+                ActionOutcome {
+                    result: Err(ActionError::new("test.flaky", format!("run {n} fails"))),
+                    data: None,
+                }
+            } else {
+                ok(json!({"run": n}))
+            }))
+        })
+    };
+    let b = Bench::new(vec![("flaky", flaky)]);
+    b.template(
+        "node",
+        "1.0.0",
+        "  flaky: {retry: {tries: 4, delay: 0.05, backoff: 2}}",
+        &["flaky"],
+    );
+    let svc = b.service("node", "n1").await;
+    let task = b.robot.schedule(&svc, "flaky", json!({})).await.unwrap();
+    let done = task.done().await;
+    assert_eq!(done.state, TaskState::Ok, "{done:?}");
+    assert_eq!(done.result, Some(json!({"run": 3})));
+    assert_eq!(done.attempt, 3);
+    let eco = done.eco.expect("the failed runs are counted");
+    assert_eq!((eco.count, eco.category.as_str()), (2, "test.flaky"));
+    let runs = runs.lock().unwrap();
+    // 50 ms before the second run, 100 ms before the third.
+    assert!(runs[1] - runs[0] >= Duration::from_millis(50));
+    assert!(runs[2] - runs[1] >= Duration::from_millis(100));
+}
+
+#[tokio::test]
+async fn a_retried_action_gives_up_after_its_tries() {
+    let failing: Behaviour = Arc::new(|_call| {
+        Box::pin(std::future::ready(ActionOutcome {
+            result: Err(ActionError::new("test.broken", "always")),
+            data: None,
+        }))
+    });
+    let b = Bench::new(vec![("broken", failing)]);
+    b.template(
+        "node",
+        "1.0.0",
+        "  broken: {retry: {tries: 3, delay: 0}}",
+        &["broken"],
+    );
+    let svc = b.service("node", "n1").await;
+    let done = b
+        .robot
+        .schedule(&svc, "broken", json!({}))
+        .await
+        .unwrap()
+        .done()
+        .await;
+    assert_eq!(done.state, TaskState::Error);
+    assert_eq!(done.attempt, 3);
+    assert_eq!(done.eco.unwrap().count, 3);
+}
+
+#[tokio::test]
+async fn a_recurring_action_runs_again_and_again() {
+    let log = Log::default();
+    let b = Bench::new(vec![("tick", logged(&log))]);
+    b.template("node", "1.0.0", "  tick: {recurring: 0.05}", &["tick"]);
+    let _svc = b.service("node", "n1").await;
+    assert!(
+        eventually(Duration::from_secs(10), || log.entries().len() >= 3).await,
+        "ran {} times",
+        log.entries().len()
+    );
+}
+
+#[tokio::test]
+async fn a_task_waiting_on_one_queued_behind_itself_is_a_deadlock() {
+    let outcome = Arc::new(Mutex::new(None));
+    let waits: Behaviour = {
+        let outcome = outcome.clone();
+        Arc::new(move |call| {
+            let outcome = outcome.clone();
+            Box::pin(async move {
+                let me = call.task.clone().expect("an action runs in a task");
+                let later = call
+                    .robot
+                    .schedule(&call.service, "step", json!({}))
+                    .await
+                    .unwrap();
+                let waited = call
+                    .robot
+                    .wait_task(Some(&me), &later, Some(Duration::from_secs(10)))
+                    .await;
+                let deadlock = matches!(waited, Err(WaitError::Deadlock(_)));
+                *outcome.lock().unwrap() = Some(deadlock);
+                ok(Value::Null)
+            })
+        })
+    };
+    let log = Log::default();
+    let b = Bench::new(vec![("waits", waits), ("step", logged(&log))]);
+    b.template("node", "1.0.0", "  step: {}", &["step", "waits"]);
+    let svc = b.service("node", "n1").await;
+    let started = Instant::now();
+    let task = b.robot.schedule(&svc, "waits", json!({})).await.unwrap();
+    assert_eq!(task.done().await.state, TaskState::Ok);
+    assert_eq!(*outcome.lock().unwrap(), Some(true), "the wait was refused");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "at once, not at the timeout"
+    );
+}
+
+#[tokio::test]
+async fn an_upgrade_waits_for_the_running_task_and_the_waiting_ones_run_on_the_new_version() {
+    let versions = Arc::new(Mutex::new(Vec::<String>::new()));
+    let gate = Arc::new(Semaphore::new(0));
+    let version_of = |versions: &Arc<Mutex<Vec<String>>>, gate: Option<Arc<Semaphore>>| {
+        let versions = versions.clone();
+        let behaviour: Behaviour = Arc::new(move |call: ActionCall| {
+            let (versions, gate) = (versions.clone(), gate.clone());
+            Box::pin(async move {
+                if let Some(g) = gate {
+                    g.acquire().await.unwrap().forget();
+                }
+                let uid = call.service.template().uid.to_string();
+                versions.lock().unwrap().push(uid);
+                ok(Value::Null)
+            })
+        });
+        behaviour
+    };
+    let b = Bench::new(vec![
+        ("hold", version_of(&versions, Some(gate.clone()))),
+        ("which", version_of(&versions, None)),
+    ]);
+    b.template("node", "1.0.0", "  which: {}", &["hold", "which"]);
+    let svc = b.service("node", "n1").await;
+    let held = b.robot.schedule(&svc, "hold", json!({})).await.unwrap();
+    let waiting = b.robot.schedule(&svc, "which", json!({})).await.unwrap();
+    assert!(eventually(Duration::from_secs(5), || svc.running_task().is_some()).await);
+
+    b.template("node", "1.1.0", "  which: {}", &["hold", "which"]);
+    let robot = b.robot.clone();
+    let upgrade = tokio::spawn(async move { robot.upgrade_services().await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !upgrade.is_finished(),
+        "the upgrade waits for the running task"
+    );
+    gate.add_permits(1);
+    let report = tokio::time::timeout(Duration::from_secs(10), upgrade)
+        .await
+        .expect("the upgrade ends")
+        .unwrap();
+    assert_eq!(held.done().await.state, TaskState::Ok);
+    assert_eq!(waiting.done().await.state, TaskState::Ok);
+    assert!(svc.template_uid().ends_with("/node/1.1.0"), "{report:?}");
+    let versions = versions.lock().unwrap();
+    assert!(versions[0].ends_with("/node/1.0.0"), "{versions:?}");
+    assert!(versions[1].ends_with("/node/1.1.0"), "{versions:?}");
+}
