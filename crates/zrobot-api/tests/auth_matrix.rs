@@ -74,12 +74,12 @@ fn denial(cred: Cred) -> u16 {
 }
 
 fn wrong_jwt() -> String {
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({"scope": ["user:memberof:admins"], "exp": 4_000_000_000u64}),
-        &jsonwebtoken::EncodingKey::from_secret(b"not the robot's key"),
+    zrobot_testkit::jwt::sign(
+        b"not the robot's key",
+        json!(["user:memberof:admins"]),
+        3600,
+        "tester",
     )
-    .unwrap()
 }
 
 fn headers(cred: Cred, own: &str, other: &str) -> Vec<(&'static str, String)> {

@@ -674,7 +674,7 @@ async fn long_poll_answers_when_the_task_ends_and_cancel_rules() {
 
     // The running task cannot be cancelled; the queued one can, once.
     assert!(
-        eventually(Duration::from_secs(10), || async {
+        eventually_async(Duration::from_secs(10), || async {
             t.client.task(guid, slow.guid).await.unwrap().state == TaskState::Running
         })
         .await
@@ -756,7 +756,7 @@ async fn shutdown_ends_long_polls() {
     });
     // The poll is in flight once two requests are: it and the metrics request.
     assert!(
-        eventually(Duration::from_secs(10), || async {
+        eventually_async(Duration::from_secs(10), || async {
             t.client
                 .prometheus_metrics()
                 .await

@@ -4,7 +4,6 @@
 //! recurring actions, deadlock detection, and an upgrade while tasks wait.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,6 +15,7 @@ use zrobot_core::engine::{
 use zrobot_core::robot::{NewService, WaitError};
 use zrobot_core::store::MemoryStore;
 use zrobot_core::{Priority, RepoId, Robot, RobotConfig, Service, TaskState, TemplateError};
+use zrobot_testkit::{eventually, TemplateDir};
 
 /// What an action does: gets the call, returns its outcome.
 type Behaviour = Arc<dyn Fn(ActionCall) -> BoxFuture<'static, ActionOutcome> + Send + Sync>;
@@ -103,7 +103,8 @@ impl Log {
 /// per `(name, version, manifest actions YAML, action names)`.
 struct Bench {
     robot: Robot,
-    root: tempfile::TempDir,
+    /// Kept for the robot's life: templates are read from them.
+    repos: Mutex<Vec<TemplateDir>>,
 }
 
 impl Bench {
@@ -123,23 +124,25 @@ impl Bench {
         );
         Bench {
             robot,
-            root: tempfile::tempdir().unwrap(),
+            repos: Mutex::default(),
         }
     }
 
     /// Writes template `name` at `version` into a repository of its own and
     /// loads it.
     fn template(&self, name: &str, version: &str, policies: &str, actions: &[&str]) {
-        let repo = self.root.path().join(format!("{name}-{version}"));
-        let dir = repo.join("templates").join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        let manifest = format!("version: {version}\nactions:\n{policies}\n");
-        std::fs::write(dir.join("template.yaml"), manifest).unwrap();
-        std::fs::write(dir.join("actions.txt"), actions.join("\n")).unwrap();
+        let repo = TemplateDir::new();
+        repo.template(
+            name,
+            &format!("version: {version}\nactions:\n{policies}\n"),
+            "actions.txt",
+            &actions.join("\n"),
+        );
         let load = self
             .robot
-            .load_repository(Path::new(&repo), &RepoId::new("example.com", "acme", "t"));
+            .load_repository(&repo.root(), &RepoId::new("example.com", "acme", "t"));
         assert!(load.errors.is_empty(), "{:?}", load.errors);
+        self.repos.lock().unwrap().push(repo);
     }
 
     async fn service(&self, template: &str, name: &str) -> Arc<Service> {
@@ -174,18 +177,6 @@ fn logged(log: &Log) -> Behaviour {
         log.push(&call);
         Box::pin(std::future::ready(ok(Value::Null)))
     })
-}
-
-/// Polls until `cond` holds; false after `limit`.
-async fn eventually(limit: Duration, cond: impl Fn() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    cond()
 }
 
 #[tokio::test]

@@ -630,16 +630,7 @@ fn commands_run_at_once_keep_every_secret() {
 const JWT_KEY: &str = "a shared HS256 secret for the tests";
 
 fn jwt(scope: &str, exp_in: i64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({"scope": [scope], "exp": now + exp_in}),
-        &jsonwebtoken::EncodingKey::from_secret(JWT_KEY.as_bytes()),
-    )
-    .unwrap()
+    zrobot_testkit::jwt::sign(JWT_KEY.as_bytes(), json!([scope]), exp_in, "tester")
 }
 
 #[test]

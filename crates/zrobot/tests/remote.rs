@@ -259,7 +259,7 @@ async fn a_dead_or_frozen_robot_gives_bounded_failures_and_recovers() {
     let bc = b.god_client();
     let node = bc.service_by_name("node1").await.guid;
     assert!(
-        eventually(Duration::from_secs(20), || async {
+        eventually_async(Duration::from_secs(20), || async {
             bc.tasks(node, false)
                 .await
                 .is_ok_and(|ts| ts.iter().any(|t| t.action_name == "slow"))
@@ -772,7 +772,7 @@ async fn a_remote_call_presents_only_the_secret_of_its_service() {
         .await
         .unwrap();
     assert!(
-        eventually(Duration::from_secs(30), || async {
+        eventually_async(Duration::from_secs(30), || async {
             ac.service(vm1)
                 .await
                 .is_ok_and(|s| s.state.iter().any(|r| r.category == "poke"))

@@ -125,7 +125,7 @@ async fn a_checkout_moves_services_with_their_waiting_tasks() {
     robot.restart();
     let client = robot.god_client();
     assert!(
-        eventually(Duration::from_secs(30), || async {
+        eventually_async(Duration::from_secs(30), || async {
             client
                 .service(svc)
                 .await
@@ -193,7 +193,7 @@ async fn repositories_added_at_run_time_come_back_after_a_restart() {
     let client = robot.god_client();
     assert_eq!(client.templates().await.unwrap().len(), 1);
     assert!(
-        eventually(Duration::from_secs(30), || async {
+        eventually_async(Duration::from_secs(30), || async {
             client.service(svc).await.is_ok()
         })
         .await

@@ -65,7 +65,7 @@ async fn run_serves_until_its_shutdown_and_leaves_the_database_complete() {
     let token = std::fs::read_to_string(data.join("god.token")).unwrap();
     let client = Client::new(&url, Credentials::god(token.trim())).unwrap();
     assert!(
-        eventually(Duration::from_secs(30), || async {
+        eventually_async(Duration::from_secs(30), || async {
             client.robot_info().await.is_ok()
         })
         .await,

@@ -59,7 +59,7 @@ async fn service(client: &Client, template: &str, name: &str) -> Uuid {
 
 /// Waits until the task runs (its action has started).
 async fn running(client: &Client, svc: Uuid, task: Uuid) {
-    let started = eventually(Duration::from_secs(20), || async {
+    let started = eventually_async(Duration::from_secs(20), || async {
         client
             .task(svc, task)
             .await
@@ -260,7 +260,7 @@ async fn sigterm_stops_a_robot_whose_template_code_is_stuck() {
     robot.restart();
     let client = robot.god_client();
     for (svc, task) in [(spinner, spin.guid), (sleeper, nap.guid)] {
-        let again = eventually(Duration::from_secs(20), || async {
+        let again = eventually_async(Duration::from_secs(20), || async {
             client
                 .task(svc, task)
                 .await

@@ -6,10 +6,9 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::StatusCode;
-use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -260,21 +259,9 @@ pub fn fixture_path(name: &str) -> std::path::PathBuf {
         .join(name)
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
 /// A JWT signed with the robot's key.
 pub fn jwt(scope: Value, expires_in: i64) -> String {
-    encode(
-        &Header::new(Algorithm::HS256),
-        &json!({"scope": scope, "exp": now() + expires_in, "username": "tester"}),
-        &EncodingKey::from_secret(SIGNING_KEY),
-    )
-    .unwrap()
+    zrobot_testkit::jwt::sign(SIGNING_KEY, scope, expires_in, "tester")
 }
 
 pub fn admin_jwt() -> String {
@@ -286,21 +273,8 @@ pub fn user_jwt() -> String {
     jwt(json!(format!("openid user:memberof:{USER_ORG}")), 3600)
 }
 
-/// Polls `cond` until it holds or `limit` passes.
-pub async fn eventually<F, Fut>(limit: Duration, mut cond: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if cond().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    cond().await
-}
+#[allow(unused_imports)]
+pub use zrobot_testkit::eventually_async;
 
 /// A webhook receiver on loopback: records every POSTed JSON body; answers
 /// 500 to the first `fail_first` requests.

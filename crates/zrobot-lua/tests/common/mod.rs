@@ -1,10 +1,11 @@
-//! Shared harness for the runtime tests: template repositories written into a
-//! temp dir, and a real robot (Lua engine, in-memory store) over them.
+//! Shared harness for the runtime tests: Lua template repositories written
+//! into a temp dir, and a real robot (Lua engine, in-memory store) over them;
+//! the rest comes from `zrobot-testkit`.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use zrobot_core::robot::NewService;
@@ -12,37 +13,34 @@ use zrobot_core::store::MemoryStore;
 use zrobot_core::template::RepoLoad;
 use zrobot_core::{RepoId, Robot, RobotConfig, Service, TaskRecord};
 use zrobot_lua::{LuaConfig, LuaEngine};
+use zrobot_testkit::TemplateDir;
 
-/// A template repository in a temp dir.
+/// A template repository in a temp dir, its code in Lua.
 pub struct Repo {
-    pub dir: tempfile::TempDir,
+    pub dir: TemplateDir,
 }
 
 impl Repo {
     pub fn new() -> Repo {
         Repo {
-            dir: tempfile::tempdir().unwrap(),
+            dir: TemplateDir::new(),
         }
     }
 
     pub fn root(&self) -> PathBuf {
-        self.dir.path().to_path_buf()
+        self.dir.root()
     }
 
     /// Writes `templates/<name>/template.yaml` and `<name>.lua`.
     pub fn template(&self, name: &str, manifest: &str, lua: &str) -> &Repo {
-        let d = self.dir.path().join("templates").join(name);
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("template.yaml"), manifest).unwrap();
-        std::fs::write(d.join(format!("{name}.lua")), lua).unwrap();
+        self.dir
+            .template(name, manifest, &format!("{name}.lua"), lua);
         self
     }
 
     /// Writes any file of the repository.
     pub fn file(&self, rel: &str, text: &str) -> &Repo {
-        let p = self.dir.path().join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
+        self.dir.file(rel, text);
         self
     }
 
@@ -93,17 +91,8 @@ pub async fn run(robot: &Robot, svc: &Arc<Service>, action: &str, args: Value) -
         .unwrap_or_else(|_| panic!("{action} did not finish within 30s"))
 }
 
-/// Polls `cond` until it holds or `limit` passes.
-pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    cond()
-}
+#[allow(unused_imports)]
+pub use zrobot_testkit::eventually;
 
 pub fn path_str(p: &Path) -> String {
     p.display().to_string()

@@ -1,6 +1,11 @@
-//! Shared harness of the binary's tests: template repositories made with git
-//! in a temp dir, and real robot processes started, killed and restarted.
+//! Shared harness of the binary's tests: real robot processes started,
+//! killed and restarted; the rest comes from `zrobot-testkit`.
 #![allow(dead_code)]
+
+#[allow(unused_imports)]
+pub use zrobot_testkit::eventually_async;
+#[allow(unused_imports)]
+pub use zrobot_testkit::git::{commit_files, tag_head, template_repo};
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -11,14 +16,6 @@ use zrobot_client::{Client, Credentials};
 
 pub fn zrobot_bin() -> &'static str {
     env!("CARGO_BIN_EXE_zrobot")
-}
-
-/// A git repository of templates: `files` are `(path, text)` pairs.
-pub fn template_repo(dir: &Path, files: &[(&str, &str)]) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    git2::Repository::init(dir).unwrap();
-    commit_files(dir, files, None);
-    dir.to_path_buf()
 }
 
 /// A robot process.
@@ -117,57 +114,6 @@ impl Drop for RobotProcess {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-/// Writes `files` into the repository at `dir`, commits them, and tags the
-/// commit with `tag` if given.
-pub fn commit_files(dir: &Path, files: &[(&str, &str)], tag: Option<&str>) {
-    for (p, t) in files {
-        let path = dir.join(p);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, t).unwrap();
-    }
-    let repo = git2::Repository::open(dir).unwrap();
-    let mut index = repo.index().unwrap();
-    index
-        .add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None)
-        .unwrap();
-    index.write().unwrap();
-    let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
-    let sig = git2::Signature::now("test", "test@example.com").unwrap();
-    // The first commit has no parent.
-    let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
-    let parents: Vec<&git2::Commit> = parent.iter().collect();
-    let oid = repo
-        .commit(Some("HEAD"), &sig, &sig, "update", &tree, &parents)
-        .unwrap();
-    if let Some(tag) = tag {
-        let obj = repo.find_object(oid, None).unwrap();
-        repo.tag_lightweight(tag, &obj, false).unwrap();
-    }
-}
-
-/// Tags the current commit.
-pub fn tag_head(dir: &Path, tag: &str) {
-    let repo = git2::Repository::open(dir).unwrap();
-    let head = repo.head().unwrap().peel_to_commit().unwrap();
-    repo.tag_lightweight(tag, head.as_object(), false).unwrap();
-}
-
-/// Polls `cond` until it holds or `limit` passes.
-pub async fn eventually<F, Fut>(limit: Duration, mut cond: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if cond().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    cond().await
 }
 
 impl RobotProcess {
