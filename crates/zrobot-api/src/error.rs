@@ -78,9 +78,6 @@ impl From<CoreError> for ApiError {
             CoreError::ServiceNotFound(_) | CoreError::TaskNotFound(_) => StatusCode::NOT_FOUND,
             CoreError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             CoreError::Storage(detail) => return ApiError::internal("storage failed", detail),
-            // A kind of error this API does not know yet: safe, if not precise.
-            #[allow(unreachable_patterns)]
-            other => return ApiError::internal("the robot refused the request", other),
         };
         ApiError::new(status, e.to_string())
     }

@@ -25,7 +25,7 @@ impl TemplateError {
 }
 
 /// Why a request to the robot was refused or failed.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CoreError {
     #[error("no template matches `{0}`; list the loaded templates to see their UIDs")]
     TemplateNotFound(String),
@@ -67,7 +67,7 @@ pub enum CoreError {
     #[error("idempotency key `{key}` was used for a task of action `{action}` on this service; send a new key with a new request")]
     KeyReused { key: String, action: String },
     #[error("storage failed: {0}")]
-    Storage(String),
+    Storage(#[from] crate::store::StoreError),
     #[error("the robot is shutting down")]
     ShuttingDown,
 }

@@ -108,10 +108,39 @@ pub const KEY_LIFETIME_SECS: f64 = 24.0 * 3600.0;
 /// requests cannot grow its memory without bound (about 150 bytes each).
 pub const KEYS_KEPT: usize = 100_000;
 
-/// Why the store failed.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{0}")]
-pub struct StoreError(pub String);
+/// Why the store failed: on which database, doing what, and why.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// A step on the database failed.
+    #[error("database {db}: {doing} failed: {cause}")]
+    Failed {
+        db: String,
+        doing: String,
+        #[source]
+        cause: Arc<dyn std::error::Error + Send + Sync>,
+    },
+    /// The store's writer is gone: nothing more can be written.
+    #[error("database {db}: the writer thread has stopped, so nothing more can be written; restart the robot")]
+    Stopped { db: String },
+    /// The database was written by a newer zrobot.
+    #[error("database {db} has schema version {found}, but this zrobot knows versions up to {known}: it was written by a newer zrobot; run that version, or use another data directory")]
+    NewerSchema { db: String, found: i64, known: i64 },
+}
+
+impl StoreError {
+    /// `database <db>: <doing> failed: <cause>`.
+    pub fn failed(
+        db: &str,
+        doing: &str,
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> StoreError {
+        StoreError::Failed {
+            db: db.to_owned(),
+            doing: doing.to_owned(),
+            cause: Arc::from(cause.into()),
+        }
+    }
+}
 
 /// How long finished tasks are kept.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -100,7 +100,7 @@ impl Store for Gate {
         self.pass(ops, Told::Wake(tell));
         Box::pin(async move {
             told.await
-                .unwrap_or_else(|_| Err(StoreError("the test store dropped a commit".into())))
+                .unwrap_or_else(|_| Err(StoreError::Stopped { db: "the test store".into() }))
         })
     }
 

@@ -1,8 +1,6 @@
 //! Internal failures, and how they become the [`StoreError`] a user reads: every
 //! message names the database file and what was being done.
 
-use std::fmt::Display;
-
 use zrobot_core::store::StoreError;
 
 /// Why one database step failed, before it is given its context.
@@ -20,8 +18,12 @@ pub(crate) enum Failure {
 }
 
 /// `database <db>: <doing> failed: <cause>`.
-pub(crate) fn store_error(db: &str, doing: &str, cause: impl Display) -> StoreError {
-    StoreError(format!("database {db}: {doing} failed: {cause}"))
+pub(crate) fn store_error(
+    db: &str,
+    doing: &str,
+    cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> StoreError {
+    StoreError::failed(db, doing, cause)
 }
 
 impl From<rusqlite::types::FromSqlError> for Failure {
@@ -32,7 +34,5 @@ impl From<rusqlite::types::FromSqlError> for Failure {
 
 /// The writer thread is gone: nothing more can be written.
 pub(crate) fn stopped(db: &str) -> StoreError {
-    StoreError(format!(
-        "database {db}: the writer thread has stopped, so nothing more can be written; restart the robot"
-    ))
+    StoreError::Stopped { db: db.to_owned() }
 }

@@ -239,10 +239,11 @@ pub(crate) fn migrate(conn: &mut Connection, db: &str) -> Result<(), StoreError>
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .map_err(fail)?;
     if found > VERSION {
-        return Err(StoreError(format!(
-            "database {db} has schema version {found}, but this zrobot knows versions up to {VERSION}: \
-             it was written by a newer zrobot; run that version, or use another data directory"
-        )));
+        return Err(StoreError::NewerSchema {
+            db: db.to_owned(),
+            found,
+            known: VERSION,
+        });
     }
     if found == VERSION {
         return Ok(());

@@ -185,7 +185,7 @@ impl Robot {
             .store
             .commit(ops)
             .await
-            .map_err(|e| CoreError::Storage(e.to_string()))?;
+            ?;
         self.services_mut().insert(&svc);
         reservation.kept = true;
         svc.lock().status = ServiceStatus::Ok;
@@ -239,7 +239,7 @@ impl Robot {
             .await
         {
             svc.lock().status = ServiceStatus::Ok;
-            return Err(CoreError::Storage(e.to_string()));
+            return Err(CoreError::Storage(e));
         }
         {
             self.services_mut().remove(&svc);

@@ -48,7 +48,7 @@ impl Robot {
             .store
             .load()
             .await
-            .map_err(|e| CoreError::Storage(e.to_string()))?;
+            ?;
         *self.0.settings.write().unwrap_or_else(|e| e.into_inner()) =
             std::mem::take(&mut loaded.settings);
         Ok(loaded)

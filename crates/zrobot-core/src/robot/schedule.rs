@@ -84,7 +84,7 @@ impl Robot {
                 .store
                 .commit(vec![StoreOp::PutTask(record)])
                 .await
-                .map_err(|e| CoreError::Storage(e.to_string()))?;
+                ?;
         }
         self.enqueue(svc, &task, priority).await?;
         Ok(task)
@@ -178,7 +178,7 @@ impl Robot {
         match self.0.store.task(svc.guid, guid).await {
             Ok(Some(t)) if t.service_guid == svc.guid => Ok(t),
             Ok(_) => Err(CoreError::TaskNotFound(guid.to_string())),
-            Err(e) => Err(CoreError::Storage(e.to_string())),
+            Err(e) => Err(CoreError::Storage(e)),
         }
     }
 
@@ -205,7 +205,7 @@ impl Robot {
                 .store
                 .finished_tasks(svc.guid, usize::MAX)
                 .await
-                .map_err(|e| CoreError::Storage(e.to_string()))?;
+                ?;
         }
         let inner = svc.lock();
         // A task that just ended (finishing, or current until its drive loop
@@ -254,7 +254,7 @@ impl Robot {
             .store
             .commit(vec![StoreOp::PutTask(record.clone())])
             .await
-            .map_err(|e| CoreError::Storage(e.to_string()))?;
+            ?;
         task.finish(record);
         Ok(())
     }

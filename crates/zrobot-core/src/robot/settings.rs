@@ -27,7 +27,7 @@ impl Robot {
                 value: value.clone(),
             }])
             .await
-            .map_err(|e| CoreError::Storage(e.to_string()))?;
+            ?;
         let mut settings = self.0.settings.write().unwrap_or_else(|e| e.into_inner());
         if value.is_null() {
             settings.remove(key);
@@ -182,7 +182,9 @@ impl Robot {
         &self,
         robots: &crate::remote::RemoteRobots,
     ) -> Result<(), CoreError> {
-        let value = serde_json::to_value(robots).map_err(|e| CoreError::Storage(e.to_string()))?;
+        let value = serde_json::to_value(robots).map_err(|e| {
+            crate::store::StoreError::failed("settings", "encoding the known robots", e)
+        })?;
         self.put_setting(crate::remote::SETTING, value).await
     }
 }
