@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::robot::{Robot, RobotInner};
+use crate::robot::{Background, Robot, RobotInner};
 use crate::service::{Service, ServiceStatus};
 use crate::task::Priority;
 
@@ -45,10 +45,11 @@ pub(crate) struct Recurring {
 }
 
 impl Recurring {
-    /// Starts the timer loop; it ends when the robot is dropped.
-    pub fn start(robot: Weak<RobotInner>) -> Recurring {
+    /// Starts the timer loop, owned by the robot's `background`; it ends
+    /// when the robot shuts down or is dropped.
+    pub fn start(robot: Weak<RobotInner>, background: &Background) -> Recurring {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(robot, rx));
+        background.spawn(run(robot, rx));
         Recurring { tx }
     }
 
@@ -91,7 +92,8 @@ async fn run(robot: Weak<RobotInner>, mut rx: mpsc::UnboundedReceiver<Entry>) {
                     if status == ServiceStatus::Ok && !already_pending(&svc, &e.action) {
                         let robot = robot.clone();
                         let action = e.action.clone();
-                        tokio::spawn(async move {
+                        let scheduler = robot.clone();
+                        scheduler.spawn_owned(async move {
                             if let Err(err) = robot
                                 .schedule_with(&svc, &action, serde_json::Value::Null, Priority::Normal)
                                 .await

@@ -449,3 +449,35 @@ async fn an_upgrade_waits_for_the_running_task_and_the_waiting_ones_run_on_the_n
     assert!(versions[0].ends_with("/node/1.0.0"), "{versions:?}");
     assert!(versions[1].ends_with("/node/1.1.0"), "{versions:?}");
 }
+
+#[tokio::test]
+async fn a_shutdown_leaves_no_task_of_the_robot_running() {
+    let (log, gate) = (Log::default(), Arc::new(Semaphore::new(0)));
+    let b = Bench::new(vec![("tick", logged(&log)), ("gate", gated(&log, &gate))]);
+    b.template("node", "1.0.0", "  tick: {recurring: 0.02}", &["gate", "tick"]);
+    let svc = b.service("node", "n1").await;
+    let ticks = || log.entries().iter().filter(|e| e.starts_with("tick")).count();
+    assert!(eventually(Duration::from_secs(5), || ticks() >= 2).await);
+    // A task that would never end by itself.
+    let held = b.robot.schedule(&svc, "gate", json!({})).await.unwrap();
+    assert!(eventually(Duration::from_secs(5), || held.state() == TaskState::Running).await);
+    assert!(
+        b.robot.tasks_alive() >= 2,
+        "the timer loop and the drive loop are counted"
+    );
+
+    let report = b
+        .robot
+        .shutdown(Duration::from_millis(100), Duration::from_secs(2))
+        .await;
+    assert_eq!(report.interrupted, 1, "{report:?}");
+    assert!(report.store_flushed, "{report:?}");
+    assert_eq!(report.left_running, 0, "{report:?}");
+    assert_eq!(b.robot.tasks_alive(), 0);
+    // The interrupted task is not finished (it runs again at the next
+    // start), and the timer loop schedules nothing more.
+    assert!(!held.state().is_done());
+    let after = ticks();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(ticks(), after, "a recurring action ran after the shutdown");
+}

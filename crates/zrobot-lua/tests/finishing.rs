@@ -99,8 +99,11 @@ impl Store for Gate {
         let (tell, told) = tokio::sync::oneshot::channel();
         self.pass(ops, Told::Wake(tell));
         Box::pin(async move {
-            told.await
-                .unwrap_or_else(|_| Err(StoreError::Stopped { db: "the test store".into() }))
+            told.await.unwrap_or_else(|_| {
+                Err(StoreError::Stopped {
+                    db: "the test store".into(),
+                })
+            })
         })
     }
 

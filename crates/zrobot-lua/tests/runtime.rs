@@ -213,7 +213,10 @@ async fn names_are_unique_and_checked() {
         })
         .await
         .unwrap_err();
-    assert!(matches!(err, CoreError::NameTaken(ref n) if n == "n1"), "{err}");
+    assert!(
+        matches!(err, CoreError::NameTaken(ref n) if n == "n1"),
+        "{err}"
+    );
     let err = robot
         .create_service(NewService {
             template: "node".into(),

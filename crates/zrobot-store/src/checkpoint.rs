@@ -42,7 +42,9 @@ impl Checkpointer {
         writer: &mut Connection,
         db: &str,
     ) -> Result<Checkpointer, StoreError> {
-        let fail = |e: &dyn std::fmt::Display| store_error(db, "starting the checkpoint thread", e.to_string());
+        let fail = |e: &dyn std::fmt::Display| {
+            store_error(db, "starting the checkpoint thread", e.to_string())
+        };
         let conn = Connection::open(path).map_err(|e| fail(&e))?;
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(|e| fail(&e))?;

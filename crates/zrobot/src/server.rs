@@ -428,6 +428,12 @@ pub async fn run(
     };
     let stop_at = stop_at.unwrap_or_else(tokio::time::Instant::now);
     let report = robot.shutdown(ACTION_GRACE, STORE_FLUSH).await;
+    if report.left_running > 0 {
+        tracing::warn!(
+            tasks = report.left_running,
+            "tasks of the robot were still running after the stop; they are left behind"
+        );
+    }
     if !report.store_flushed {
         tracing::error!(
             "the database did not confirm the last changes within {}s",

@@ -36,6 +36,7 @@ mod upgrade;
 use registry::{valid_name, Services};
 
 pub use blueprint::{BlueprintCaller, BlueprintOutcome};
+pub(crate) use template_work::Background;
 pub use template_work::{template_runtime, ShutdownReport};
 use template_work::{Interrupted, TemplateWork};
 pub use upgrade::UpgradeReport;
@@ -137,6 +138,8 @@ pub(crate) struct RobotInner {
     settings: RwLock<std::collections::BTreeMap<String, Value>>,
     /// The runtime template code runs on, and the shutdown switches.
     work: TemplateWork,
+    /// The robot's own tasks, owned, cancelled at shutdown.
+    background: Background,
 }
 
 /// The observers of a robot, as one list shared by reference.
@@ -160,21 +163,25 @@ impl Robot {
         store: Arc<dyn Store>,
         template_runtime: tokio::runtime::Handle,
     ) -> Robot {
-        Robot(Arc::new_cyclic(|weak| RobotInner {
-            config,
-            templates: TemplateRegistry::new(),
-            engine,
-            store,
-            services: RwLock::new(Services::default()),
-            seq: AtomicU64::new(1),
-            recurring: Recurring::start(weak.clone()),
-            waits: WaitGraph::default(),
-            observers: RwLock::new(Arc::new(Vec::new())),
-            missing: std::sync::Mutex::new(Vec::new()),
-            settings: RwLock::new(Default::default()),
-            remote_lock: tokio::sync::Mutex::new(()),
-            keys: std::sync::Mutex::new(idempotency::Keys::default()),
-            work: TemplateWork::new(template_runtime),
+        Robot(Arc::new_cyclic(|weak| {
+            let background = Background::new();
+            RobotInner {
+                config,
+                templates: TemplateRegistry::new(),
+                engine,
+                store,
+                services: RwLock::new(Services::default()),
+                seq: AtomicU64::new(1),
+                recurring: Recurring::start(weak.clone(), &background),
+                waits: WaitGraph::default(),
+                observers: RwLock::new(Arc::new(Vec::new())),
+                missing: std::sync::Mutex::new(Vec::new()),
+                settings: RwLock::new(Default::default()),
+                remote_lock: tokio::sync::Mutex::new(()),
+                keys: std::sync::Mutex::new(idempotency::Keys::default()),
+                work: TemplateWork::new(template_runtime),
+                background,
+            }
         }))
     }
 
@@ -230,7 +237,7 @@ impl Robot {
         }
         if !load.templates.is_empty() && !self.missing_services().is_empty() {
             let robot = self.clone();
-            tokio::spawn(async move { robot.restore_missing().await });
+            self.spawn_owned(async move { robot.restore_missing().await });
         }
         load
     }

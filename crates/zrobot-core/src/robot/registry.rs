@@ -181,11 +181,7 @@ impl Robot {
                 .map(|t| StoreOp::PutTask(t.record())),
         );
         svc.lock().state_dirty = false;
-        self.0
-            .store
-            .commit(ops)
-            .await
-            ?;
+        self.0.store.commit(ops).await?;
         self.services_mut().insert(&svc);
         reservation.kept = true;
         svc.lock().status = ServiceStatus::Ok;

@@ -43,12 +43,7 @@ impl Robot {
     /// current, so a start can consult them before loading templates; then
     /// hand the rest to [`Robot::restore_from`].
     pub async fn read_store(&self) -> Result<crate::store::Loaded, CoreError> {
-        let mut loaded = self
-            .0
-            .store
-            .load()
-            .await
-            ?;
+        let mut loaded = self.0.store.load().await?;
         *self.0.settings.write().unwrap_or_else(|e| e.into_inner()) =
             std::mem::take(&mut loaded.settings);
         Ok(loaded)
@@ -161,7 +156,7 @@ impl Robot {
     fn validate_all(&self, services: Vec<Arc<Service>>) {
         let robot = self.clone();
         let (busy, quiet): (Vec<_>, Vec<_>) = services.into_iter().partition(|s| s.queue_len() > 0);
-        tokio::spawn(async move {
+        self.spawn_owned(async move {
             for svc in busy.into_iter().chain(quiet) {
                 robot.observe(|o| o.service_added(&svc));
                 let unvalidated = std::mem::take(&mut svc.lock().unvalidated);
@@ -182,7 +177,7 @@ impl Robot {
                     format!("validate failed, no task runs until it passes: {message}"),
                 );
                 let robot = self.clone();
-                tokio::spawn(async move { robot.retry_validate(svc).await });
+                self.spawn_owned(async move { robot.retry_validate(svc).await });
                 return;
             }
         }

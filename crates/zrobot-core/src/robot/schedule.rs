@@ -80,11 +80,7 @@ impl Robot {
         };
         let task = Task::new(record.clone(), Arc::downgrade(svc));
         if !creating {
-            self.0
-                .store
-                .commit(vec![StoreOp::PutTask(record)])
-                .await
-                ?;
+            self.0.store.commit(vec![StoreOp::PutTask(record)]).await?;
         }
         self.enqueue(svc, &task, priority).await?;
         Ok(task)
@@ -148,9 +144,7 @@ impl Robot {
         };
         if validate {
             let (robot, svc) = (self.clone(), svc.clone());
-            drop(tokio::spawn(
-                async move { robot.validate_restored(svc).await },
-            ));
+            self.spawn_owned(async move { robot.validate_restored(svc).await });
         }
         let Some(spawn) = spawn else {
             // Deleted while the task was being stored: it must not come back.
@@ -200,12 +194,7 @@ impl Robot {
     pub async fn tasks(&self, svc: &Service, all: bool) -> Result<Vec<TaskRecord>, CoreError> {
         let mut out = Vec::new();
         if all {
-            out = self
-                .0
-                .store
-                .finished_tasks(svc.guid, usize::MAX)
-                .await
-                ?;
+            out = self.0.store.finished_tasks(svc.guid, usize::MAX).await?;
         }
         let inner = svc.lock();
         // A task that just ended (finishing, or current until its drive loop
@@ -253,8 +242,7 @@ impl Robot {
         self.0
             .store
             .commit(vec![StoreOp::PutTask(record.clone())])
-            .await
-            ?;
+            .await?;
         task.finish(record);
         Ok(())
     }

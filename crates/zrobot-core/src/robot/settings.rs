@@ -26,8 +26,7 @@ impl Robot {
                 key: key.to_owned(),
                 value: value.clone(),
             }])
-            .await
-            ?;
+            .await?;
         let mut settings = self.0.settings.write().unwrap_or_else(|e| e.into_inner());
         if value.is_null() {
             settings.remove(key);

@@ -20,6 +20,8 @@ use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio::task::{JoinError, JoinHandle};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::Robot;
 use crate::service::Service;
@@ -54,6 +56,43 @@ pub struct ShutdownReport {
     /// Whether the store confirmed, within its bound, that every change handed
     /// to it before the shutdown is written.
     pub store_flushed: bool,
+    /// Tasks of the robot (template work, its own loops) still alive when
+    /// the shutdown returned: only code stuck where it cannot be interrupted.
+    pub left_running: usize,
+}
+
+/// How long interrupted template work and the robot's own tasks may take to
+/// end once told to: they stop at their next await.
+const WIND_DOWN: Duration = Duration::from_secs(1);
+
+/// The robot's own tasks (restore passes, `validate` retries, the timer
+/// loop of recurring actions): each is spawned through
+/// [`Robot::spawn_owned`], so a shutdown cancels them and waits for them.
+pub(crate) struct Background {
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+}
+
+impl Background {
+    pub(crate) fn new() -> Background {
+        Background {
+            tracker: TaskTracker::new(),
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    /// Spawns `fut` on the current runtime, owned: it ends at its next
+    /// await once the robot shuts down.
+    pub(crate) fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
+        let cancel = self.cancel.clone();
+        drop(self.tracker.spawn(async move {
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => {}
+                _ = fut => {}
+            }
+        }));
+    }
 }
 
 /// The template runtime, the drive loops and hooks under way, and the
@@ -117,6 +156,16 @@ impl Robot {
         &self.0.work.runtime
     }
 
+    /// Spawns one of the robot's own tasks, owned (see [`Background`]).
+    pub(crate) fn spawn_owned(&self, fut: impl Future<Output = ()> + Send + 'static) {
+        self.0.background.spawn(fut);
+    }
+
+    /// The robot's tasks alive now: its own loops, drive loops and hooks.
+    pub fn tasks_alive(&self) -> usize {
+        self.0.background.tracker.len() + self.0.work.under_way.load(Ordering::Acquire)
+    }
+
     pub(crate) fn work_started(&self) -> WorkGuard {
         self.0.work.under_way.fetch_add(1, Ordering::AcqRel);
         WorkGuard(self.clone())
@@ -160,12 +209,13 @@ impl Robot {
         (&mut handle.0).await
     }
 
-    /// Stops the robot's template work: no drive loop takes another task;
-    /// the work under way gets `grace` to end, then is interrupted (its
-    /// tasks run again at the next start); then waits (within `flush_bound`)
-    /// for the store to write every change handed to it. Call it once the
-    /// API takes no more requests. Never waits longer than the two bounds,
-    /// whatever template code does.
+    /// Stops the robot: no drive loop takes another task; the template work
+    /// under way gets `grace` to end, then is interrupted (its tasks run
+    /// again at the next start); the robot's own tasks are cancelled; then
+    /// waits (within `flush_bound`) for the store to write every change
+    /// handed to it. Call it once the API takes no more requests. Never
+    /// waits longer than the two bounds and [`WIND_DOWN`], whatever template
+    /// code does; what is still alive then is counted in the report.
     pub async fn shutdown(&self, grace: Duration, flush_bound: Duration) -> ShutdownReport {
         let work = &self.0.work;
         work.draining.store(true, Ordering::Release);
@@ -184,6 +234,21 @@ impl Robot {
         let interrupted = work.under_way.load(Ordering::Acquire);
         work.stopped.store(true, Ordering::Release);
         work.stop.notify_waiters();
+        let background = &self.0.background;
+        background.cancel.cancel();
+        background.tracker.close();
+        let wound_down = Instant::now() + WIND_DOWN;
+        let _ = tokio::time::timeout_at(wound_down, background.tracker.wait()).await;
+        loop {
+            let idle = work.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if work.under_way.load(Ordering::Acquire) == 0
+                || tokio::time::timeout_at(wound_down, idle).await.is_err()
+            {
+                break;
+            }
+        }
         if interrupted > 0 {
             tracing::warn!(
                 interrupted,
@@ -200,6 +265,7 @@ impl Robot {
         ShutdownReport {
             interrupted,
             store_flushed,
+            left_running: self.tasks_alive(),
         }
     }
 }
