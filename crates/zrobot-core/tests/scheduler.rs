@@ -454,13 +454,27 @@ async fn an_upgrade_waits_for_the_running_task_and_the_waiting_ones_run_on_the_n
 async fn a_shutdown_leaves_no_task_of_the_robot_running() {
     let (log, gate) = (Log::default(), Arc::new(Semaphore::new(0)));
     let b = Bench::new(vec![("tick", logged(&log)), ("gate", gated(&log, &gate))]);
-    b.template("node", "1.0.0", "  tick: {recurring: 0.02}", &["gate", "tick"]);
+    b.template(
+        "node",
+        "1.0.0",
+        "  tick: {recurring: 0.02}",
+        &["gate", "tick"],
+    );
     let svc = b.service("node", "n1").await;
-    let ticks = || log.entries().iter().filter(|e| e.starts_with("tick")).count();
+    let ticks = || {
+        log.entries()
+            .iter()
+            .filter(|e| e.starts_with("tick"))
+            .count()
+    };
     assert!(eventually(Duration::from_secs(5), || ticks() >= 2).await);
     // A task that would never end by itself.
     let held = b.robot.schedule(&svc, "gate", json!({})).await.unwrap();
-    assert!(eventually(Duration::from_secs(5), || held.state() == TaskState::Running).await);
+    assert!(
+        eventually(Duration::from_secs(5), || held.state()
+            == TaskState::Running)
+        .await
+    );
     assert!(
         b.robot.tasks_alive() >= 2,
         "the timer loop and the drive loop are counted"

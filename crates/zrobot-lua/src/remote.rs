@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mlua::{Lua, LuaSerdeExt, Table, UserData, UserDataFields, UserDataMethods, Value as LuaValue};
@@ -88,7 +88,7 @@ struct Remote {
     /// Its token, no secret.
     client: Client,
     url: String,
-    cfg: zrobot_core::remote::RemoteRobot,
+    cfg: Arc<zrobot_core::remote::RemoteRobot>,
 }
 
 impl Remote {

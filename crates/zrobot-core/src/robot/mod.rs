@@ -136,6 +136,9 @@ pub(crate) struct RobotInner {
     keys: std::sync::Mutex<idempotency::Keys>,
     /// Robot settings, as stored (read at restore, written through).
     settings: RwLock<std::collections::BTreeMap<String, Value>>,
+    /// The known robots, parsed once from their setting whenever it changes
+    /// (a remote call reads them, so never parsed per call).
+    remotes: RwLock<Arc<settings::KnownRobots>>,
     /// The runtime template code runs on, and the shutdown switches.
     work: TemplateWork,
     /// The robot's own tasks, owned, cancelled at shutdown.
@@ -177,6 +180,7 @@ impl Robot {
                 observers: RwLock::new(Arc::new(Vec::new())),
                 missing: std::sync::Mutex::new(Vec::new()),
                 settings: RwLock::new(Default::default()),
+                remotes: RwLock::default(),
                 remote_lock: tokio::sync::Mutex::new(()),
                 keys: std::sync::Mutex::new(idempotency::Keys::default()),
                 work: TemplateWork::new(template_runtime),

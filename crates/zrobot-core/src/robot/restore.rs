@@ -44,6 +44,9 @@ impl Robot {
     /// hand the rest to [`Robot::restore_from`].
     pub async fn read_store(&self) -> Result<crate::store::Loaded, CoreError> {
         let mut loaded = self.0.store.load().await?;
+        if let Some(robots) = loaded.settings.get(crate::remote::SETTING) {
+            self.know_robots(robots);
+        }
         *self.0.settings.write().unwrap_or_else(|e| e.into_inner()) =
             std::mem::take(&mut loaded.settings);
         Ok(loaded)

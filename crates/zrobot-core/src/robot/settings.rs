@@ -1,11 +1,19 @@
 //! Robot settings, and the robots this one knows by name with the secrets of
 //! its services there (kept in settings).
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use super::Robot;
 use crate::error::CoreError;
+use crate::remote::RemoteRobot;
 use crate::store::StoreOp;
+
+/// The known robots by name, each shared so that a remote call takes one
+/// without copying its secrets.
+pub(super) type KnownRobots = BTreeMap<String, Arc<crate::remote::RemoteRobot>>;
 
 impl Robot {
     /// A robot setting (webhooks, known robots...).
@@ -27,6 +35,9 @@ impl Robot {
                 value: value.clone(),
             }])
             .await?;
+        if key == crate::remote::SETTING {
+            self.know_robots(&value);
+        }
         let mut settings = self.0.settings.write().unwrap_or_else(|e| e.into_inner());
         if value.is_null() {
             settings.remove(key);
@@ -36,16 +47,36 @@ impl Robot {
         Ok(())
     }
 
-    /// The robots this robot knows by name.
-    pub fn remote_robots(&self) -> crate::remote::RemoteRobots {
-        self.setting(crate::remote::SETTING)
-            .and_then(|v| serde_json::from_value(v).ok())
-            .unwrap_or_default()
+    /// Parses the setting of the known robots into the shared list.
+    pub(super) fn know_robots(&self, setting: &Value) {
+        let robots: crate::remote::RemoteRobots =
+            serde_json::from_value(setting.clone()).unwrap_or_default();
+        let known = robots.into_iter().map(|(n, r)| (n, Arc::new(r))).collect();
+        *self.0.remotes.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(known);
     }
 
-    /// One known robot.
-    pub fn remote_robot(&self, name: &str) -> Option<crate::remote::RemoteRobot> {
-        self.remote_robots().remove(name)
+    /// The robots this robot knows by name.
+    pub fn remote_robots(&self) -> crate::remote::RemoteRobots {
+        let known = self
+            .0
+            .remotes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        known
+            .iter()
+            .map(|(n, r)| (n.clone(), RemoteRobot::clone(r)))
+            .collect()
+    }
+
+    /// One known robot: a lookup, no copy.
+    pub fn remote_robot(&self, name: &str) -> Option<Arc<crate::remote::RemoteRobot>> {
+        self.0
+            .remotes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
     }
 
     /// Learns (or re-learns) a robot: its URL and the token to present. The
