@@ -47,8 +47,10 @@ function vm.chain(self, args)
 end
 function vm.wait_slow(self, args)
   local node = robot.robots[args.robot].services:get({name = args.node})
-  local r = node:schedule_action("slow", {s = args.s}):wait(args.timeout)
-  return r
+  local task = node:schedule_action("slow", {s = args.s})
+  -- Acknowledged by the other robot: the test may kill it now.
+  self.state:set("remote", "slow", "ok")
+  return task:wait(args.timeout)
 end
 function vm.get(self, args)
   local r = robot.robots[args.robot].services:get({name = args.node})
@@ -258,11 +260,13 @@ async fn a_dead_or_frozen_robot_gives_bounded_failures_and_recovers() {
         .unwrap();
     let bc = b.god_client();
     let node = bc.service_by_name("node1").await.guid;
+    // Killed only once A holds B's answer: a kill before it would fail the
+    // schedule, not the wait this test is about.
     assert!(
         eventually_async(Duration::from_secs(20), || async {
-            bc.tasks(node, false)
+            ac.service(vm1)
                 .await
-                .is_ok_and(|ts| ts.iter().any(|t| t.action_name == "slow"))
+                .is_ok_and(|s| s.state.iter().any(|st| st.category == "remote"))
         })
         .await
     );
