@@ -49,7 +49,23 @@ impl Robot {
         bp: &Blueprint,
         caller: &BlueprintCaller<'_>,
     ) -> Result<BlueprintOutcome, BlueprintError> {
-        // 1. Check every service entry.
+        // Everything is checked before anything changes.
+        let (entries, listed) = self.check_entries(bp, caller)?;
+        let plan = self.plan_actions(bp, caller, &entries, &listed)?;
+        let mut outcome = self.apply_entries(bp, caller, &entries).await?;
+        self.schedule_plan(bp, plan, &mut outcome).await?;
+        Ok(outcome)
+    }
+
+    /// Checks every service entry: its template, its name, its data, and
+    /// that an existing service of that name is the caller's to manage.
+    /// Also returns the entries by name.
+    #[allow(clippy::type_complexity)]
+    fn check_entries<'b>(
+        &self,
+        bp: &'b Blueprint,
+        caller: &BlueprintCaller<'_>,
+    ) -> Result<(Vec<(Target, Value)>, HashMap<&'b str, usize>), BlueprintError> {
         let mut entries: Vec<(Target, Value)> = Vec::new();
         // Entries by name, so that nothing here costs more as the blueprint
         // or the robot grows: a blueprint of 1,000 services costs the same in
@@ -105,7 +121,18 @@ impl Robot {
             ));
         }
 
-        // 2. Check every action block against the services it will reach.
+        Ok((entries, listed))
+    }
+
+    /// Checks every action block against the services it will reach, and
+    /// returns them: `(block, target names)`.
+    fn plan_actions(
+        &self,
+        bp: &Blueprint,
+        caller: &BlueprintCaller<'_>,
+        entries: &[(Target, Value)],
+        listed: &HashMap<&str, usize>,
+    ) -> Result<Vec<(usize, Vec<String>)>, BlueprintError> {
         let mut plan: Vec<(usize, Vec<String>)> = Vec::new(); // (block, target names)
                                                               // The robot's other services the caller may manage, listed only for
                                                               // a block that names no service (it reaches every match, so its cost
@@ -168,7 +195,17 @@ impl Robot {
             plan.push((bi, names));
         }
 
-        // 3. Create and update, in order.
+        Ok(plan)
+    }
+
+    /// Creates and updates the entries' services, in order; on a failure,
+    /// what was created goes again.
+    async fn apply_entries(
+        &self,
+        bp: &Blueprint,
+        caller: &BlueprintCaller<'_>,
+        entries: &[(Target, Value)],
+    ) -> Result<BlueprintOutcome, BlueprintError> {
         let mut outcome = BlueprintOutcome::default();
         for ((target, data), e) in entries.iter().zip(&bp.services) {
             let done = match &target.existing {
@@ -195,12 +232,22 @@ impl Robot {
             }
         }
 
-        // 4. Schedule.
+        Ok(outcome)
+    }
+
+    /// Schedules the planned actions; on a failure, what the blueprint
+    /// created goes again.
+    async fn schedule_plan(
+        &self,
+        bp: &Blueprint,
+        plan: Vec<(usize, Vec<String>)>,
+        outcome: &mut BlueprintOutcome,
+    ) -> Result<(), BlueprintError> {
         for (bi, names) in plan {
             let block = &bp.actions[bi];
             for name in names {
                 let Some(svc) = self.service_by_name(&name) else {
-                    self.roll_back(&outcome).await;
+                    self.roll_back(outcome).await;
                     return Err(BlueprintError::new(
                         &block.block,
                         format!("service `{name}` went away"),
@@ -210,7 +257,7 @@ impl Robot {
                     match self.schedule(&svc, action, block.args.clone()).await {
                         Ok(t) => outcome.tasks.push(t),
                         Err(err) => {
-                            self.roll_back(&outcome).await;
+                            self.roll_back(outcome).await;
                             return Err(BlueprintError::new(
                                 &block.block,
                                 format!("service `{name}`: {err}"),
@@ -220,7 +267,7 @@ impl Robot {
                 }
             }
         }
-        Ok(outcome)
+        Ok(())
     }
 
     /// Hands new data to an existing service through its `update_data` hook

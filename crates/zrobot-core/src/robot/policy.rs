@@ -44,7 +44,9 @@ impl Runs {
 impl Robot {
     /// Runs `task` until a run succeeds, the policy's tries are spent, or
     /// the service is being deleted; `None` if the robot shut down meanwhile
-    /// (the task stays durable and runs again at the next start).
+    /// (the task stays durable and runs again at the next start). One loop
+    /// over the runs, kept whole (about 90 lines) so that when a run is
+    /// retried, given up or cut reads in one place.
     pub(super) async fn run_under_policy(
         &self,
         template: &Arc<Template>,
