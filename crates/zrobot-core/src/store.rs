@@ -100,6 +100,18 @@ pub struct KeyedTask {
     pub created: f64,
 }
 
+impl KeyedTask {
+    /// The key of `task`, if it was scheduled with one.
+    pub fn of(task: &TaskRecord) -> Option<KeyedTask> {
+        Some(KeyedTask {
+            key: task.key.clone()?,
+            service: task.service_guid,
+            task: task.guid,
+            created: task.created,
+        })
+    }
+}
+
 /// How long a retry with the same idempotency key gets the first request's
 /// task back, restarts included.
 pub const KEY_LIFETIME_SECS: f64 = 24.0 * 3600.0;
@@ -338,14 +350,7 @@ impl Store for MemoryStore {
             .tasks
             .values()
             .filter(|t| t.state.is_done() && t.created >= since)
-            .filter_map(|t| {
-                Some(KeyedTask {
-                    key: t.key.clone()?,
-                    service: t.service_guid,
-                    task: t.guid,
-                    created: t.created,
-                })
-            })
+            .filter_map(KeyedTask::of)
             .collect();
         keys.sort_by(|a, b| a.created.total_cmp(&b.created));
         keys.drain(..keys.len().saturating_sub(KEYS_KEPT));

@@ -185,18 +185,8 @@ impl Robot {
         finished: Vec<KeyedTask>,
         waiting: impl Iterator<Item = &'t TaskRecord>,
     ) {
-        let mut waiting: Vec<KeyedTask> = waiting
-            .filter_map(|t| {
-                Some(KeyedTask {
-                    key: t.key.clone()?,
-                    service: t.service_guid,
-                    task: t.guid,
-                    created: t.created,
-                })
-            })
-            .collect();
         let mut all = finished;
-        all.append(&mut waiting);
+        all.extend(waiting.filter_map(KeyedTask::of));
         all.sort_by(|a, b| a.created.total_cmp(&b.created));
         let mut keys = self.keys();
         for k in all {
