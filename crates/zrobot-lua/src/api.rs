@@ -1,22 +1,22 @@
-//! The `robot` global and the handles actions get: `self`, its `state` and
-//! `log`, service handles and task handles. Every call that waits is async:
+//! The `robot` global and what actions get: `self`, its `state` and `log`,
+//! and the service and task handles of `handles.rs`. Every call that waits is async:
 //! it suspends only the calling action.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use mlua::{
-    Function, Lua, LuaSerdeExt, MultiValue, Table, UserData, UserDataFields, UserDataMethods,
-    Value as LuaValue,
+    Function, Lua, LuaSerdeExt, MultiValue, Table, UserData, UserDataMethods, Value as LuaValue,
 };
 use serde_json::Value;
 use zrobot_core::engine::TemplateSource;
 use zrobot_core::robot::NewService;
 use zrobot_core::service::LogLevel;
-use zrobot_core::{CoreError, Robot, Service, ServiceFilter, TagState, Task, TaskState};
+use zrobot_core::{CoreError, Robot, Service, ServiceFilter, TagState, Task};
 
 use crate::convert;
 use crate::engine::LuaConfig;
+use crate::handles::{ServiceHandle, TaskHandle};
 
 /// What all states of the engine share: the HTTP client keeps its connections.
 #[derive(Default)]
@@ -126,7 +126,7 @@ pub(crate) fn install(
                     .schedule(&svc, &action, args)
                     .await
                     .map_err(|e| rt(e.to_string()))?;
-                Ok(TaskHandle(task))
+                Ok(TaskHandle::Local(task))
             },
         )?,
     )?;
@@ -257,7 +257,7 @@ fn services_table(lua: &Lua) -> mlua::Result<Table> {
             let found: Vec<ServiceHandle> = robot
                 .find_services(&filter)
                 .into_iter()
-                .map(ServiceHandle)
+                .map(ServiceHandle::Local)
                 .collect();
             Ok(found)
         })?,
@@ -277,7 +277,7 @@ fn services_table(lua: &Lua) -> mlua::Result<Table> {
             let robot = ctx(lua, |c| c.robot.clone())?;
             let mut found = robot.find_services(&filter);
             match found.len() {
-                1 => Ok(ServiceHandle(found.remove(0))),
+                1 => Ok(ServiceHandle::Local(found.remove(0))),
                 0 => Err(rt(format!("no service matches {}", describe(&filter)))),
                 n => Err(rt(format!(
                     "{n} services match {}: {}; narrow the filter",
@@ -318,7 +318,7 @@ fn services_table(lua: &Lua) -> mlua::Result<Table> {
                     })
                     .await
                     .map_err(|e| rt(e.to_string()))?;
-                Ok(ServiceHandle(svc))
+                Ok(ServiceHandle::Local(svc))
             },
         )?,
     )?;
@@ -339,7 +339,7 @@ fn services_table(lua: &Lua) -> mlua::Result<Table> {
                             have.uid, wanted.uid
                         )));
                     }
-                    return Ok(ServiceHandle(svc));
+                    return Ok(ServiceHandle::Local(svc));
                 }
                 let data = json_arg(&lua, data, "service data")?;
                 let created = robot
@@ -352,14 +352,14 @@ fn services_table(lua: &Lua) -> mlua::Result<Table> {
                     })
                     .await;
                 match created {
-                    Ok(svc) => Ok(ServiceHandle(svc)),
+                    Ok(svc) => Ok(ServiceHandle::Local(svc)),
                     // Another action is creating it right now: wait for that
                     // creation (bounded by how long its hooks may run).
                     Err(CoreError::NameTaken(_)) => {
                         let deadline = tokio::time::Instant::now() + robot.config().hook_timeout * 2;
                         loop {
                             if let Some(svc) = robot.service_by_name(&name) {
-                                return Ok(ServiceHandle(svc));
+                                return Ok(ServiceHandle::Local(svc));
                             }
                             if tokio::time::Instant::now() >= deadline {
                                 return Err(rt(format!("service `{name}` is being created elsewhere and did not appear in time")));
@@ -679,130 +679,5 @@ impl UserData for LogHandle {
                 Ok(())
             });
         }
-    }
-}
-
-fn state_table(lua: &Lua, svc: &Service) -> mlua::Result<Table> {
-    let t = lua.create_table()?;
-    for (cat, tags) in svc.state() {
-        let c = lua.create_table()?;
-        for (tag, st) in tags {
-            c.set(tag, st.as_str())?;
-        }
-        t.set(cat, c)?;
-    }
-    Ok(t)
-}
-
-/// A handle on a service of this robot.
-pub(crate) struct ServiceHandle(Arc<Service>);
-
-impl UserData for ServiceHandle {
-    fn add_fields<F: UserDataFields<Self>>(f: &mut F) {
-        f.add_field_method_get("name", |_, this| Ok(this.0.name.clone()));
-        f.add_field_method_get("guid", |_, this| Ok(this.0.guid.to_string()));
-        f.add_field_method_get("template_uid", |_, this| Ok(this.0.template_uid()));
-    }
-
-    fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
-        m.add_method("state", |lua, this, ()| state_table(lua, &this.0));
-        m.add_method("actions", |_, this, ()| {
-            Ok(this.0.template().actions().to_vec())
-        });
-        m.add_async_method(
-            "schedule_action",
-            |lua, this, (action, args): (String, LuaValue)| async move {
-                let robot = ctx(&lua, |c| c.robot.clone())?;
-                let args = json_arg(&lua, args, "schedule_action arguments")?;
-                let task = robot
-                    .schedule(&this.0, &action, args)
-                    .await
-                    .map_err(|e| rt(format!("service `{}`: {e}", this.0.name)))?;
-                Ok(TaskHandle(task))
-            },
-        );
-        m.add_async_method("delete", |lua, this, ()| async move {
-            let robot = ctx(&lua, |c| c.robot.clone())?;
-            let me = ctx(&lua, |c| c.service.guid)?;
-            if me == this.0.guid {
-                return Err(rt(
-                    "a service cannot delete itself from one of its own actions",
-                ));
-            }
-            robot
-                .delete_service(this.0.guid)
-                .await
-                .map_err(|e| rt(e.to_string()))
-        });
-        m.add_meta_method("__tostring", |_, this, ()| {
-            Ok(format!("service {} ({})", this.0.name, this.0.guid))
-        });
-    }
-}
-
-/// A handle on a task.
-pub(crate) struct TaskHandle(Arc<Task>);
-
-impl UserData for TaskHandle {
-    fn add_fields<F: UserDataFields<Self>>(f: &mut F) {
-        f.add_field_method_get("guid", |_, this| Ok(this.0.guid.to_string()));
-    }
-
-    fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
-        m.add_method("state", |_, this, ()| Ok(this.0.state().as_str()));
-        m.add_method("result", |lua, this, ()| {
-            let r = this.0.record();
-            match (r.state, r.result) {
-                (TaskState::Ok, Some(v)) => lua.to_value(&v),
-                _ => Ok(LuaValue::Nil),
-            }
-        });
-        m.add_async_method("wait", |lua, this, timeout: Option<f64>| async move {
-            let timeout = match timeout {
-                None => None,
-                Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t.min(1e9))),
-                Some(_) => {
-                    return Err(rt(
-                        "task:wait: the timeout must be a positive number of seconds",
-                    ))
-                }
-            };
-            let (robot, waiter) = ctx(&lua, |c| (c.robot.clone(), c.task.clone()))?;
-            let record = robot
-                .wait_task(waiter.as_ref(), &this.0, timeout)
-                .await
-                .map_err(|e| {
-                    let r = this.0.record();
-                    rt(format!(
-                        "waiting on `{}` of service `{}`: {e}",
-                        r.action_name, r.service_name
-                    ))
-                })?;
-            if record.state == TaskState::Ok {
-                lua.to_value(&record.result.unwrap_or(Value::Null))
-            } else {
-                let msg = record
-                    .eco
-                    .map(|e| e.message)
-                    .unwrap_or_else(|| "failed".into());
-                Err(rt(format!(
-                    "task `{}` of service `{}` failed: {msg}",
-                    record.action_name, record.service_name
-                )))
-            }
-        });
-        m.add_async_method("cancel", |lua, this, ()| async move {
-            let robot = ctx(&lua, |c| c.robot.clone())?;
-            let svc = robot
-                .service(this.0.service_guid())
-                .ok_or_else(|| rt("task:cancel: its service no longer exists"))?;
-            robot
-                .cancel_task(&svc, this.0.guid)
-                .await
-                .map_err(|e| rt(e.to_string()))
-        });
-        m.add_meta_method("__tostring", |_, this, ()| {
-            Ok(format!("task {}", this.0.guid))
-        });
     }
 }

@@ -21,6 +21,7 @@
 mod api;
 mod convert;
 mod engine;
+mod handles;
 pub mod pattern;
 mod remote;
 mod sandbox;

@@ -1,5 +1,5 @@
-//! `robot.robots`: services and tasks of other robots, behind handles with
-//! the same methods as local ones, over the REST API. Calls that are safe to
+//! `robot.robots`: services and tasks of other robots, reached over the REST
+//! API for the handles of `handles.rs`. Calls that are safe to
 //! repeat are retried a few times when the robot cannot be reached; a
 //! schedule carries an idempotency key so that its retry never schedules
 //! twice; waits are long polls, bounded.
@@ -18,6 +18,7 @@ use zrobot_core::remote::LearnError;
 use zrobot_core::{Robot, ServiceFilter};
 
 use crate::api::{ctx, error_chain, json_arg, rt};
+use crate::handles::{Ended, ServiceHandle, StateRows};
 
 /// Tries of a call the robot cannot be reached for.
 const TRIES: u32 = 3;
@@ -339,7 +340,7 @@ impl UserData for RemoteServices {
             .await?;
             Ok(found
                 .into_iter()
-                .map(|s| RemoteService::from_wire(&this.robot, &s))
+                .map(|s| RemoteService::handle(&this.robot, &s))
                 .collect::<Vec<_>>())
         });
         m.add_async_method("exists", |lua, this, filter: LuaValue| async move {
@@ -361,7 +362,7 @@ impl UserData for RemoteServices {
             })
             .await?;
             match found.len() {
-                1 => Ok(RemoteService::from_wire(&this.robot, &found.remove(0))),
+                1 => Ok(RemoteService::handle(&this.robot, &found.remove(0))),
                 0 => Err(rt(format!(
                     "robot `{}`: no service matches {} (or this robot holds no secret for it)",
                     this.robot,
@@ -400,7 +401,7 @@ impl UserData for RemoteServices {
                 })
                 .await?;
                 if let Some(s) = found.first() {
-                    return Ok(RemoteService::from_wire(&this.robot, s));
+                    return Ok(RemoteService::handle(&this.robot, s));
                 }
                 // Another caller may create it meanwhile: then it is found.
                 create(&lua, &this.robot, template, name, data, false, true).await
@@ -419,7 +420,7 @@ async fn create(
     data: Value,
     public: bool,
     or_existing: bool,
-) -> mlua::Result<RemoteService> {
+) -> mlua::Result<ServiceHandle> {
     let (remote, robot) = client(lua, robot_name).await?;
     // Creating needs no service secret: the token, or an open robot.
     let c = remote.client.clone();
@@ -443,7 +444,7 @@ async fn create(
                             "robot `{robot_name}`: keeping the secret of `{name}`: {e}"
                         ))
                     })?;
-                return Ok(RemoteService::from_wire(robot_name, &created.service));
+                return Ok(RemoteService::handle(robot_name, &created.service));
             }
             // A retry after a lost answer (the first try made it), or a
             // creation by someone else in the meantime.
@@ -455,7 +456,7 @@ async fn create(
                 let lister = remote.listing();
                 let found = retried(robot_name, &url, &what, || lister.services(&filter)).await?;
                 if let Some(s) = found.first() {
-                    return Ok(RemoteService::from_wire(robot_name, s));
+                    return Ok(RemoteService::handle(robot_name, s));
                 }
                 return Err(rt(format!(
                     "robot `{robot_name}`: {what}: the name is taken"
@@ -472,12 +473,12 @@ async fn create(
     unreachable!("the loop returns on its last try")
 }
 
-/// A service of another robot.
+/// A service of another robot: what [`ServiceHandle::Remote`] holds.
 pub(crate) struct RemoteService {
-    robot: String,
-    guid: Uuid,
-    name: String,
-    template_uid: String,
+    pub robot: String,
+    pub guid: Uuid,
+    pub name: String,
+    pub template_uid: String,
 }
 
 impl RemoteService {
@@ -488,6 +489,87 @@ impl RemoteService {
             name: s.name.clone(),
             template_uid: s.template.clone(),
         }
+    }
+
+    fn handle(robot: &str, s: &zrobot_client::wire::Service) -> ServiceHandle {
+        ServiceHandle::Remote(RemoteService::from_wire(robot, s))
+    }
+
+    pub(crate) async fn state(&self, lua: &Lua) -> mlua::Result<StateRows> {
+        let (remote, robot) = client(lua, &self.robot).await?;
+        let c = remote.about(self.guid);
+        let what = format!("state of service `{}`", self.name);
+        let gone = Some((&robot, self.guid));
+        let s = retried_about(&self.robot, &remote.url, &what, gone, || {
+            c.service(self.guid)
+        })
+        .await?;
+        Ok(s.state
+            .into_iter()
+            .map(|row| {
+                let state = serde_json::to_value(row.state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                (row.category, row.tag, state)
+            })
+            .collect())
+    }
+
+    pub(crate) async fn actions(&self, lua: &Lua) -> mlua::Result<Vec<String>> {
+        let (remote, robot) = client(lua, &self.robot).await?;
+        let c = remote.about(self.guid);
+        let what = format!("actions of service `{}`", self.name);
+        let gone = Some((&robot, self.guid));
+        let actions = retried_about(&self.robot, &remote.url, &what, gone, || {
+            c.actions(self.guid)
+        })
+        .await?;
+        Ok(actions.into_iter().map(|a| a.name).collect())
+    }
+
+    pub(crate) async fn schedule(
+        &self,
+        lua: &Lua,
+        action: String,
+        args: Value,
+    ) -> mlua::Result<RemoteTask> {
+        let (remote, robot) = client(lua, &self.robot).await?;
+        let c = remote.about(self.guid);
+        let (caller_task, traceparent) = traceparent(lua)?;
+        let options = ScheduleOptions {
+            // The same key on every try: the robot schedules once.
+            idempotency_key: Some(Uuid::new_v4().to_string()),
+            caller_task,
+            traceparent: Some(traceparent),
+        };
+        let what = format!("schedule `{action}` on service `{}`", self.name);
+        let gone = Some((&robot, self.guid));
+        let task = retried_about(&self.robot, &remote.url, &what, gone, || {
+            c.schedule_with(self.guid, &action, args.clone(), &options)
+        })
+        .await?;
+        Ok(RemoteTask {
+            robot: self.robot.clone(),
+            service: self.guid,
+            service_name: self.name.clone(),
+            action,
+            guid: task.guid,
+        })
+    }
+
+    pub(crate) async fn delete(&self, lua: &Lua) -> mlua::Result<()> {
+        let (remote, robot) = client(lua, &self.robot).await?;
+        let c = remote.about(self.guid);
+        let what = format!("delete service `{}`", self.name);
+        let gone = Some((&robot, self.guid));
+        retried_about(&self.robot, &remote.url, &what, gone, || {
+            c.delete_service(self.guid)
+        })
+        .await?;
+        // Deleted: its secret grants nothing any more.
+        forget(&robot, &self.robot, self.guid).await;
+        Ok(())
     }
 }
 
@@ -506,119 +588,13 @@ fn traceparent(lua: &Lua) -> mlua::Result<(Option<String>, String)> {
     Ok((caller, format!("00-{trace_id}-{span}-01")))
 }
 
-impl UserData for RemoteService {
-    fn add_fields<F: UserDataFields<Self>>(f: &mut F) {
-        f.add_field_method_get("name", |_, this| Ok(this.name.clone()));
-        f.add_field_method_get("guid", |_, this| Ok(this.guid.to_string()));
-        f.add_field_method_get("template_uid", |_, this| Ok(this.template_uid.clone()));
-        f.add_field_method_get("robot", |_, this| Ok(this.robot.clone()));
-    }
-
-    fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
-        m.add_async_method("state", |lua, this, ()| async move {
-            let (remote, robot) = client(&lua, &this.robot).await?;
-            let c = remote.about(this.guid);
-            let what = format!("state of service `{}`", this.name);
-            let gone = Some((&robot, this.guid));
-            let s = retried_about(&this.robot, &remote.url, &what, gone, || {
-                c.service(this.guid)
-            })
-            .await?;
-            let t = lua.create_table()?;
-            for row in s.state {
-                let cat: Table = match t.get::<Option<Table>>(row.category.as_str())? {
-                    Some(c) => c,
-                    None => {
-                        let c = lua.create_table()?;
-                        t.set(row.category.as_str(), c.clone())?;
-                        c
-                    }
-                };
-                let state = serde_json::to_value(row.state)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default();
-                cat.set(row.tag, state)?;
-            }
-            Ok(t)
-        });
-        m.add_async_method("actions", |lua, this, ()| async move {
-            let (remote, robot) = client(&lua, &this.robot).await?;
-            let c = remote.about(this.guid);
-            let what = format!("actions of service `{}`", this.name);
-            let gone = Some((&robot, this.guid));
-            let actions = retried_about(&this.robot, &remote.url, &what, gone, || {
-                c.actions(this.guid)
-            })
-            .await?;
-            Ok(actions.into_iter().map(|a| a.name).collect::<Vec<_>>())
-        });
-        m.add_async_method(
-            "schedule_action",
-            |lua, this, (action, args): (String, LuaValue)| async move {
-                let args = json_arg(&lua, args, "schedule_action arguments")?;
-                let (remote, robot) = client(&lua, &this.robot).await?;
-                let c = remote.about(this.guid);
-                let (caller_task, traceparent) = traceparent(&lua)?;
-                let options = ScheduleOptions {
-                    // The same key on every try: the robot schedules once.
-                    idempotency_key: Some(Uuid::new_v4().to_string()),
-                    caller_task,
-                    traceparent: Some(traceparent),
-                };
-                let what = format!("schedule `{action}` on service `{}`", this.name);
-                let gone = Some((&robot, this.guid));
-                let task = retried_about(&this.robot, &remote.url, &what, gone, || {
-                    c.schedule_with(this.guid, &action, args.clone(), &options)
-                })
-                .await?;
-                Ok(RemoteTask {
-                    robot: this.robot.clone(),
-                    service: this.guid,
-                    service_name: this.name.clone(),
-                    action,
-                    guid: task.guid,
-                })
-            },
-        );
-        m.add_async_method("delete", |lua, this, ()| async move {
-            let (remote, robot) = client(&lua, &this.robot).await?;
-            let c = remote.about(this.guid);
-            let what = format!("delete service `{}`", this.name);
-            let gone = Some((&robot, this.guid));
-            retried_about(&this.robot, &remote.url, &what, gone, || {
-                c.delete_service(this.guid)
-            })
-            .await?;
-            // Deleted: its secret grants nothing any more.
-            forget(&robot, &this.robot, this.guid).await;
-            Ok(())
-        });
-        m.add_meta_method("__tostring", |_, this, ()| {
-            Ok(format!(
-                "service {} ({}) on robot {}",
-                this.name, this.guid, this.robot
-            ))
-        });
-    }
-}
-
-/// A task of another robot.
-struct RemoteTask {
-    robot: String,
+/// A task of another robot: what [`TaskHandle::Remote`] holds.
+pub(crate) struct RemoteTask {
+    pub robot: String,
     service: Uuid,
     service_name: String,
     action: String,
-    guid: Uuid,
-}
-
-impl RemoteTask {
-    fn describe(&self) -> String {
-        format!(
-            "`{}` of service `{}` on robot `{}`",
-            self.action, self.service_name, self.robot
-        )
-    }
+    pub guid: Uuid,
 }
 
 fn state_name(s: WireState) -> &'static str {
@@ -630,97 +606,93 @@ fn state_name(s: WireState) -> &'static str {
     }
 }
 
-impl UserData for RemoteTask {
-    fn add_fields<F: UserDataFields<Self>>(f: &mut F) {
-        f.add_field_method_get("guid", |_, this| Ok(this.guid.to_string()));
+impl RemoteTask {
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "`{}` of service `{}` on robot `{}`",
+            self.action, self.service_name, self.robot
+        )
     }
 
-    fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
-        m.add_async_method("state", |lua, this, ()| async move {
-            let (remote, _) = client(&lua, &this.robot).await?;
-            let (c, url) = (remote.about(this.service), remote.url);
-            let what = format!("state of task {}", this.describe());
-            let t = retried(&this.robot, &url, &what, || c.task(this.service, this.guid)).await?;
-            Ok(state_name(t.state))
-        });
-        m.add_async_method("result", |lua, this, ()| async move {
-            let (remote, _) = client(&lua, &this.robot).await?;
-            let (c, url) = (remote.about(this.service), remote.url);
-            let what = format!("result of task {}", this.describe());
-            let t = retried(&this.robot, &url, &what, || c.task(this.service, this.guid)).await?;
-            match (t.state, t.result_value()) {
-                (WireState::Ok, Some(v)) => lua.to_value(&v),
-                _ => Ok(LuaValue::Nil),
+    async fn get(&self, lua: &Lua, what: &str) -> mlua::Result<zrobot_client::wire::Task> {
+        let (remote, _) = client(lua, &self.robot).await?;
+        let (c, url) = (remote.about(self.service), remote.url);
+        let what = format!("{what} of task {}", self.describe());
+        retried(&self.robot, &url, &what, || c.task(self.service, self.guid)).await
+    }
+
+    pub(crate) async fn state(&self, lua: &Lua) -> mlua::Result<&'static str> {
+        Ok(state_name(self.get(lua, "state").await?.state))
+    }
+
+    pub(crate) async fn result(&self, lua: &Lua) -> mlua::Result<Option<Value>> {
+        let t = self.get(lua, "result").await?;
+        Ok(match t.state {
+            WireState::Ok => t.result_value(),
+            _ => None,
+        })
+    }
+
+    pub(crate) async fn cancel(&self, lua: &Lua) -> mlua::Result<()> {
+        let (remote, _) = client(lua, &self.robot).await?;
+        let (c, url) = (remote.about(self.service), remote.url);
+        let what = format!("cancel task {}", self.describe());
+        retried(&self.robot, &url, &what, || {
+            c.cancel_task(self.service, self.guid)
+        })
+        .await
+    }
+
+    /// Long polls until the task ends or `limit` passes; rides out the robot
+    /// being unreachable for the engine's bound.
+    pub(crate) async fn wait(&self, lua: &Lua, limit: Option<Duration>) -> mlua::Result<Ended> {
+        let (remote, _) = client(lua, &self.robot).await?;
+        let (c, url) = (remote.about(self.service), remote.url);
+        let bound = unreachable_bound(lua)?;
+        let started = Instant::now();
+        let mut unreachable_since: Option<Instant> = None;
+        loop {
+            let left = limit.map(|l| l.saturating_sub(started.elapsed()));
+            if left.is_some_and(|l| l.is_zero()) {
+                return Err(rt(format!(
+                    "waiting on {}: timed out after {:?}",
+                    self.describe(),
+                    limit.unwrap_or_default()
+                )));
             }
-        });
-        m.add_async_method("cancel", |lua, this, ()| async move {
-            let (remote, _) = client(&lua, &this.robot).await?;
-            let (c, url) = (remote.about(this.service), remote.url);
-            let what = format!("cancel task {}", this.describe());
-            retried(&this.robot, &url, &what, || {
-                c.cancel_task(this.service, this.guid)
-            })
-            .await
-        });
-        m.add_async_method("wait", |lua, this, timeout: Option<f64>| async move {
-            let limit = match timeout {
-                None => None,
-                Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t.min(1e9))),
-                Some(_) => {
-                    return Err(rt(
-                        "task:wait: the timeout must be a positive number of seconds",
+            let poll = left.map(|l| l.min(LONG_POLL)).unwrap_or(LONG_POLL);
+            match c.wait_task(self.service, self.guid, poll).await {
+                Ok(t) if t.state.is_done() => {
+                    if t.state == WireState::Ok {
+                        return Ok(Ok(t.result_value().unwrap_or(Value::Null)));
+                    }
+                    return Ok(Err(t
+                        .eco
+                        .map(|e| e.message)
+                        .unwrap_or_else(|| "failed".into())));
+                }
+                Ok(_) => unreachable_since = None,
+                Err(ClientError::Transport { source, .. }) => {
+                    let since = *unreachable_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= bound {
+                        return Err(rt(format!(
+                            "waiting on {}: robot `{}` ({url}) cannot be reached for {}s: {}",
+                            self.describe(),
+                            self.robot,
+                            bound.as_secs_f64(),
+                            error_chain(&source)
+                        )));
+                    }
+                    tokio::time::sleep(Duration::from_millis(200).min(bound)).await;
+                }
+                Err(e) => {
+                    return Err(remote_error(
+                        &self.robot,
+                        &format!("waiting on {}", self.describe()),
+                        &e,
                     ))
                 }
-            };
-            let (remote, _) = client(&lua, &this.robot).await?;
-            let (c, url) = (remote.about(this.service), remote.url);
-            let bound = unreachable_bound(&lua)?;
-            let started = Instant::now();
-            let mut unreachable_since: Option<Instant> = None;
-            loop {
-                let left = limit.map(|l| l.saturating_sub(started.elapsed()));
-                if left.is_some_and(|l| l.is_zero()) {
-                    return Err(rt(format!(
-                        "waiting on {}: timed out after {:?}",
-                        this.describe(),
-                        limit.unwrap_or_default()
-                    )));
-                }
-                let poll = left.map(|l| l.min(LONG_POLL)).unwrap_or(LONG_POLL);
-                match c.wait_task(this.service, this.guid, poll).await {
-                    Ok(t) if t.state.is_done() => {
-                        if t.state == WireState::Ok {
-                            return lua.to_value(&t.result_value().unwrap_or(Value::Null));
-                        }
-                        let msg = t.eco.map(|e| e.message).unwrap_or_else(|| "failed".into());
-                        return Err(rt(format!("task {} failed: {msg}", this.describe())));
-                    }
-                    Ok(_) => unreachable_since = None,
-                    Err(ClientError::Transport { source, .. }) => {
-                        let since = *unreachable_since.get_or_insert_with(Instant::now);
-                        if since.elapsed() >= bound {
-                            return Err(rt(format!(
-                                "waiting on {}: robot `{}` ({url}) cannot be reached for {}s: {}",
-                                this.describe(),
-                                this.robot,
-                                bound.as_secs_f64(),
-                                error_chain(&source)
-                            )));
-                        }
-                        tokio::time::sleep(Duration::from_millis(200).min(bound)).await;
-                    }
-                    Err(e) => {
-                        return Err(remote_error(
-                            &this.robot,
-                            &format!("waiting on {}", this.describe()),
-                            &e,
-                        ))
-                    }
-                }
             }
-        });
-        m.add_meta_method("__tostring", |_, this, ()| {
-            Ok(format!("task {} on robot {}", this.guid, this.robot))
-        });
+        }
     }
 }

@@ -60,6 +60,23 @@ function vm.register(self, args)
   local r = robot.robots:get(args.name, args.url)
   return r.name
 end
+function vm.alike(self, args)
+  -- One handle type, local or remote: the same code drives both.
+  local here = robot.services:find_or_create("node", args.node, {})
+  local there = robot.robots[args.robot].services:find_or_create("node", args.node, {})
+  local function use(svc)
+    local t = svc:schedule_action("create_vm", {name = self.name})
+    local r = t:wait(30)
+    return {name = svc.name, uid = svc.template_uid, robot = svc.robot or "-",
+            actions = svc:actions(), task = t:state(), result = t:result().by, waited = r.by,
+            text = string.match(tostring(svc), "^service (%S+)"),
+            failed = tostring(select(2, pcall(function() return svc:schedule_action("fail", {}):wait(30) end)))}
+  end
+  -- A local handle never yields: it works where Lua cannot yield.
+  local list = {here, here, here}
+  table.sort(list, function(x, y) return #x:actions() < #y:actions() end)
+  return {here = use(here), there = use(there)}
+end
 function vm.drop(self, args)
   robot.robots[args.robot].services:get({name = args.node}):delete()
 end
@@ -218,6 +235,39 @@ async fn a_consumer_uses_a_producer_on_another_robot_and_a_chain_of_three() {
     )
     .await;
     assert_eq!(t.state, TaskState::Ok, "{:?}", t.eco);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_and_remote_handles_answer_alike() {
+    let tmp = tempfile::tempdir().unwrap();
+    let url = repo(&tmp.path().join("acme/templates"));
+    let b = RobotProcess::start(&tmp.path().join("b"), &["--god", "-T", &url]);
+    let a = RobotProcess::start(
+        &tmp.path().join("a"),
+        &["--god", "-T", &url, "--robot", &format!("b={}", b.url)],
+    );
+    vm(&a, "vm1").await;
+    let t = run(&a, "vm1", "alike", json!({"robot": "b", "node": "n1"})).await;
+    assert_eq!(t.state, TaskState::Ok, "{:?}", t.eco);
+    let r = t.result_value().unwrap();
+    let (mut here, mut there) = (r["here"].clone(), r["there"].clone());
+    assert_eq!(here["robot"], json!("-"));
+    assert_eq!(there["robot"], json!("b"));
+    for (side, robot) in [(&mut here, ""), (&mut there, " on robot `b`")] {
+        let failed = side["failed"].as_str().unwrap().to_owned();
+        assert!(
+            failed.contains(&format!("task `fail` of service `n1`{robot} failed: "))
+                && failed.contains("node refuses"),
+            "{failed}"
+        );
+        side["robot"] = json!(null);
+        side["failed"] = json!(null);
+    }
+    assert_eq!(here, there);
+    assert_eq!(here["result"], json!("n1"));
+    assert_eq!(here["waited"], json!("n1"));
+    assert_eq!(here["task"], json!("ok"));
+    assert_eq!(here["text"], json!("n1"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
