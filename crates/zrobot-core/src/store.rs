@@ -185,7 +185,8 @@ pub trait Store: Send + Sync + 'static {
     /// of resolving a future, so that the caller need not wait (nor be woken).
     /// `done` may run on the store's own thread: it must be short, must not
     /// block, and must not hold the last handle of the store. The default
-    /// waits for the commit on a task of the current tokio runtime.
+    /// waits for the commit on a task of the current tokio runtime; the task
+    /// lives as long as the commit, which a shutdown's flush waits for.
     fn commit_then(&self, ops: Vec<StoreOp>, done: CommitDone) {
         let commit = self.commit(ops);
         drop(tokio::spawn(async move { done(commit.await) }));

@@ -394,6 +394,19 @@ enum ReadFail {
     Io(std::io::Error),
 }
 
+/// Writes `input` to a process's stdin, then closes it. A process that
+/// exits or closes its stdin without reading it all is not an error.
+async fn feed_stdin(
+    pipe: Option<tokio::process::ChildStdin>,
+    input: Option<Vec<u8>>,
+) -> Result<(), ReadFail> {
+    use tokio::io::AsyncWriteExt;
+    if let (Some(mut pipe), Some(input)) = (pipe, input) {
+        let _ = pipe.write_all(&input).await;
+    }
+    Ok(())
+}
+
 /// Reads one pipe to its end, keeping at most `limit` bytes: the output of a
 /// process is read as it comes, never all at once past the bound.
 async fn read_capped(
@@ -469,15 +482,13 @@ fn exec_function(lua: &Lua, allowed: bool, output_limit: usize) -> mlua::Result<
             let mut child = cmd
                 .spawn()
                 .map_err(|e| rt(format!("robot.exec: cannot run `{program}`: {e}")))?;
-            if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-                use tokio::io::AsyncWriteExt;
-                tokio::spawn(async move {
-                    let _ = pipe.write_all(&input).await;
-                });
-            }
             let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+            // Fed alongside the reads, within the action's own future: a
+            // process that never reads its input holds nothing past it.
+            let feed = feed_stdin(child.stdin.take(), stdin);
             let run = async {
-                let (out, err) = tokio::try_join!(
+                let ((), out, err) = tokio::try_join!(
+                    feed,
                     read_capped(stdout, output_limit, "stdout"),
                     read_capped(stderr, output_limit, "stderr")
                 )?;

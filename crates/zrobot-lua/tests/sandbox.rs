@@ -69,6 +69,10 @@ function b.ok(self) return "fine" end
 function b.api(self, args)
   local r = robot.exec({"sh", "-c", "echo out; echo err >&2; exit 3"})
   local piped = robot.exec({"cat"}, {stdin = "fed"})
+  -- Past a pipe's buffer both ways: stdin is fed while stdout is read.
+  local big = robot.exec({"cat"}, {stdin = string.rep("z", 1000000)})
+  -- A process that never reads its stdin still ends.
+  local deaf = robot.exec({"true"}, {stdin = string.rep("z", 1000000)})
   local env = robot.exec({"sh", "-c", "echo $ZR_TEST"}, {env = {ZR_TEST = "yes"}})
   local t0 = robot.now()
   robot.sleep(0.05)
@@ -79,6 +83,7 @@ function b.api(self, args)
   print("printed", 42)
   return {
     status = r.status, stdout = r.stdout, stderr = r.stderr, piped = piped.stdout,
+    big = #big.stdout, deaf = deaf.status,
     env = env.stdout, slept = slept >= 0.04, uuid = #robot.uuid(), json = j, yaml = y,
     yaml_text = robot.yaml.encode({k = "v"}), dir = robot.template_dir,
     name = self.name, guid = self.guid, uid = self.template_uid, version = self.version,
@@ -249,6 +254,8 @@ async fn the_robot_api_works_from_actions() {
     assert_eq!(r["stdout"], json!("out\n"));
     assert_eq!(r["stderr"], json!("err\n"));
     assert_eq!(r["piped"], json!("fed"));
+    assert_eq!(r["big"], json!(1_000_000));
+    assert_eq!(r["deaf"], json!(0));
     assert_eq!(r["env"], json!("yes\n"));
     assert_eq!(r["slept"], json!(true));
     assert_eq!(r["uuid"], json!(36));

@@ -401,18 +401,15 @@ pub async fn run(
     let api_shutdown = async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        shutdown.await;
-        tracing::info!("stopping");
-        let _ = stopping_tx.send(tokio::time::Instant::now());
-        let _ = stop_tx.send(true);
-    });
     let serve = zrobot_api::serve(listener, robot.clone(), api_config, api_shutdown);
     tokio::pin!(serve);
+    tokio::pin!(shutdown);
     let (served, stop_at) = tokio::select! {
         served = &mut serve => (Some(served), None),
-        Ok(stop_at) = stopping_rx => {
+        () = &mut shutdown => {
+            tracing::info!("stopping");
+            let stop_at = tokio::time::Instant::now();
+            stop_tx.send_replace(true);
             // The API stops taking requests now; those in flight get a bound.
             match tokio::time::timeout(API_DRAIN, &mut serve).await {
                 Ok(served) => (Some(served), Some(stop_at)),
@@ -426,6 +423,8 @@ pub async fn run(
             }
         }
     };
+    // However the API ended, everything else stops too.
+    stop_tx.send_replace(true);
     let stop_at = stop_at.unwrap_or_else(tokio::time::Instant::now);
     let report = robot.shutdown(ACTION_GRACE, STORE_FLUSH).await;
     if report.left_running > 0 {
@@ -496,9 +495,8 @@ async fn load_template_repo(robot: &Robot, repos: &TemplateRepos, url: TemplateR
                 let load = robot.load_repository(&checkout.path, &checkout.repo_id);
                 report_load(&url, &load);
             }
-            let robot = robot.clone();
-            let repos = repos.clone();
-            tokio::spawn(async move {
+            let (owner, robot, repos) = (robot.clone(), robot.clone(), repos.clone());
+            owner.spawn_owned(async move {
                 let mut pause = Duration::from_secs(10);
                 loop {
                     tokio::time::sleep(pause).await;

@@ -140,3 +140,50 @@ fn bad_flags_are_refused_before_the_data_directory_is_made() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_task_of_run_outlives_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    // A repository that cannot be cloned: the server keeps retrying it in
+    // the background, which must end with the server.
+    let missing = format!("file://{}", tmp.path().join("no-such-repo").display());
+    let config = config_of(&[
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--god",
+        "-T",
+        &missing,
+    ])
+    .expect("a good configuration");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let robot = tokio::spawn(run(listener, config, async {
+        let _ = stopped.await;
+    }));
+    let open = Client::new(&url, Credentials::default()).unwrap();
+    assert!(
+        eventually_async(Duration::from_secs(30), || async {
+            open.robot_info().await.is_ok()
+        })
+        .await,
+        "the robot answers"
+    );
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(15), robot)
+        .await
+        .expect("run returns within its stop bounds")
+        .unwrap()
+        .expect("run ends without an error");
+    drop(open);
+    let runtime = tokio::runtime::Handle::current();
+    assert!(
+        eventually_async(Duration::from_secs(3), || async {
+            runtime.metrics().num_alive_tasks() == 0
+        })
+        .await,
+        "{} tasks outlive run",
+        runtime.metrics().num_alive_tasks()
+    );
+}

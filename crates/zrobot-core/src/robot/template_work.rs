@@ -156,8 +156,10 @@ impl Robot {
         &self.0.work.runtime
     }
 
-    /// Spawns one of the robot's own tasks, owned (see [`Background`]).
-    pub(crate) fn spawn_owned(&self, fut: impl Future<Output = ()> + Send + 'static) {
+    /// Spawns a task of the robot or of its host, owned (see
+    /// [`Background`]): a shutdown cancels it at its next await and waits
+    /// for it.
+    pub fn spawn_owned(&self, fut: impl Future<Output = ()> + Send + 'static) {
         self.0.background.spawn(fut);
     }
 
