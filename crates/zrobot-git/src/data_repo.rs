@@ -208,6 +208,10 @@ impl DataRepo {
             .unwrap_or_else(|e| Err(thread_failed(self.url(), "export", e)))
     }
 
+    /// One export under the repository's lock: fetch, write every service's
+    /// folder, remove the folders of services gone, commit, push. Kept whole
+    /// (about 110 lines) so that the order of these git steps, and what a
+    /// failure of each leaves behind, reads in one place.
     fn export_locked(&self, robot: &Robot) -> Result<ExportReport, GitError> {
         let url = &self.0.url;
         let local = |action: &str| {

@@ -86,9 +86,63 @@ pub(crate) fn install(
     shared: &Arc<crate::api::Shared>,
 ) -> mlua::Result<()> {
     let g = lua.globals();
+    install_self_meta(lua)?;
 
-    // `self.data` and the other fields are made on first read;
-    // `self:schedule_action`.
+    let robot = lua.create_table()?;
+    robot.set("template_dir", source.dir.display().to_string())?;
+    robot.set("services", services_table(lua)?)?;
+    robot.set("robots", crate::remote::robots_table(lua)?)?;
+    lua.set_app_data(shared.clone());
+    robot.set(
+        "sleep",
+        lua.create_async_function(|_, s: f64| async move {
+            if !(s.is_finite() && s >= 0.0) {
+                return Err(rt("robot.sleep: give a number of seconds, zero or more"));
+            }
+            tokio::time::sleep(Duration::from_secs_f64(s.min(1e9))).await;
+            Ok(())
+        })?,
+    )?;
+    robot.set(
+        "now",
+        lua.create_function(|_, ()| Ok(zrobot_core::time::now()))?,
+    )?;
+    robot.set(
+        "uuid",
+        lua.create_function(|_, ()| Ok(uuid::Uuid::new_v4().to_string()))?,
+    )?;
+    robot.set(
+        "exec",
+        exec_function(lua, config.allow_exec, config.exec_output_limit)?,
+    )?;
+    let http = lua.create_table()?;
+    http.set(
+        "request",
+        http_function(lua, shared.clone(), config.http_body_limit)?,
+    )?;
+    robot.set("http", http)?;
+
+    robot.set("json", json_table(lua)?)?;
+    robot.set("yaml", yaml_table(lua)?)?;
+    g.set("robot", robot)?;
+
+    g.set(
+        "print",
+        lua.create_function(|lua, args: MultiValue| {
+            let line = args
+                .iter()
+                .map(|v| v.to_string().unwrap_or_else(|_| "?".into()))
+                .collect::<Vec<_>>()
+                .join("\t");
+            ctx(lua, |c| c.service.log(LogLevel::Info, line))
+        })?,
+    )?;
+    Ok(())
+}
+
+/// `self`'s metatable: `self.data` and the other fields are made on first
+/// read; `self:schedule_action`.
+fn install_self_meta(lua: &Lua) -> mlua::Result<()> {
     let load_data = lua.create_function(|lua, ()| {
         let data = lua
             .app_data_mut::<CallContext>()
@@ -144,41 +198,11 @@ end }"#,
         .set_name("=self")
         .call((load_data, field, self_methods))?;
     lua.set_named_registry_value("zrobot.self_meta", meta)?;
+    Ok(())
+}
 
-    let robot = lua.create_table()?;
-    robot.set("template_dir", source.dir.display().to_string())?;
-    robot.set("services", services_table(lua)?)?;
-    robot.set("robots", crate::remote::robots_table(lua)?)?;
-    lua.set_app_data(shared.clone());
-    robot.set(
-        "sleep",
-        lua.create_async_function(|_, s: f64| async move {
-            if !(s.is_finite() && s >= 0.0) {
-                return Err(rt("robot.sleep: give a number of seconds, zero or more"));
-            }
-            tokio::time::sleep(Duration::from_secs_f64(s.min(1e9))).await;
-            Ok(())
-        })?,
-    )?;
-    robot.set(
-        "now",
-        lua.create_function(|_, ()| Ok(zrobot_core::time::now()))?,
-    )?;
-    robot.set(
-        "uuid",
-        lua.create_function(|_, ()| Ok(uuid::Uuid::new_v4().to_string()))?,
-    )?;
-    robot.set(
-        "exec",
-        exec_function(lua, config.allow_exec, config.exec_output_limit)?,
-    )?;
-    let http = lua.create_table()?;
-    http.set(
-        "request",
-        http_function(lua, shared.clone(), config.http_body_limit)?,
-    )?;
-    robot.set("http", http)?;
-
+/// `robot.json`: `encode` and `decode`.
+fn json_table(lua: &Lua) -> mlua::Result<Table> {
     let json = lua.create_table()?;
     json.set(
         "encode",
@@ -195,7 +219,11 @@ end }"#,
             lua.to_value(&v)
         })?,
     )?;
-    robot.set("json", json)?;
+    Ok(json)
+}
+
+/// `robot.yaml`: `encode` and `decode`, YAML 1.2 style.
+fn yaml_table(lua: &Lua) -> mlua::Result<Table> {
     let yaml = lua.create_table()?;
     yaml.set(
         "encode",
@@ -212,21 +240,7 @@ end }"#,
             lua.to_value(&v)
         })?,
     )?;
-    robot.set("yaml", yaml)?;
-    g.set("robot", robot)?;
-
-    g.set(
-        "print",
-        lua.create_function(|lua, args: MultiValue| {
-            let line = args
-                .iter()
-                .map(|v| v.to_string().unwrap_or_else(|_| "?".into()))
-                .collect::<Vec<_>>()
-                .join("\t");
-            ctx(lua, |c| c.service.log(LogLevel::Info, line))
-        })?,
-    )?;
-    Ok(())
+    Ok(yaml)
 }
 
 fn filter_from(lua: &Lua, v: LuaValue) -> mlua::Result<ServiceFilter> {
@@ -247,6 +261,8 @@ fn describe(filter: &ServiceFilter) -> String {
         .replace(",\"", ", \"")
 }
 
+/// `robot.services`: find, exists, get, create, find_or_create; a list of
+/// registrations (about 85 lines).
 fn services_table(lua: &Lua) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     t.set(
@@ -326,53 +342,67 @@ fn services_table(lua: &Lua) -> mlua::Result<Table> {
         "find_or_create",
         lua.create_async_function(
             |lua, (_this, template, name, data): (LuaValue, String, String, LuaValue)| async move {
-                let robot = ctx(&lua, |c| c.robot.clone())?;
-                if let Some(svc) = robot.service_by_name(&name) {
-                    let wanted = robot
-                        .templates()
-                        .resolve(&template)
-                        .map_err(|e| rt(e.to_string()))?;
-                    let have = svc.template();
-                    if have.uid.repo != wanted.uid.repo || have.uid.name != wanted.uid.name {
-                        return Err(rt(format!(
-                            "a service named `{name}` exists, but from template {} rather than {}",
-                            have.uid, wanted.uid
-                        )));
-                    }
-                    return Ok(ServiceHandle::Local(svc));
-                }
-                let data = json_arg(&lua, data, "service data")?;
-                let created = robot
-                    .create_service(NewService {
-                        template,
-                        name: name.clone(),
-                        data,
-                        public: false,
-                        secrets: Vec::new(),
-                    })
-                    .await;
-                match created {
-                    Ok(svc) => Ok(ServiceHandle::Local(svc)),
-                    // Another action is creating it right now: wait for that
-                    // creation (bounded by how long its hooks may run).
-                    Err(CoreError::NameTaken(_)) => {
-                        let deadline = tokio::time::Instant::now() + robot.config().hook_timeout * 2;
-                        loop {
-                            if let Some(svc) = robot.service_by_name(&name) {
-                                return Ok(ServiceHandle::Local(svc));
-                            }
-                            if tokio::time::Instant::now() >= deadline {
-                                return Err(rt(format!("service `{name}` is being created elsewhere and did not appear in time")));
-                            }
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                        }
-                    }
-                    Err(e) => Err(rt(e.to_string())),
-                }
+                find_or_create(&lua, template, name, data).await
             },
         )?,
     )?;
     Ok(t)
+}
+
+/// `robot.services:find_or_create`: the service named `name` if it exists
+/// (from the same template, any version), else a new one; a creation by
+/// another action at the same moment gives that one.
+async fn find_or_create(
+    lua: &Lua,
+    template: String,
+    name: String,
+    data: LuaValue,
+) -> mlua::Result<ServiceHandle> {
+    let robot = ctx(lua, |c| c.robot.clone())?;
+    if let Some(svc) = robot.service_by_name(&name) {
+        let wanted = robot
+            .templates()
+            .resolve(&template)
+            .map_err(|e| rt(e.to_string()))?;
+        let have = svc.template();
+        if have.uid.repo != wanted.uid.repo || have.uid.name != wanted.uid.name {
+            return Err(rt(format!(
+                "a service named `{name}` exists, but from template {} rather than {}",
+                have.uid, wanted.uid
+            )));
+        }
+        return Ok(ServiceHandle::Local(svc));
+    }
+    let data = json_arg(lua, data, "service data")?;
+    let created = robot
+        .create_service(NewService {
+            template,
+            name: name.clone(),
+            data,
+            public: false,
+            secrets: Vec::new(),
+        })
+        .await;
+    match created {
+        Ok(svc) => Ok(ServiceHandle::Local(svc)),
+        // Another action is creating it right now: wait for that
+        // creation (bounded by how long its hooks may run).
+        Err(CoreError::NameTaken(_)) => {
+            let deadline = tokio::time::Instant::now() + robot.config().hook_timeout * 2;
+            loop {
+                if let Some(svc) = robot.service_by_name(&name) {
+                    return Ok(ServiceHandle::Local(svc));
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(rt(format!(
+                        "service `{name}` is being created elsewhere and did not appear in time"
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        Err(e) => Err(rt(e.to_string())),
+    }
 }
 
 /// A byte count for messages: `16 MiB`, `512 KiB`, `100 bytes`.
@@ -432,6 +462,8 @@ async fn read_capped(
     }
 }
 
+/// `robot.exec(argv[, opts])`. Kept whole (about 100 lines): the options,
+/// the process and each way it can end, in one closure.
 fn exec_function(lua: &Lua, allowed: bool, output_limit: usize) -> mlua::Result<Function> {
     lua.create_async_function(
         move |lua, (argv, opts): (Vec<String>, Option<Table>)| async move {

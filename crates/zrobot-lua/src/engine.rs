@@ -198,6 +198,11 @@ impl TemplateCode for LuaTemplate {
 }
 
 impl TemplateInner {
+    /// Runs one action on a borrowed state: the call's context in, the
+    /// action under its budgets, data, result and eco out, and whether the
+    /// state may be reused. Kept whole (about 105 lines): every way a run
+    /// can end (ok, error, budget, memory, timeout, interruption) is decided
+    /// here, next to what each does to the state.
     async fn run_on(&self, vm: Vm, call: ActionCall) -> ActionOutcome {
         let ActionCall {
             robot,

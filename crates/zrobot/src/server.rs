@@ -181,6 +181,7 @@ impl ServerConfig {
     /// to listen on and a configuration. Touches nothing but the data
     /// directory (made if missing, mode 0700, its god token read or made
     /// with `--god`): a bad flag is refused before anything else happens.
+    /// Long (about 90 lines) because it is one check per flag, in order.
     pub fn from_args(args: &StartArgs) -> Result<(SocketAddr, ServerConfig)> {
         let addr: SocketAddr = args.listen.parse().with_context(|| {
             format!(
@@ -301,11 +302,11 @@ pub async fn run(
     let ServerConfig {
         data_dir,
         template_repos,
-        data_repo: data_repo_config,
+        data_repo,
         api: mut api_config,
         retention,
         lua,
-        robots: known_robots,
+        robots,
     } = config;
     let db = data_dir.join("zrobot.db");
     let store = SqliteStore::open(&db, retention).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -316,16 +317,80 @@ pub async fn run(
         Arc::new(store),
         template_runtime.handle(),
     );
+    let repos = TemplateRepos::new(&data_dir);
+    bring_back(&robot, &repos, template_repos, robots, &db).await?;
 
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let mut data = None;
+    let mut auto_push = None;
+    if let Some((url, every)) = &data_repo {
+        let repo = zrobot_git::DataRepo::open(url, &data_dir)
+            .map_err(|e| anyhow::anyhow!("--data-repo: {e}"))?;
+        auto_push = Some(repo.spawn_auto_push(robot.clone(), *every, stopped()));
+        data = Some(repo);
+    }
+    api_config.repos = zrobot_api::repos::Repos(Some(Arc::new(repos::GitRepos {
+        robot: robot.clone(),
+        repos,
+        data,
+    })));
+
+    let local = listener.local_addr()?;
+    let scheme = if api_config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    // Scripts and tests read this line to learn the port.
+    println!("zrobot listening on {scheme}://{local}");
+    let serve = zrobot_api::serve(listener, robot.clone(), api_config, stopped());
+    let (served, stop_at) = serve_until(serve, shutdown, &stop_tx).await;
+
+    stop_robot(&robot).await;
+    // The data repository exports and pushes once more on the way out,
+    // within what is left of the stop's bound.
+    if let Some(push) = auto_push {
+        let left = (stop_at + STOP_BOUND - Duration::from_secs(2))
+            .saturating_duration_since(tokio::time::Instant::now());
+        if tokio::time::timeout(left, push).await.is_err() {
+            tracing::warn!(
+                "the last push of the data repository did not finish within {}s",
+                left.as_secs_f64()
+            );
+        }
+    }
+    template_runtime.stop(TEMPLATE_THREADS).await;
+    if let Some(served) = served {
+        served.context("the API stopped")?;
+    }
+    Ok(())
+}
+
+/// Brings the robot's world back at start: its settings, the template
+/// repositories given on the command line (at the revision last checked
+/// out at run time), its services and queues, the robots it knows, and the
+/// template repositories added at run time.
+async fn bring_back(
+    robot: &Robot,
+    repos: &TemplateRepos,
+    template_repos: Vec<TemplateRepoUrl>,
+    known_robots: Vec<(String, String, Option<String>)>,
+    db: &std::path::Path,
+) -> Result<()> {
     // Settings first: they say which revisions were checked out at run time.
     let loaded = robot
         .read_store()
         .await
         .context("cannot read the database")?;
-    let repos = TemplateRepos::new(&data_dir);
     let given: Vec<_> = template_repos.iter().map(|u| u.repo_id()).collect();
     for url in template_repos {
-        let url = match repos::pinned_at_run_time(&robot, &url) {
+        let url = match repos::pinned_at_run_time(robot, &url) {
             Some(pinned) => {
                 tracing::info!(
                     "template repository {url}: using {pinned}, checked out at run time"
@@ -334,7 +399,7 @@ pub async fn run(
             }
             None => url,
         };
-        load_template_repo(&robot, &repos, url).await;
+        load_template_repo(robot, repos, url).await;
     }
     let report = robot.restore_from(loaded);
     for (name, url, token) in known_robots {
@@ -358,7 +423,7 @@ pub async fn run(
 
     // Repositories added at run time (POST /templates) come back too; their
     // services, if any, were kept aside by the restore until now.
-    for (url, branch) in repos::remembered(&robot) {
+    for (url, branch) in repos::remembered(robot) {
         let Ok(parsed) =
             TemplateRepoUrl::parse(&url).and_then(|p| p.with_reference(branch.as_deref()))
         else {
@@ -367,65 +432,49 @@ pub async fn run(
             continue;
         };
         if !given.contains(&parsed.repo_id()) {
-            load_template_repo(&robot, &repos, parsed).await;
+            load_template_repo(robot, repos, parsed).await;
         }
     }
+    Ok(())
+}
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut data_repo = None;
-    let mut auto_push = None;
-    if let Some((url, every)) = &data_repo_config {
-        let repo = zrobot_git::DataRepo::open(url, &data_dir)
-            .map_err(|e| anyhow::anyhow!("--data-repo: {e}"))?;
-        data_repo = Some(repo.clone());
-        let mut rx = stop_rx.clone();
-        auto_push = Some(repo.spawn_auto_push(robot.clone(), *every, async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }));
-    }
-
-    api_config.repos = zrobot_api::repos::Repos(Some(Arc::new(repos::GitRepos {
-        robot: robot.clone(),
-        repos: repos.clone(),
-        data: data_repo,
-    })));
-    let local = listener.local_addr()?;
-    let scheme = if api_config.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    // Scripts and tests read this line to learn the port.
-    println!("zrobot listening on {scheme}://{local}");
-    let mut rx = stop_rx.clone();
-    let api_shutdown = async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-    let serve = zrobot_api::serve(listener, robot.clone(), api_config, api_shutdown);
+/// Serves until the API ends or `shutdown` resolves; then tells everything
+/// else to stop (`stop`) and gives the requests in flight [`API_DRAIN`].
+/// Returns how the API ended (`None` if it was cut) and when the stop began.
+async fn serve_until(
+    serve: impl std::future::Future<Output = std::io::Result<()>>,
+    shutdown: impl std::future::Future<Output = ()>,
+    stop: &tokio::sync::watch::Sender<bool>,
+) -> (Option<std::io::Result<()>>, tokio::time::Instant) {
     tokio::pin!(serve);
     tokio::pin!(shutdown);
-    let (served, stop_at) = tokio::select! {
-        served = &mut serve => (Some(served), None),
-        () = &mut shutdown => {
-            tracing::info!("stopping");
-            let stop_at = tokio::time::Instant::now();
-            stop_tx.send_replace(true);
-            // The API stops taking requests now; those in flight get a bound.
-            match tokio::time::timeout(API_DRAIN, &mut serve).await {
-                Ok(served) => (Some(served), Some(stop_at)),
-                Err(_) => {
-                    tracing::warn!(
-                        "requests still in flight {}s after the stop signal were dropped",
-                        API_DRAIN.as_secs_f64()
-                    );
-                    (None, Some(stop_at))
-                }
-            }
-        }
+    let ended = tokio::select! {
+        served = &mut serve => Some(served),
+        () = &mut shutdown => None,
     };
+    let stop_at = tokio::time::Instant::now();
     // However the API ended, everything else stops too.
-    stop_tx.send_replace(true);
-    let stop_at = stop_at.unwrap_or_else(tokio::time::Instant::now);
+    stop.send_replace(true);
+    if let Some(served) = ended {
+        return (Some(served), stop_at);
+    }
+    tracing::info!("stopping");
+    // The API stops taking requests now; those in flight get a bound.
+    match tokio::time::timeout(API_DRAIN, &mut serve).await {
+        Ok(served) => (Some(served), stop_at),
+        Err(_) => {
+            tracing::warn!(
+                "requests still in flight {}s after the stop signal were dropped",
+                API_DRAIN.as_secs_f64()
+            );
+            (None, stop_at)
+        }
+    }
+}
+
+/// Shuts the robot down within [`ACTION_GRACE`] and [`STORE_FLUSH`], and
+/// says what did not end in time.
+async fn stop_robot(robot: &Robot) {
     let report = robot.shutdown(ACTION_GRACE, STORE_FLUSH).await;
     if report.left_running > 0 {
         tracing::warn!(
@@ -439,23 +488,6 @@ pub async fn run(
             STORE_FLUSH.as_secs_f64()
         );
     }
-    // The data repository exports and pushes once more on the way out,
-    // within what is left of the stop's bound.
-    if let Some(push) = auto_push {
-        let left = (stop_at + STOP_BOUND - Duration::from_secs(2))
-            .saturating_duration_since(tokio::time::Instant::now());
-        if tokio::time::timeout(left, push).await.is_err() {
-            tracing::warn!(
-                "the last push of the data repository did not finish within {}s",
-                left.as_secs_f64()
-            );
-        }
-    }
-    template_runtime.stop(TEMPLATE_THREADS).await;
-    if let Some(served) = served {
-        served.context("the API stopped")?;
-    }
-    Ok(())
 }
 
 /// Ends the process `bound` from now if it has not exited by then: a stop

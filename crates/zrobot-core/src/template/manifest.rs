@@ -98,7 +98,9 @@ fn seconds(path: &Path, field: &str, v: f64) -> Result<Duration, TemplateError> 
 }
 
 impl Manifest {
-    /// Parses and checks the manifest text of `path`.
+    /// Parses and checks the manifest text of `path`. Kept whole (about 110
+    /// lines): one pass over the manifest's fields in their documented
+    /// order, each error naming its field.
     pub fn parse(path: &Path, text: &str) -> Result<Manifest, TemplateError> {
         let raw: RawManifest = crate::yaml::from_str(text).map_err(|e| {
             let msg = e.to_string();

@@ -248,7 +248,8 @@ impl<'a> Matcher<'a> {
         }
     }
 
-    /// `match` of lstrlib.c: the `goto init` tail calls are the loop.
+    /// `match` of lstrlib.c: the `goto init` tail calls are the loop. Kept
+    /// as one function (about 80 lines), like the C it follows case by case.
     fn do_match(&mut self, mut s: usize, mut p: usize) -> Result<Option<usize>, PatternError> {
         if self.depth == 0 {
             return Err(PatternError::TooComplex);

@@ -146,6 +146,7 @@ fn god_client(robot: &Robot) -> Result<(Client, Target)> {
 /// the services of both robots: the vms of robot 1 with the addresses they
 /// got, and the node of robot 2 with what it recorded for them. The exit
 /// code is that of the blueprint's tasks, or 1 if the two robots disagree.
+/// Long (about 100 lines) because it is the demo's script, read top down.
 async fn show(one: &Robot, two: &Robot, blueprint: &Path) -> Result<ExitCode> {
     let (client, target) = god_client(one)?;
     let (edge, edge_target) = god_client(two)?;

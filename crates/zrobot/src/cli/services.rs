@@ -9,7 +9,7 @@ use comfy_table::Cell;
 use serde_json::json;
 use zrobot_client::{ServiceCreate, ServiceFilter};
 
-use super::context::{explain, Ctx, Need, Secrets};
+use super::context::{explain, Ctx, Need, Secrets, Target};
 use super::{output, values, ServiceCommand, ServiceFilterArgs};
 
 /// How often `service logs -f` asks for the log.
@@ -18,166 +18,198 @@ const FOLLOW_INTERVAL: Duration = Duration::from_millis(500);
 pub async fn run(ctx: &mut Ctx, command: ServiceCommand) -> Result<ExitCode> {
     let target = ctx.target()?;
     match command {
-        ServiceCommand::List(filter) => {
-            let client = ctx.client(&target, Secrets::All)?;
-            let services = client
-                .services(&to_filter(filter))
-                .await
-                .map_err(|e| explain(&target, e, Need::Anyone))?;
-            if ctx.json {
-                output::json(&services)?;
-            } else if services.is_empty() {
-                println!(
-                    "no service that you may see on {}: create one with `zrobot service create TEMPLATE NAME`",
-                    target.label()
-                );
-            } else {
-                println!("{}", output::services_table(&services));
-            }
-        }
-        ServiceCommand::Get { service } => {
-            let (guid, client) = ctx.service(&target, &service).await?;
-            let svc = client
-                .service(guid)
-                .await
-                .map_err(|e| explain(&target, e, Need::Service(&service)))?;
-            if ctx.json {
-                output::json(&svc)?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            let mut t = output::table(&[]);
-            t.add_row(vec!["name".to_owned(), svc.name.clone()]);
-            t.add_row(vec!["guid".to_owned(), svc.guid.to_string()]);
-            t.add_row(vec!["template".to_owned(), svc.template.clone()]);
-            t.add_row(vec!["public".to_owned(), svc.public.to_string()]);
-            if let Some(data) = &svc.data {
-                t.add_row(vec!["data".to_owned(), serde_json::to_string_pretty(data)?]);
-            }
-            println!("{t}");
-            if !svc.state.is_empty() {
-                let mut s = output::table(&["CATEGORY", "TAG", "STATE"]);
-                for row in &svc.state {
-                    let state = serde_json::to_value(row.state)?;
-                    s.add_row(vec![
-                        Cell::new(&row.category),
-                        Cell::new(&row.tag),
-                        output::state_cell(state.as_str().unwrap_or_default()),
-                    ]);
-                }
-                println!("{s}");
-            }
-        }
+        ServiceCommand::List(filter) => list(ctx, &target, filter).await?,
+        ServiceCommand::Get { service } => get(ctx, &target, &service).await?,
         ServiceCommand::Create {
             template,
             name,
             data,
             data_file,
             public,
-        } => {
-            let data = values::build(data_file.as_deref(), &data, "-d")?;
-            let client = ctx.client(&target, Secrets::None)?;
-            let created = client
-                .create_service(&ServiceCreate {
-                    template,
-                    name,
-                    data,
-                    public,
-                })
-                .await
-                .map_err(|e| explain(&target, e, Need::User))?;
-            // The secret is shown once: keep it before anything else can fail.
-            ctx.store_secrets(
-                &target,
-                &[(
-                    created.service.guid,
-                    created.service.name.clone(),
-                    created.secret.clone(),
-                )],
-            )?;
-            if ctx.json {
-                output::json(&created)?;
-            } else {
-                println!(
-                    "service `{}` ({}) created from {}; its secret is stored in {}",
-                    created.service.name,
-                    created.service.guid,
-                    created.service.template,
-                    ctx.file.path().display()
-                );
-            }
-        }
-        ServiceCommand::Delete { service } => {
-            let (guid, client) = ctx.service(&target, &service).await?;
-            client
-                .delete_service(guid)
-                .await
-                .map_err(|e| explain(&target, e, Need::Service(&service)))?;
-            ctx.forget_secret(&target, guid)?;
-            if ctx.json {
-                output::json(&json!({"guid": guid, "deleted": true}))?;
-            } else {
-                println!("service `{service}` ({guid}) deleted");
-            }
-        }
-        ServiceCommand::Actions { service } => {
-            let (guid, client) = ctx.service(&target, &service).await?;
-            let actions = client
-                .actions(guid)
-                .await
-                .map_err(|e| explain(&target, e, Need::Service(&service)))?;
-            if ctx.json {
-                output::json(&actions)?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            let mut t = output::table(&["ACTION", "ARGUMENTS"]);
-            for a in &actions {
-                t.add_row(vec![
-                    a.name.clone(),
-                    a.arguments
-                        .as_ref()
-                        .map(describe_schema)
-                        .unwrap_or_else(|| "-".to_owned()),
-                ]);
-            }
-            println!("{t}");
-        }
-        ServiceCommand::Logs { service, follow } => {
-            let (guid, client) = ctx.service(&target, &service).await?;
-            let mut last: Option<String> = None;
-            loop {
-                let logs = client
-                    .logs(guid)
-                    .await
-                    .map_err(|e| explain(&target, e, Need::Service(&service)))?;
-                if ctx.json && !follow {
-                    output::json(&logs)?;
-                    break;
-                }
-                let lines: Vec<&str> = logs.logs.lines().collect();
-                // The robot keeps a bounded log, cut at the front: new lines
-                // are those after the last one printed, wherever it is now.
-                let start = match &last {
-                    None => 0,
-                    Some(l) => lines.iter().rposition(|x| x == l).map_or(0, |p| p + 1),
-                };
-                for line in &lines[start..] {
-                    if ctx.json {
-                        println!("{}", json!({ "line": line }));
-                    } else {
-                        println!("{line}");
-                    }
-                }
-                if let Some(l) = lines.last() {
-                    last = Some((*l).to_owned());
-                }
-                if !follow {
-                    break;
-                }
-                tokio::time::sleep(FOLLOW_INTERVAL).await;
-            }
-        }
+        } => create(ctx, &target, template, name, data, data_file, public).await?,
+        ServiceCommand::Delete { service } => delete(ctx, &target, &service).await?,
+        ServiceCommand::Actions { service } => actions(ctx, &target, &service).await?,
+        ServiceCommand::Logs { service, follow } => logs(ctx, &target, &service, follow).await?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Lists the services the caller may see.
+async fn list(ctx: &Ctx, target: &Target, filter: ServiceFilterArgs) -> Result<()> {
+    let client = ctx.client(target, Secrets::All)?;
+    let services = client
+        .services(&to_filter(filter))
+        .await
+        .map_err(|e| explain(target, e, Need::Anyone))?;
+    if ctx.json {
+        output::json(&services)?;
+    } else if services.is_empty() {
+        println!(
+            "no service that you may see on {}: create one with `zrobot service create TEMPLATE NAME`",
+            target.label()
+        );
+    } else {
+        println!("{}", output::services_table(&services));
+    }
+    Ok(())
+}
+
+/// Shows one service: its fields, data (when the caller may read it) and state table.
+async fn get(ctx: &Ctx, target: &Target, service: &str) -> Result<()> {
+    let (guid, client) = ctx.service(target, service).await?;
+    let svc = client
+        .service(guid)
+        .await
+        .map_err(|e| explain(target, e, Need::Service(service)))?;
+    if ctx.json {
+        output::json(&svc)?;
+        return Ok(());
+    }
+    let mut t = output::table(&[]);
+    t.add_row(vec!["name".to_owned(), svc.name.clone()]);
+    t.add_row(vec!["guid".to_owned(), svc.guid.to_string()]);
+    t.add_row(vec!["template".to_owned(), svc.template.clone()]);
+    t.add_row(vec!["public".to_owned(), svc.public.to_string()]);
+    if let Some(data) = &svc.data {
+        t.add_row(vec!["data".to_owned(), serde_json::to_string_pretty(data)?]);
+    }
+    println!("{t}");
+    if !svc.state.is_empty() {
+        let mut s = output::table(&["CATEGORY", "TAG", "STATE"]);
+        for row in &svc.state {
+            let state = serde_json::to_value(row.state)?;
+            s.add_row(vec![
+                Cell::new(&row.category),
+                Cell::new(&row.tag),
+                output::state_cell(state.as_str().unwrap_or_default()),
+            ]);
+        }
+        println!("{s}");
+    }
+    Ok(())
+}
+
+/// Creates a service and keeps its secret.
+async fn create(
+    ctx: &mut Ctx,
+    target: &Target,
+    template: String,
+    name: String,
+    data: Vec<values::KeyValue>,
+    data_file: Option<std::path::PathBuf>,
+    public: bool,
+) -> Result<()> {
+    let data = values::build(data_file.as_deref(), &data, "-d")?;
+    let client = ctx.client(target, Secrets::None)?;
+    let created = client
+        .create_service(&ServiceCreate {
+            template,
+            name,
+            data,
+            public,
+        })
+        .await
+        .map_err(|e| explain(target, e, Need::User))?;
+    // The secret is shown once: keep it before anything else can fail.
+    ctx.store_secrets(
+        target,
+        &[(
+            created.service.guid,
+            created.service.name.clone(),
+            created.secret.clone(),
+        )],
+    )?;
+    if ctx.json {
+        output::json(&created)?;
+    } else {
+        println!(
+            "service `{}` ({}) created from {}; its secret is stored in {}",
+            created.service.name,
+            created.service.guid,
+            created.service.template,
+            ctx.file.path().display()
+        );
+    }
+    Ok(())
+}
+
+/// Deletes a service and forgets its secret.
+async fn delete(ctx: &mut Ctx, target: &Target, service: &str) -> Result<()> {
+    let (guid, client) = ctx.service(target, service).await?;
+    client
+        .delete_service(guid)
+        .await
+        .map_err(|e| explain(target, e, Need::Service(service)))?;
+    ctx.forget_secret(target, guid)?;
+    if ctx.json {
+        output::json(&json!({"guid": guid, "deleted": true}))?;
+    } else {
+        println!("service `{service}` ({guid}) deleted");
+    }
+    Ok(())
+}
+
+/// Lists a service's actions and their arguments.
+async fn actions(ctx: &Ctx, target: &Target, service: &str) -> Result<()> {
+    let (guid, client) = ctx.service(target, service).await?;
+    let actions = client
+        .actions(guid)
+        .await
+        .map_err(|e| explain(target, e, Need::Service(service)))?;
+    if ctx.json {
+        output::json(&actions)?;
+        return Ok(());
+    }
+    let mut t = output::table(&["ACTION", "ARGUMENTS"]);
+    for a in &actions {
+        t.add_row(vec![
+            a.name.clone(),
+            a.arguments
+                .as_ref()
+                .map(describe_schema)
+                .unwrap_or_else(|| "-".to_owned()),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+/// Prints a service's log; with `follow`, the new lines as they come.
+async fn logs(ctx: &Ctx, target: &Target, service: &str, follow: bool) -> Result<()> {
+    let (guid, client) = ctx.service(target, service).await?;
+    let mut last: Option<String> = None;
+    loop {
+        let logs = client
+            .logs(guid)
+            .await
+            .map_err(|e| explain(target, e, Need::Service(service)))?;
+        if ctx.json && !follow {
+            output::json(&logs)?;
+            break;
+        }
+        let lines: Vec<&str> = logs.logs.lines().collect();
+        // The robot keeps a bounded log, cut at the front: new lines
+        // are those after the last one printed, wherever it is now.
+        let start = match &last {
+            None => 0,
+            Some(l) => lines.iter().rposition(|x| x == l).map_or(0, |p| p + 1),
+        };
+        for line in &lines[start..] {
+            if ctx.json {
+                println!("{}", json!({ "line": line }));
+            } else {
+                println!("{line}");
+            }
+        }
+        if let Some(l) = lines.last() {
+            last = Some((*l).to_owned());
+        }
+        if !follow {
+            break;
+        }
+        tokio::time::sleep(FOLLOW_INTERVAL).await;
+    }
+    Ok(())
 }
 
 fn to_filter(f: ServiceFilterArgs) -> ServiceFilter {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use zrobot_client::Task;
 
-use super::context::{explain, Ctx, Need};
+use super::context::{explain, Ctx, Need, Target};
 use super::{follow, output, values, TaskCommand};
 
 pub async fn run(ctx: &Ctx, command: TaskCommand) -> Result<ExitCode> {
@@ -18,39 +18,7 @@ pub async fn run(ctx: &Ctx, command: TaskCommand) -> Result<ExitCode> {
             args,
             args_file,
             wait,
-        } => {
-            let args = values::build(args_file.as_deref(), &args, "-a")?;
-            let (guid, client) = ctx.service(&target, &service).await?;
-            let task = client
-                .schedule(guid, &action, args)
-                .await
-                .map_err(|e| explain(&target, e, Need::Service(&service)))?;
-            if !wait {
-                if ctx.json {
-                    output::json(&task)?;
-                } else {
-                    println!(
-                        "task {} scheduled: {}.{} ({})",
-                        task.guid,
-                        task.service_name,
-                        task.action_name,
-                        output::task_state(task.state)
-                    );
-                    println!(
-                        "follow it with `zrobot task get {} {}`",
-                        task.service_name, task.guid
-                    );
-                }
-                return Ok(ExitCode::SUCCESS);
-            }
-            let followed = follow::follow(&client, vec![task]).await;
-            if ctx.json {
-                output::json(followed[0].last())?;
-                Ok(follow::code(&followed))
-            } else {
-                Ok(follow::summary(&followed))
-            }
-        }
+        } => schedule(ctx, &target, &service, &action, args, args_file, wait).await,
         TaskCommand::List { service, all } => {
             let (guid, client) = ctx.service(&target, &service).await?;
             let tasks = client
@@ -105,6 +73,50 @@ pub async fn run(ctx: &Ctx, command: TaskCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// `task schedule`: schedules, then prints the task or, with `wait`,
+/// follows it to its end.
+async fn schedule(
+    ctx: &Ctx,
+    target: &Target,
+    service: &str,
+    action: &str,
+    args: Vec<values::KeyValue>,
+    args_file: Option<std::path::PathBuf>,
+    wait: bool,
+) -> Result<ExitCode> {
+    let args = values::build(args_file.as_deref(), &args, "-a")?;
+    let (guid, client) = ctx.service(target, service).await?;
+    let task = client
+        .schedule(guid, action, args)
+        .await
+        .map_err(|e| explain(target, e, Need::Service(service)))?;
+    if !wait {
+        if ctx.json {
+            output::json(&task)?;
+        } else {
+            println!(
+                "task {} scheduled: {}.{} ({})",
+                task.guid,
+                task.service_name,
+                task.action_name,
+                output::task_state(task.state)
+            );
+            println!(
+                "follow it with `zrobot task get {} {}`",
+                task.service_name, task.guid
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let followed = follow::follow(&client, vec![task]).await;
+    if ctx.json {
+        output::json(followed[0].last())?;
+        Ok(follow::code(&followed))
+    } else {
+        Ok(follow::summary(&followed))
     }
 }
 
