@@ -10,7 +10,6 @@ use std::time::Duration;
 use serde_json::json;
 use util::*;
 use uuid::Uuid;
-use zrobot_client::wire::ServiceCreate;
 use zrobot_client::Client;
 
 const NOTE_LUA: &str = r#"
@@ -67,16 +66,7 @@ async fn sigkill_loses_no_acknowledged_task() {
         // Services, acknowledged one by one.
         let mut services = Vec::new();
         for i in 0..8 {
-            let created = client
-                .create_service(&ServiceCreate {
-                    template: "note".into(),
-                    name: format!("r{round}s{i}"),
-                    data: json!({}),
-                    public: false,
-                })
-                .await
-                .unwrap();
-            let guid: Uuid = created.service.guid;
+            let guid: Uuid = new_service(&client, "note", &format!("r{round}s{i}")).await;
             acked.lock().unwrap().services.insert(guid);
             services.push(guid);
         }

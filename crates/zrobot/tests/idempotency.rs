@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::json;
 use util::*;
 use uuid::Uuid;
-use zrobot_client::wire::{ServiceCreate, TaskState};
+use zrobot_client::wire::TaskState;
 use zrobot_client::{Client, ScheduleOptions};
 
 const NOTE_LUA: &str = r#"
@@ -57,17 +57,7 @@ async fn a_retried_request_gets_the_first_task_concurrently_and_after_a_restart(
     let repo_arg = format!("file://{}", repo.display());
     let mut robot = RobotProcess::start(&tmp.path().join("data"), &["--god", "-T", &repo_arg]);
     let client = robot.god_client();
-    let svc = client
-        .create_service(&ServiceCreate {
-            template: "note".into(),
-            name: "notes".into(),
-            data: json!({}),
-            public: false,
-        })
-        .await
-        .unwrap()
-        .service
-        .guid;
+    let svc = new_service(&client, "note", "notes").await;
 
     // Twice in a row: the second gets the first's task.
     let first = client

@@ -405,15 +405,7 @@ async fn a_robot_cannot_act_on_services_it_holds_no_secret_for() {
     let url = repo(&tmp.path().join("acme/templates"));
     let b = jwt_robot(tmp.path(), &url, &["--user-organization", "devs"]);
     // Someone else's service on B.
-    b.god_client()
-        .create_service(&ServiceCreate {
-            template: "node".into(),
-            name: "private".into(),
-            data: json!({}),
-            public: false,
-        })
-        .await
-        .unwrap();
+    new_service(&b.god_client(), "node", "private").await;
     let a = RobotProcess::start(
         &tmp.path().join("a"),
         &["--god", "-T", &url, "--robot", &format!("b={}", b.url)],

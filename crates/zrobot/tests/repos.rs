@@ -46,17 +46,7 @@ async fn a_checkout_moves_services_with_their_waiting_tasks() {
     let templates = client.templates().await.unwrap();
     assert_eq!(templates.len(), 1);
     assert_eq!(templates[0].version, "1.0.0");
-    let svc = client
-        .create_service(&ServiceCreate {
-            template: "thing".into(),
-            name: "a".into(),
-            data: json!({}),
-            public: false,
-        })
-        .await
-        .unwrap()
-        .service
-        .guid;
+    let svc = new_service(&client, "thing", "a").await;
     let slow = client.schedule(svc, "slow", json!({})).await.unwrap();
     let queued = client
         .schedule(svc, "note", json!({"what": "queued"}))
@@ -164,17 +154,7 @@ async fn repositories_added_at_run_time_come_back_after_a_restart() {
         "the broken template is left out, the good one loads"
     );
     assert_eq!(added[0].name, "thing");
-    let svc = client
-        .create_service(&ServiceCreate {
-            template: "thing".into(),
-            name: "a".into(),
-            data: json!({}),
-            public: false,
-        })
-        .await
-        .unwrap()
-        .service
-        .guid;
+    let svc = new_service(&client, "thing", "a").await;
     let bad = client
         .add_template_repo(&TemplateRepository {
             url: format!("file://{}/missing", tmp.path().display()),

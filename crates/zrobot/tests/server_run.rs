@@ -12,7 +12,7 @@ use serde_json::json;
 use util::*;
 use zrobot::cli::{Cli, Command, ServerCommand};
 use zrobot::server::{run, ServerConfig, StartArgs};
-use zrobot_client::wire::{ServiceCreate, TaskState};
+use zrobot_client::wire::TaskState;
 use zrobot_client::{Client, Credentials};
 use zrobot_core::store::{Retention, Store};
 
@@ -71,17 +71,7 @@ async fn run_serves_until_its_shutdown_and_leaves_the_database_complete() {
         .await,
         "the robot answers"
     );
-    let svc = client
-        .create_service(&ServiceCreate {
-            template: "note".into(),
-            name: "notes".into(),
-            data: json!({}),
-            public: false,
-        })
-        .await
-        .unwrap()
-        .service
-        .guid;
+    let svc = new_service(&client, "note", "notes").await;
     let task = client
         .schedule(svc, "note", json!({"id": "a"}))
         .await

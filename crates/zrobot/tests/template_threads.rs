@@ -44,17 +44,7 @@ fn repo(dir: &std::path::Path) -> String {
 }
 
 async fn service(client: &Client, template: &str, name: &str) -> Uuid {
-    client
-        .create_service(&ServiceCreate {
-            template: template.into(),
-            name: name.into(),
-            data: json!({}),
-            public: false,
-        })
-        .await
-        .unwrap()
-        .service
-        .guid
+    new_service(client, template, name).await
 }
 
 /// Waits until the task runs (its action has started).

@@ -132,3 +132,18 @@ impl RobotProcess {
         self.kill();
     }
 }
+
+/// Creates service `name` from `template` with no data (its defaults), private;
+/// panics with the robot's answer if it refuses.
+pub async fn new_service(client: &Client, template: &str, name: &str) -> uuid::Uuid {
+    let created = client
+        .create_service(&zrobot_client::wire::ServiceCreate {
+            template: template.into(),
+            name: name.into(),
+            data: serde_json::json!({}),
+            public: false,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("creating service {name} from {template}: {e}"));
+    created.service.guid
+}
