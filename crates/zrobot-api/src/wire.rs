@@ -116,3 +116,78 @@ pub fn logs(lines: &[LogLine]) -> Logs {
 }
 
 pub use zrobot_client::wire::iso8601;
+
+/// An event as `GET /events` sends it. A task event shows the task as it
+/// was at that point: new when scheduled, running when started, as it
+/// ended when finished (the task may have moved on since).
+pub fn event(e: &zrobot_core::events::Event) -> StreamEvent {
+    use zrobot_core::events::What;
+    let mut out = StreamEvent {
+        id: e.id,
+        kind: e.what.kind().to_owned(),
+        time: e.time,
+        service: Some(EventService {
+            guid: e.service.guid,
+            name: e.service.name.clone(),
+            template: e.service.template_uid(),
+        }),
+        task: None,
+        state: None,
+        log: None,
+        upgrade: None,
+        missed: None,
+    };
+    match &e.what {
+        What::ServiceCreated | What::ServiceDeleted => {}
+        What::ServiceUpgraded { from, to } => {
+            out.upgrade = Some(Upgrade {
+                from: from.clone(),
+                to: to.clone(),
+            })
+        }
+        What::TaskScheduled(t) | What::TaskStarted(t) => {
+            let mut shown = task(&t.record());
+            shown.state = if matches!(e.what, What::TaskScheduled(_)) {
+                TaskState::New
+            } else {
+                TaskState::Running
+            };
+            (shown.duration, shown.result, shown.eco) = (None, None, None);
+            out.task = Some(shown);
+        }
+        What::TaskFinished(t) => out.task = Some(task(&t.record())),
+        What::StateChanged {
+            category,
+            tag,
+            state,
+        } => {
+            out.state = Some(StateChange {
+                category: category.clone(),
+                tag: tag.clone(),
+                state: state.map(tag_state),
+            })
+        }
+        What::Log(line) => {
+            out.log = Some(EventLog {
+                level: line.level.as_str().to_owned(),
+                message: line.message.clone(),
+            })
+        }
+    }
+    out
+}
+
+/// The event that tells a subscriber it missed some.
+pub fn gap(missed: Option<u64>) -> StreamEvent {
+    StreamEvent {
+        id: 0,
+        kind: "gap".to_owned(),
+        time: zrobot_core::time::now(),
+        service: None,
+        task: None,
+        state: None,
+        log: None,
+        upgrade: None,
+        missed,
+    }
+}

@@ -9,6 +9,7 @@
 //!   [`Client::with_credentials`].
 //! - [`Credentials`]: what the robot is told about the caller.
 
+mod events;
 pub mod wire;
 
 use std::time::Duration;
@@ -20,6 +21,7 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+pub use events::{EventStream, EventsQuery};
 pub use wire::*;
 
 /// The header names of 0-robot's credentials.

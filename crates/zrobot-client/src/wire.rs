@@ -481,3 +481,74 @@ mod time_tests {
         assert_eq!(human_time(1_512_038_654), "2017-11-30 10:44:14");
     }
 }
+
+/// One event of `GET /events`: the `data:` of a Server-Sent Event, whose
+/// `id:` is `id` and `event:` is `kind`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct StreamEvent {
+    /// One above the previous event's; `0` for a gap.
+    pub id: u64,
+    /// `service.created`, `service.deleted`, `service.upgraded`,
+    /// `task.scheduled`, `task.started`, `task.finished`, `state.changed`,
+    /// `log`, or `gap` (events this subscriber missed).
+    pub kind: String,
+    /// When it happened: unix seconds.
+    pub time: f64,
+    /// The service it is about; none for a gap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<EventService>,
+    /// The task, as it was at that point (`task.*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<Task>,
+    /// The change (`state.changed`): a tag set, or removed (`state` null),
+    /// or a whole category removed (`tag` null).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<StateChange>,
+    /// The line (`log`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<EventLog>,
+    /// The template UIDs moved between (`service.upgraded`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<Upgrade>,
+    /// How many events were missed (`gap`); null when not known (the
+    /// `Last-Event-ID` given is not of this run of the robot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missed: Option<u64>,
+}
+
+/// The service an event is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct EventService {
+    pub guid: Uuid,
+    pub name: String,
+    /// The UID of its template.
+    pub template: String,
+}
+
+/// A change of a state table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct StateChange {
+    pub category: String,
+    pub tag: Option<String>,
+    pub state: Option<TagState>,
+}
+
+/// A line of a service's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct EventLog {
+    /// `DEBUG`, `INFO`, `WARNING` or `ERROR`.
+    pub level: String,
+    pub message: String,
+}
+
+/// A move to another template version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Upgrade {
+    pub from: String,
+    pub to: String,
+}

@@ -6,6 +6,7 @@
 //!   template reference (any unambiguous suffix of a UID) to one version.
 //! - [`engine`]: the seam to the code that runs actions. The core knows no Lua:
 //!   an [`engine::Engine`] compiles a template's code and runs its actions.
+//! - [`events`]: the event stream of services and tasks, with a window to resume.
 //! - [`service`]: a service, its state table and its own log.
 //! - [`task`]: tasks, their error conditions (ecos) and the handles callers wait on.
 //! - [`robot`]: the runtime that owns services and drives their task lists.
@@ -19,6 +20,7 @@
 pub mod blueprint;
 pub mod engine;
 pub mod error;
+pub mod events;
 pub mod filter;
 mod recurring;
 pub mod remote;

@@ -8,6 +8,7 @@ use serde_json::Value;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use crate::events::{Events, What};
 use crate::task::{Task, TaskQueue};
 use crate::template::Template;
 
@@ -115,6 +116,8 @@ pub struct Service {
     pub(crate) idle: Notify,
     /// Woken to stop the running action (the service is being deleted).
     pub(crate) stop_running: Notify,
+    /// The robot's events, told of state changes and log lines.
+    events: Arc<Events>,
 }
 
 pub(crate) struct ServiceInner {
@@ -138,6 +141,9 @@ pub(crate) struct ServiceInner {
 }
 
 impl Service {
+    /// Every field a service is born with; called by the creation and the
+    /// restore only.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         guid: Uuid,
         name: String,
@@ -146,6 +152,7 @@ impl Service {
         public: bool,
         created: f64,
         status: ServiceStatus,
+        events: Arc<Events>,
     ) -> Service {
         Service {
             guid,
@@ -168,6 +175,7 @@ impl Service {
             log: Mutex::new(None),
             idle: Notify::new(),
             stop_running: Notify::new(),
+            events,
         }
     }
 
@@ -204,15 +212,28 @@ impl Service {
         self.lock().state.clone()
     }
 
-    pub fn state_set(&self, category: &str, tag: &str, state: TagState) {
-        let mut inner = self.lock();
-        let old = inner
-            .state
-            .entry(category.to_owned())
-            .or_default()
-            .insert(tag.to_owned(), state);
-        if old != Some(state) {
-            inner.state_dirty = true;
+    pub fn state_set(self: &Arc<Self>, category: &str, tag: &str, state: TagState) {
+        let changed = {
+            let mut inner = self.lock();
+            let old = inner
+                .state
+                .entry(category.to_owned())
+                .or_default()
+                .insert(tag.to_owned(), state);
+            if old != Some(state) {
+                inner.state_dirty = true;
+            }
+            old != Some(state)
+        };
+        if changed {
+            self.events.publish(
+                self,
+                What::StateChanged {
+                    category: category.to_owned(),
+                    tag: Some(tag.to_owned()),
+                    state: Some(state),
+                },
+            );
         }
     }
 
@@ -228,7 +249,7 @@ impl Service {
         }
     }
 
-    pub fn state_delete(&self, category: &str, tag: Option<&str>) {
+    pub fn state_delete(self: &Arc<Self>, category: &str, tag: Option<&str>) {
         let mut inner = self.lock();
         let changed = match tag {
             None => inner.state.remove(category).is_some(),
@@ -245,6 +266,15 @@ impl Service {
         };
         if changed {
             inner.state_dirty = true;
+            drop(inner);
+            self.events.publish(
+                self,
+                What::StateChanged {
+                    category: category.to_owned(),
+                    tag: tag.map(str::to_owned),
+                    state: None,
+                },
+            );
         }
     }
 
@@ -273,22 +303,26 @@ impl Service {
     }
 
     /// Appends a line to the service's own log.
-    pub fn log(&self, level: LogLevel, message: impl Into<String>) {
-        let message = message.into();
-        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
-        let log = log.get_or_insert_with(Default::default);
-        log.bytes += message.len();
-        log.lines.push_back(LogLine {
+    pub fn log(self: &Arc<Self>, level: LogLevel, message: impl Into<String>) {
+        let line = LogLine {
             time: crate::time::now(),
             level,
-            message,
-        });
-        while log.lines.len() > LOG_MAX_LINES || (log.bytes > LOG_MAX_BYTES && log.lines.len() > 1)
+            message: message.into(),
+        };
         {
-            if let Some(old) = log.lines.pop_front() {
-                log.bytes -= old.message.len();
+            let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+            let log = log.get_or_insert_with(Default::default);
+            log.bytes += line.message.len();
+            log.lines.push_back(line.clone());
+            while log.lines.len() > LOG_MAX_LINES
+                || (log.bytes > LOG_MAX_BYTES && log.lines.len() > 1)
+            {
+                if let Some(old) = log.lines.pop_front() {
+                    log.bytes -= old.message.len();
+                }
             }
         }
+        self.events.publish(self, What::Log(line));
     }
 
     /// The service's log, oldest line first.

@@ -161,7 +161,15 @@ impl Task {
 
     /// Marks the task done with `result` or `eco`, and wakes who waits for it.
     pub(crate) fn finish(&self, record: TaskRecord) {
+        self.finish_then(record, || {});
+    }
+
+    /// [`Task::finish`], running `before_waking` once the task shows done
+    /// and before anyone waiting on it wakes (so that what it tells, such as
+    /// an event, is out by the time they act).
+    pub(crate) fn finish_then(&self, record: TaskRecord, before_waking: impl FnOnce()) {
         *self.lock() = record;
+        before_waking();
         self.done.notify_waiters();
     }
 

@@ -1,7 +1,8 @@
 //! The scheduler on its own, without Lua: a fake engine whose actions are
 //! Rust closures, real template folders in a temp dir, the in-memory store.
 //! Queue order and priorities, cancel, timeout, retry with backoff,
-//! recurring actions, deadlock detection, and an upgrade while tasks wait.
+//! recurring actions, deadlock detection, an upgrade while tasks wait, and
+//! the event stream.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,9 +13,13 @@ use tokio::sync::Semaphore;
 use zrobot_core::engine::{
     ActionCall, ActionError, ActionOutcome, BoxFuture, Engine, Hook, TemplateCode, TemplateSource,
 };
+use zrobot_core::events::{self, Gap, Next, Subscription, What};
 use zrobot_core::robot::{NewService, WaitError};
+use zrobot_core::service::LogLevel;
 use zrobot_core::store::MemoryStore;
-use zrobot_core::{Priority, RepoId, Robot, RobotConfig, Service, TaskState, TemplateError};
+use zrobot_core::{
+    Priority, RepoId, Robot, RobotConfig, Service, TagState, TaskState, TemplateError,
+};
 use zrobot_testkit::{eventually, TemplateDir};
 
 /// What an action does: gets the call, returns its outcome.
@@ -494,4 +499,133 @@ async fn a_shutdown_leaves_no_task_of_the_robot_running() {
     let after = ticks();
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert_eq!(ticks(), after, "a recurring action ran after the shutdown");
+}
+
+/// The events of a subscription until none comes for 200 ms.
+async fn drain(sub: &mut Subscription) -> Vec<Next> {
+    let mut out = Vec::new();
+    while let Ok(Some(n)) = tokio::time::timeout(Duration::from_millis(200), sub.next()).await {
+        out.push(n);
+    }
+    out
+}
+
+fn kinds(events: &[Next]) -> Vec<String> {
+    events
+        .iter()
+        .map(|n| match n {
+            Next::Event(e) => e.what.kind().to_owned(),
+            Next::Gap(g) => format!("gap {g:?}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn events_tell_a_service_s_life_in_order() {
+    let log = Log::default();
+    let b = Bench::new(vec![("step", logged(&log))]);
+    b.template("node", "1.0.0", "  step: {}", &["step"]);
+    let mut sub = b.robot.events().subscribe(None);
+    let svc = b.service("node", "n1").await;
+    let task = b.robot.schedule(&svc, "step", json!({})).await.unwrap();
+    assert_eq!(task.done().await.state, TaskState::Ok);
+    svc.state_set("network", "tcp", TagState::Ok);
+    svc.state_set("network", "tcp", TagState::Ok); // no change, no event
+    svc.state_delete("network", Some("tcp"));
+    svc.log(LogLevel::Warning, "careful");
+    b.robot.delete_service(svc.guid).await.unwrap();
+
+    let events = drain(&mut sub).await;
+    assert_eq!(
+        kinds(&events),
+        [
+            "service.created",
+            "log",
+            "task.scheduled",
+            "task.started",
+            "task.finished",
+            "state.changed",
+            "state.changed",
+            "log",
+            "log",
+            "service.deleted"
+        ]
+    );
+    let ids: Vec<u64> = events
+        .iter()
+        .map(|n| match n {
+            Next::Event(e) => e.id,
+            Next::Gap(_) => 0,
+        })
+        .collect();
+    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "{ids:?}");
+    assert_eq!(b.robot.events().next_id(), ids[ids.len() - 1] + 1);
+    match &events[4] {
+        Next::Event(e) => match &e.what {
+            What::TaskFinished(t) => assert_eq!(t.guid, task.guid),
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    }
+    match &events[7] {
+        Next::Event(e) => match &e.what {
+            What::Log(line) => assert_eq!(line.message, "careful"),
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_resumes_after_an_id_and_is_told_what_it_missed() {
+    let log = Log::default();
+    let b = Bench::new(vec![("step", logged(&log))]);
+    b.template("node", "1.0.0", "  step: {}", &["step"]);
+    let svc = b.service("node", "n1").await;
+    let first = b.robot.events().next_id();
+    // A slow subscriber: it reads nothing while the robot works.
+    let mut slow = b.robot.events().subscribe(Some(first - 1));
+    assert!(!slow.replaying());
+    let mut tasks = Vec::new();
+    // Three events a task: past the live lag and past the window.
+    for _ in 0..(events::WINDOW / 3 + 100) {
+        tasks.push(b.robot.schedule(&svc, "step", json!({})).await.unwrap());
+    }
+    for t in &tasks {
+        assert_eq!(t.done().await.state, TaskState::Ok);
+    }
+    let next = b.robot.events().next_id();
+    let published = next - first;
+    assert!(published as usize > events::WINDOW);
+
+    // The slow one was not waited for; it is told it missed some, then goes on.
+    match slow.next().await {
+        Some(Next::Gap(Gap::Missed(n))) => assert!(n > 0),
+        other => panic!("expected a gap, got {other:?}"),
+    }
+    assert!(matches!(slow.next().await, Some(Next::Event(_))));
+
+    // Resuming after the last event: nothing to replay.
+    let caught_up = b.robot.events().subscribe(Some(next - 1));
+    assert!(!caught_up.replaying());
+    // Resuming after an event no longer kept: a gap of exactly those missed.
+    let mut late = b.robot.events().subscribe(Some(first));
+    let oldest_kept = next - events::WINDOW as u64;
+    match late.next().await {
+        Some(Next::Gap(Gap::Missed(n))) => assert_eq!(n, oldest_kept - first - 1),
+        other => panic!("expected a gap, got {other:?}"),
+    }
+    match late.next().await {
+        Some(Next::Event(e)) => assert_eq!(e.id, oldest_kept),
+        other => panic!("{other:?}"),
+    }
+    // Resuming after a recent one: exactly the ones after it.
+    let mut recent = b.robot.events().subscribe(Some(next - 4));
+    let got = drain(&mut recent).await;
+    assert_eq!(got.len(), 3, "{:?}", kinds(&got));
+    // An id this run never gave (an earlier run's, or made up).
+    for id in [1, next + 10] {
+        let mut other = b.robot.events().subscribe(Some(id));
+        assert!(matches!(other.next().await, Some(Next::Gap(Gap::Unknown))));
+    }
 }

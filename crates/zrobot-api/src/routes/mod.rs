@@ -2,6 +2,7 @@
 //! document generated from their annotations (so it cannot drift from them).
 
 pub mod blueprints;
+pub mod events;
 pub mod metrics;
 pub mod robot;
 pub mod services;
@@ -72,6 +73,7 @@ impl utoipa::Modify for SecuritySchemes {
 pub fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(robot::info))
+        .routes(routes!(events::events))
         .routes(routes!(robot::host_metrics))
         .routes(routes!(robot::list_webhooks, robot::add_webhook))
         .routes(routes!(robot::delete_webhook))

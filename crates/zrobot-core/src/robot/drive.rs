@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::policy::{Runs, Started};
 use super::{Interrupted, Observers, Robot};
 use crate::engine::{category, ActionCall, ActionError, ActionOutcome, Callable, Hook};
+use crate::events::{Events, What};
 use crate::service::{Service, ServiceStatus};
 use crate::store::StoreOp;
 use crate::task::{Eco, Task, TaskRecord, TaskState};
@@ -27,8 +28,9 @@ struct Ended {
 /// the observers, then the waiters, are told.
 fn settle(
     observers: &Observers,
-    svc: &Service,
-    task: &Task,
+    events: &Events,
+    svc: &Arc<Service>,
+    task: &Arc<Task>,
     mut record: TaskRecord,
     result: Result<(), crate::store::StoreError>,
 ) {
@@ -50,7 +52,9 @@ fn settle(
     for o in observers.iter() {
         o.task_finished(svc, &record);
     }
-    task.finish(record);
+    task.finish_then(record, || {
+        events.publish(svc, What::TaskFinished(task.clone()))
+    });
 }
 
 impl Robot {
@@ -244,6 +248,7 @@ impl Robot {
             r.started = Some(started);
             (r.action_name.clone(), r.args.clone(), r.attempt, started)
         };
+        self.0.events.publish(svc, What::TaskStarted(task.clone()));
         let runs = self
             .run_under_policy(
                 &template,
@@ -311,7 +316,7 @@ impl Robot {
         if let (Ok(()), Some(d)) = (&result, new_data) {
             svc.lock().data = d;
         }
-        settle(&self.observers(), svc, task, record, result);
+        settle(&self.observers(), &self.0.events, svc, task, record, result);
     }
 
     /// Hands a task's outcome, which left the data as it was, to the store
@@ -327,12 +332,13 @@ impl Robot {
         // No robot in the completion: it may run on the store's thread,
         // which must never drop the store's last handle.
         let observers = self.observers();
+        let events = self.0.events.clone();
         let svc = svc.clone();
         let Ended { record, ops, .. } = ended;
         self.0.store.commit_then(
             ops,
             Box::new(move |result| {
-                settle(&observers, &svc, &task, record, result);
+                settle(&observers, &events, &svc, &task, record, result);
                 let idle = {
                     let mut inner = svc.lock();
                     inner.finishing.retain(|t| !Arc::ptr_eq(t, &task));

@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::engine::Engine;
+use crate::events::Events;
 use crate::recurring::Recurring;
 use crate::service::Service;
 use crate::store::{ServiceRecord, Store};
@@ -126,6 +127,8 @@ pub(crate) struct RobotInner {
     /// Replaced whole when one is added, so that a task's completion takes
     /// them with one reference count (see [`Robot::observers`]).
     observers: RwLock<Observers>,
+    /// What happens to services and tasks, for subscribers (`GET /events`).
+    events: Arc<Events>,
     /// Services from the store whose template is not loaded (with their
     /// waiting tasks): never dropped, retried when templates are loaded.
     missing: std::sync::Mutex<Vec<(ServiceRecord, Vec<TaskRecord>)>>,
@@ -178,6 +181,7 @@ impl Robot {
                 recurring: Recurring::start(weak.clone(), &background),
                 waits: WaitGraph::default(),
                 observers: RwLock::new(Arc::new(Vec::new())),
+                events: Arc::new(Events::new()),
                 missing: std::sync::Mutex::new(Vec::new()),
                 settings: RwLock::new(Default::default()),
                 remotes: RwLock::default(),
@@ -195,6 +199,11 @@ impl Robot {
 
     pub fn config(&self) -> &RobotConfig {
         &self.0.config
+    }
+
+    /// The robot's event stream.
+    pub fn events(&self) -> &Arc<Events> {
+        &self.0.events
     }
 
     pub fn templates(&self) -> &TemplateRegistry {

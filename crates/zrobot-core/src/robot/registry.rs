@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::{NewService, Robot};
 use crate::engine::{category, Hook};
 use crate::error::CoreError;
+use crate::events::What;
 use crate::filter::ServiceFilter;
 use crate::service::{LogLevel, Service, ServiceStatus};
 use crate::store::{ServiceRecord, StoreOp};
@@ -160,6 +161,7 @@ impl Robot {
             req.public,
             crate::time::now(),
             ServiceStatus::Creating,
+            self.0.events.clone(),
         ));
         svc.set_secret_hashes(req.secrets);
         for hook in [Hook::Init, Hook::Validate] {
@@ -185,6 +187,7 @@ impl Robot {
         self.services_mut().insert(&svc);
         reservation.kept = true;
         svc.lock().status = ServiceStatus::Ok;
+        self.0.events.publish(&svc, What::ServiceCreated);
         svc.log(
             LogLevel::Info,
             format!("created from template {}", template.uid),
@@ -242,12 +245,13 @@ impl Robot {
         }
         tracing::info!(service = %svc.name, guid = %svc.guid, "service deleted");
         self.observe(|o| o.service_deleted(&svc));
+        self.0.events.publish(&svc, What::ServiceDeleted);
         Ok(())
     }
 
     /// Marks `svc` deleting, so that it takes no new task, and ends its
     /// waiting tasks in `error`; refused if a deletion already runs.
-    fn stop_taking_tasks(&self, svc: &Service) -> Result<(), CoreError> {
+    fn stop_taking_tasks(&self, svc: &Arc<Service>) -> Result<(), CoreError> {
         let dropped = {
             let mut inner = svc.lock();
             if inner.status == ServiceStatus::Deleting {
@@ -269,7 +273,9 @@ impl Robot {
                 time_first: now,
                 time_last: now,
             });
-            t.finish(r);
+            t.finish_then(r, || {
+                self.0.events.publish(svc, What::TaskFinished(t.clone()))
+            });
         }
         Ok(())
     }

@@ -122,6 +122,7 @@ impl Robot {
             record.public,
             record.created,
             ServiceStatus::Invalid("not validated yet since the robot started".into()),
+            self.0.events.clone(),
         ));
         {
             let mut inner = svc.lock();

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::{Robot, WaitError};
 use crate::error::CoreError;
+use crate::events::What;
 use crate::service::{Service, ServiceStatus};
 use crate::store::StoreOp;
 use crate::task::{Eco, Priority, Task, TaskRecord, TaskState};
@@ -131,6 +132,12 @@ impl Robot {
             if inner.status == ServiceStatus::Deleting {
                 None
             } else {
+                // Told before the task is in the queue: a drive loop under
+                // way may start it at once, and it must not be told started
+                // before scheduled.
+                self.0
+                    .events
+                    .publish(svc, What::TaskScheduled(task.clone()));
                 inner.queue.push(priority, task.clone());
                 let spawn = !inner.driving && inner.status == ServiceStatus::Ok;
                 if spawn {

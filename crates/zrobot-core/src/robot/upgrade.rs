@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::Robot;
 use crate::engine::Hook;
+use crate::events::What;
 use crate::service::{LogLevel, Service, TagState};
 use crate::store::StoreOp;
 use crate::template::Template;
@@ -66,6 +67,13 @@ impl Robot {
         match &result {
             Ok(()) => {
                 svc.state_delete("upgrade", Some(&tag));
+                self.0.events.publish(
+                    svc,
+                    What::ServiceUpgraded {
+                        from: from.uid_text.clone(),
+                        to: target.uid_text.clone(),
+                    },
+                );
                 svc.log(
                     LogLevel::Info,
                     format!("moved from {} to {}", from.uid, target.uid),

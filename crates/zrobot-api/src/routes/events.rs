@@ -1,0 +1,200 @@
+//! `GET /events`: the robot's events as Server-Sent Events, filtered to what
+//! the caller may see and asked for, resumable with `Last-Event-ID`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use utoipa::IntoParams;
+use zrobot_core::events::{Event, Gap, Next, Subscription, KINDS};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::extract::Query;
+use crate::wire;
+use crate::AppState;
+
+/// How often an idle stream sends a comment, so that proxies keep it open.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventQuery {
+    /// Only the events of this service (its name or guid).
+    service: Option<String>,
+    /// Only the events of services of this template: its name (`node`) or
+    /// the start of its UID.
+    template: Option<String>,
+    /// Only these kinds, comma-separated; a prefix before a dot takes the
+    /// whole family (`task` is `task.scheduled,task.started,task.finished`).
+    kind: Option<String>,
+    /// `false`: send the kept events (after `Last-Event-ID`) and end,
+    /// rather than follow the live ones. Default `true`.
+    follow: Option<bool>,
+}
+
+/// What one subscriber asked for.
+struct Wanted {
+    service: Option<String>,
+    template: Option<String>,
+    kinds: Option<Vec<String>>,
+}
+
+impl Wanted {
+    fn from_query(q: &EventQuery) -> Result<Wanted, ApiError> {
+        let kinds = match &q.kind {
+            None => None,
+            Some(list) => {
+                let mut kinds = Vec::new();
+                for k in list.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+                    if !KINDS
+                        .iter()
+                        .any(|known| *known == k || known.starts_with(&format!("{k}.")))
+                    {
+                        return Err(ApiError::bad_request(format!(
+                            "query `kind`: `{k}` is not a kind of event; the kinds are {} (a prefix such as `task` takes its family)",
+                            KINDS.join(", ")
+                        )));
+                    }
+                    kinds.push(k.to_owned());
+                }
+                Some(kinds)
+            }
+        };
+        Ok(Wanted {
+            service: q.service.clone(),
+            template: q.template.clone(),
+            kinds,
+        })
+    }
+
+    fn matches(&self, e: &Event) -> bool {
+        if let Some(s) = &self.service {
+            if e.service.name != *s && e.service.guid.to_string() != *s {
+                return false;
+            }
+        }
+        if let Some(t) = &self.template {
+            let template = e.service.template();
+            if template.uid.name != *t && !template.uid_text.starts_with(t.as_str()) {
+                return false;
+            }
+        }
+        if let Some(kinds) = &self.kinds {
+            let kind = e.what.kind();
+            if !kinds.iter().any(|k| {
+                kind == k || (kind.starts_with(k.as_str()) && kind[k.len()..].starts_with('.'))
+            }) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// The robot's events as Server-Sent Events (`text/event-stream`): each with
+/// `id:` (one above the last), `event:` (its kind) and `data:` (a
+/// `StreamEvent`). A caller sees the events of the services it may list
+/// (god token, admin, their secrets, public services); send
+/// `Last-Event-ID` to resume after an event. Events older than the robot
+/// keeps, or a subscriber too slow to keep up, give a `gap` event saying how
+/// many were missed, and the stream goes on.
+#[utoipa::path(get, path = "/events", tag = "robot",
+    params(EventQuery,
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event")),
+    responses(
+        (status = 200, content_type = "text/event-stream", body = wire::StreamEvent,
+         description = "A stream of events"),
+        (status = 400, body = wire::Error), (status = 403, body = wire::Error)))]
+pub async fn events(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Query(q): Query<EventQuery>,
+) -> Result<Response, ApiError> {
+    let after = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "header `Last-Event-ID`: give the `id` of the last event received (a whole number)",
+                    )
+                })?,
+        ),
+    };
+    let wanted = Wanted::from_query(&q)?;
+    if let Some(id) = &q.service {
+        // Asking for one service: say at once if it cannot be seen.
+        if let Some(svc) = state.robot.lookup(id) {
+            caller.require_service_use(&svc)?;
+        }
+    }
+    let follow = q.follow.unwrap_or(true);
+    let stream = EventStream {
+        subscription: state.robot.events().subscribe(after),
+        caller: Arc::new(caller),
+        wanted,
+        follow,
+        stopping: state.stopping.clone(),
+    };
+    let events = futures_util::stream::unfold(stream, |mut s| async move {
+        let event = s.next().await?;
+        Some((Ok::<_, Infallible>(event), s))
+    });
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+        .into_response())
+}
+
+/// One subscriber's stream.
+struct EventStream {
+    subscription: Subscription,
+    caller: Arc<Caller>,
+    wanted: Wanted,
+    follow: bool,
+    stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+impl EventStream {
+    /// The next event to send; `None` ends the stream (the robot stops, or
+    /// the kept events are sent and the caller does not follow).
+    async fn next(&mut self) -> Option<SseEvent> {
+        loop {
+            if !self.follow && !self.subscription.replaying() {
+                return None;
+            }
+            let next = tokio::select! {
+                n = self.subscription.next() => n?,
+                // A stream must not hold the robot's shutdown.
+                _ = self.stopping.wait_for(|s| *s) => return None,
+            };
+            match next {
+                Next::Event(e) => {
+                    if self.caller.may_list(&e.service) && self.wanted.matches(&e) {
+                        return Some(sse(&wire::event(&e), Some(e.id)));
+                    }
+                }
+                Next::Gap(Gap::Missed(n)) => return Some(sse(&wire::gap(Some(n)), None)),
+                Next::Gap(Gap::Unknown) => return Some(sse(&wire::gap(None), None)),
+            }
+        }
+    }
+}
+
+fn sse(event: &wire::StreamEvent, id: Option<u64>) -> SseEvent {
+    let data = serde_json::to_string(event).unwrap_or_else(|_| "{}".to_owned());
+    let out = SseEvent::default().event(event.kind.as_str()).data(data);
+    match id {
+        Some(id) => out.id(id.to_string()),
+        None => out,
+    }
+}

@@ -1,0 +1,216 @@
+//! The robot's event stream: what happens to services and tasks, in order,
+//! each event with an id one above the last. A bounded window of recent
+//! events is kept so that a subscriber that lost its connection resumes
+//! where it was (`Last-Event-ID`); one that asks for events older than the
+//! window, or falls behind the live stream, is told how many it missed (a
+//! gap) and goes on. Publishing never waits on a subscriber.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::broadcast;
+
+use crate::service::{LogLine, Service, TagState};
+use crate::task::Task;
+
+/// Events kept for subscribers that resume.
+pub const WINDOW: usize = 8192;
+/// Events a live subscriber may fall behind by before it is told of a gap.
+pub const LAG: usize = 4096;
+
+/// What happened.
+#[derive(Debug, Clone)]
+pub enum What {
+    ServiceCreated,
+    ServiceDeleted,
+    /// Moved to another template version.
+    ServiceUpgraded {
+        from: String,
+        to: String,
+    },
+    TaskScheduled(Arc<Task>),
+    TaskStarted(Arc<Task>),
+    /// Ended `ok` or `error`, its outcome durable.
+    TaskFinished(Arc<Task>),
+    /// A tag set (`state`) or removed (`None`); a whole category removed
+    /// when `tag` is `None`.
+    StateChanged {
+        category: String,
+        tag: Option<String>,
+        state: Option<TagState>,
+    },
+    Log(LogLine),
+}
+
+impl What {
+    /// The event's kind as the stream names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            What::ServiceCreated => "service.created",
+            What::ServiceDeleted => "service.deleted",
+            What::ServiceUpgraded { .. } => "service.upgraded",
+            What::TaskScheduled(_) => "task.scheduled",
+            What::TaskStarted(_) => "task.started",
+            What::TaskFinished(_) => "task.finished",
+            What::StateChanged { .. } => "state.changed",
+            What::Log(_) => "log",
+        }
+    }
+}
+
+/// Every kind of event, for help texts and filters.
+pub const KINDS: &[&str] = &[
+    "service.created",
+    "service.deleted",
+    "service.upgraded",
+    "task.scheduled",
+    "task.started",
+    "task.finished",
+    "state.changed",
+    "log",
+];
+
+/// One event of a service.
+#[derive(Debug)]
+pub struct Event {
+    pub id: u64,
+    pub time: f64,
+    pub service: Arc<Service>,
+    pub what: What,
+}
+
+/// The robot's events: the window and the live stream.
+pub struct Events {
+    window: Mutex<Window>,
+    live: broadcast::Sender<Arc<Event>>,
+}
+
+struct Window {
+    /// The id of this run's first event.
+    first: u64,
+    /// The id of the next event.
+    next: u64,
+    kept: VecDeque<Arc<Event>>,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Events::new()
+    }
+}
+
+impl Events {
+    /// Ids start at the robot's start time in microseconds, so that they
+    /// keep growing across restarts and an id of an earlier run is never
+    /// taken for one of this run.
+    pub fn new() -> Events {
+        let first = ((crate::time::now() * 1e6) as u64).max(1);
+        Events {
+            window: Mutex::new(Window {
+                first,
+                next: first,
+                kept: VecDeque::new(),
+            }),
+            live: broadcast::channel(LAG).0,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Window> {
+        self.window.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records an event of `service` and hands it to the live subscribers.
+    /// Never waits: a subscriber behind by [`LAG`] loses the oldest ones.
+    pub(crate) fn publish(&self, service: &Arc<Service>, what: What) {
+        let mut w = self.lock();
+        let event = Arc::new(Event {
+            id: w.next,
+            time: crate::time::now(),
+            service: service.clone(),
+            what,
+        });
+        w.next += 1;
+        if w.kept.len() == WINDOW {
+            w.kept.pop_front();
+        }
+        w.kept.push_back(event.clone());
+        // Sent under the window's lock: the live stream has the ids' order,
+        // and a subscriber never misses one between its replay and its
+        // first live event. No receiver is not an error.
+        let _ = self.live.send(event);
+    }
+
+    /// The id the next event will have.
+    pub fn next_id(&self) -> u64 {
+        self.lock().next
+    }
+
+    /// Subscribes: the kept events after `after` (all kept ones without it),
+    /// then the live ones. If events after `after` are no longer kept, the
+    /// subscription starts with a gap.
+    pub fn subscribe(&self, after: Option<u64>) -> Subscription {
+        let w = self.lock();
+        let live = self.live.subscribe();
+        let first_kept = w.kept.front().map_or(w.next, |e| e.id);
+        let (replay, gap): (VecDeque<Arc<Event>>, _) = match after {
+            None => (w.kept.iter().cloned().collect(), None),
+            // An id this run has not given: an earlier run's, or made up.
+            Some(a) if a >= w.next || a + 1 < w.first => {
+                (w.kept.iter().cloned().collect(), Some(Gap::Unknown))
+            }
+            Some(a) => {
+                let gap = (a + 1 < first_kept).then(|| Gap::Missed(first_kept - a - 1));
+                let replay = w.kept.iter().filter(|e| e.id > a).cloned().collect();
+                (replay, gap)
+            }
+        };
+        Subscription { gap, replay, live }
+    }
+}
+
+/// Events a subscriber did not get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gap {
+    /// This many.
+    Missed(u64),
+    /// Some, how many is not known (the id asked for is not of this run).
+    Unknown,
+}
+
+/// What a subscription gives next.
+#[derive(Debug)]
+pub enum Next {
+    Event(Arc<Event>),
+    Gap(Gap),
+}
+
+/// One subscriber's events: a gap if there is one, the replay, then the
+/// live stream.
+pub struct Subscription {
+    gap: Option<Gap>,
+    replay: VecDeque<Arc<Event>>,
+    live: broadcast::Receiver<Arc<Event>>,
+}
+
+impl Subscription {
+    /// The next event, or the gap before it; `None` once the robot is gone.
+    pub async fn next(&mut self) -> Option<Next> {
+        if let Some(gap) = self.gap.take() {
+            return Some(Next::Gap(gap));
+        }
+        if let Some(e) = self.replay.pop_front() {
+            return Some(Next::Event(e));
+        }
+        match self.live.recv().await {
+            Ok(e) => Some(Next::Event(e)),
+            Err(broadcast::error::RecvError::Lagged(n)) => Some(Next::Gap(Gap::Missed(n))),
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    }
+
+    /// The replayed events not yet taken (and a gap before them): none left
+    /// means what follows is live.
+    pub fn replaying(&self) -> bool {
+        self.gap.is_some() || !self.replay.is_empty()
+    }
+}
