@@ -903,3 +903,88 @@ fn copy(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn events_are_printed_and_followed_live() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = echo_repo(tmp.path());
+    let robot = RobotProcess::start(&tmp.path().join("data"), &["--god", "-T", &repo]);
+    let cli = Cli::new();
+    cli.ok(&["robot", "connect", "local", &robot.url]);
+    cli.ok(&["service", "create", "echo", "s1"]);
+    cli.ok(&["task", "schedule", "s1", "hello", "-a", "x=1", "--wait"]);
+
+    // What the robot kept, as JSON lines.
+    let out = cli.ok(&["--json", "events", "--service", "s1"]);
+    let events: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "service.created",
+            "log",
+            "task.scheduled",
+            "task.started",
+            "log",
+            "state.changed",
+            "task.finished"
+        ]
+    );
+    let last = events.last().unwrap()["id"].as_u64().unwrap();
+    // As text, filtered to finished tasks.
+    let text = cli.ok(&["events", "--kind", "task.finished"]);
+    assert!(
+        text.contains("task.finished") && text.contains("s1") && text.contains("hello"),
+        "{text}"
+    );
+    // Nothing after the last one.
+    let (code, out, err) = cli.code(&["events", "--after", &last.to_string()]);
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+    assert!(err.contains("--follow"), "{err}");
+    // A bad kind is the robot's clear error.
+    let (code, _, err) = cli.code(&["events", "--kind", "tasks"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("not a kind of event"), "{err}");
+
+    // --follow prints a new task as it happens.
+    let mut follow = cli
+        .command(&[
+            "events",
+            "--follow",
+            "--service",
+            "s1",
+            "--after",
+            &last.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stdout = follow.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    cli.ok(&["task", "schedule", "s1", "fail"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains("task.finished")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("no task.finished from --follow within 20 s: {seen:?}"),
+        }
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    let finished = seen.iter().find(|l| l.contains("task.finished")).unwrap();
+    assert!(
+        finished.contains("error") && finished.contains("boom"),
+        "{finished}"
+    );
+    assert!(seen[0].contains("task.scheduled"), "{seen:?}");
+}

@@ -17,6 +17,7 @@ mod blueprints;
 pub mod config;
 pub mod context;
 mod demo;
+mod events;
 mod follow;
 mod output;
 mod robots;
@@ -108,6 +109,14 @@ pub enum Command {
         at: At,
         #[command(subcommand)]
         command: BlueprintCommand,
+    },
+    /// The robot's events: services created, tasks scheduled, started and
+    /// finished, state changes, log lines; with --follow, as they happen.
+    Events {
+        #[command(flatten)]
+        at: At,
+        #[command(flatten)]
+        args: events::EventsArgs,
     },
     /// URLs told about every failed task.
     Webhook {
@@ -352,5 +361,6 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             command: BlueprintCommand::Execute { file, wait },
         } => blueprints::execute(&mut ctx(at)?, &file, wait).await,
         Command::Webhook { at, command } => webhooks::run(&ctx(at)?, command).await,
+        Command::Events { at, args } => events::run(&ctx(at)?, args).await,
     }
 }
