@@ -69,7 +69,7 @@ pub async fn run(ctx: &Ctx, args: EventsArgs) -> Result<ExitCode> {
                     );
                     break;
                 }
-                Err(e) => return Err(explain(&target, e, Need::Anyone).into()),
+                Err(e) => return Err(explain(&target, e, Need::Anyone)),
             }
         }
         if !args.follow {
