@@ -5,10 +5,12 @@
 //! window, or falls behind the live stream, is told how many it missed (a
 //! gap) and goes on. Publishing never waits on a subscriber.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
+use uuid::Uuid;
 
 use crate::service::{LogLine, Service, TagState};
 use crate::task::Task;
@@ -17,6 +19,8 @@ use crate::task::Task;
 pub const WINDOW: usize = 8192;
 /// Events a live subscriber may fall behind by before it is told of a gap.
 pub const LAG: usize = 4096;
+/// The same for a subscriber to one service's events.
+pub const SERVICE_LAG: usize = 1024;
 
 /// What happened.
 #[derive(Debug, Clone)]
@@ -79,10 +83,15 @@ pub struct Event {
     pub what: What,
 }
 
-/// The robot's events: the window and the live stream.
+/// The robot's events: the window and the live stream. A subscriber to
+/// one service has a channel of that service's events only, so that many
+/// of them cost the publisher one map lookup, not a wake-up each per event.
 pub struct Events {
     window: Mutex<Window>,
     live: broadcast::Sender<Arc<Event>>,
+    by_service: Mutex<HashMap<Uuid, broadcast::Sender<Arc<Event>>>>,
+    /// `by_service` is not empty: read before taking its lock.
+    watched: AtomicBool,
 }
 
 struct Window {
@@ -112,6 +121,8 @@ impl Events {
                 kept: VecDeque::new(),
             }),
             live: broadcast::channel(LAG).0,
+            by_service: Mutex::default(),
+            watched: AtomicBool::new(false),
         }
     }
 
@@ -137,6 +148,16 @@ impl Events {
         // Sent under the window's lock: the live stream has the ids' order,
         // and a subscriber never misses one between its replay and its
         // first live event. No receiver is not an error.
+        if self.watched.load(Ordering::Acquire) {
+            let mut by = self.by_service.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(tx) = by.get(&event.service.guid) {
+                if tx.send(event.clone()).is_err() {
+                    // Its last subscriber is gone.
+                    by.remove(&event.service.guid);
+                    self.watched.store(!by.is_empty(), Ordering::Release);
+                }
+            }
+        }
         let _ = self.live.send(event);
     }
 
@@ -151,27 +172,62 @@ impl Events {
     pub fn subscribe(&self, after: Option<u64>) -> Subscription {
         let w = self.lock();
         let live = self.live.subscribe();
-        let first_kept = w.kept.front().map_or(w.next, |e| e.id);
-        let (replay, gap): (VecDeque<Arc<Event>>, _) = match after {
-            None => (w.kept.iter().cloned().collect(), None),
-            // An id this run has not given: an earlier run's, or made up.
-            Some(a) if a >= w.next || a + 1 < w.first => {
-                (w.kept.iter().cloned().collect(), Some(Gap::Unknown))
-            }
-            Some(a) => {
-                let gap = (a + 1 < first_kept).then(|| Gap::Missed(first_kept - a - 1));
-                let replay = w.kept.iter().filter(|e| e.id > a).cloned().collect();
-                (replay, gap)
-            }
-        };
-        Subscription { gap, replay, live }
+        replayed(&w, after, None, live)
     }
+
+    /// [`Events::subscribe`] to the events of service `guid` only.
+    pub fn subscribe_to(&self, guid: Uuid, after: Option<u64>) -> Subscription {
+        let w = self.lock();
+        let live = {
+            let mut by = self.by_service.lock().unwrap_or_else(|e| e.into_inner());
+            let tx = by
+                .entry(guid)
+                .or_insert_with(|| broadcast::channel(SERVICE_LAG).0);
+            let rx = tx.subscribe();
+            self.watched.store(true, Ordering::Release);
+            rx
+        };
+        replayed(&w, after, Some(guid), live)
+    }
+}
+
+/// A subscription to `live` that first replays the kept events after
+/// `after` (of service `only`, if given). Made under the window's lock.
+fn replayed(
+    w: &Window,
+    after: Option<u64>,
+    only: Option<Uuid>,
+    live: broadcast::Receiver<Arc<Event>>,
+) -> Subscription {
+    let first_kept = w.kept.front().map_or(w.next, |e| e.id);
+    let wanted = |e: &&Arc<Event>| only.is_none_or(|g| e.service.guid == g);
+    let (replay, gap): (VecDeque<Arc<Event>>, _) = match after {
+        None => (w.kept.iter().filter(wanted).cloned().collect(), None),
+        // An id this run has not given: an earlier run's, or made up.
+        Some(a) if a >= w.next || a + 1 < w.first => (
+            w.kept.iter().filter(wanted).cloned().collect(),
+            Some(Gap::Unknown),
+        ),
+        Some(a) => {
+            let gap = (a + 1 < first_kept).then(|| Gap::Missed(first_kept - a - 1));
+            let replay = w
+                .kept
+                .iter()
+                .filter(|e| e.id > a)
+                .filter(wanted)
+                .cloned()
+                .collect();
+            (replay, gap)
+        }
+    };
+    Subscription { gap, replay, live }
 }
 
 /// Events a subscriber did not get.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gap {
-    /// This many.
+    /// This many events of the robot were skipped (for a subscriber to one
+    /// service, not all of them need be of that service).
     Missed(u64),
     /// Some, how many is not known (the id asked for is not of this run).
     Unknown,

@@ -629,3 +629,32 @@ async fn a_subscriber_resumes_after_an_id_and_is_told_what_it_missed() {
         assert!(matches!(other.next().await, Some(Next::Gap(Gap::Unknown))));
     }
 }
+
+#[tokio::test]
+async fn a_subscriber_to_one_service_gets_that_service_s_events_only() {
+    let log = Log::default();
+    let b = Bench::new(vec![("step", logged(&log))]);
+    b.template("node", "1.0.0", "  step: {}", &["step"]);
+    let n1 = b.service("node", "n1").await;
+    let n2 = b.service("node", "n2").await;
+    let events = b.robot.events();
+    let mut live = events.subscribe_to(n1.guid, Some(events.next_id() - 1));
+    for svc in [&n2, &n1, &n2] {
+        let t = b.robot.schedule(svc, "step", json!({})).await.unwrap();
+        assert_eq!(t.done().await.state, TaskState::Ok);
+    }
+    let got = drain(&mut live).await;
+    assert_eq!(
+        kinds(&got),
+        ["task.scheduled", "task.started", "task.finished"]
+    );
+    // The replay is filtered too.
+    let mut replay = events.subscribe_to(n1.guid, None);
+    let got = drain(&mut replay).await;
+    assert!(got.iter().all(|n| match n {
+        Next::Event(e) => e.service.guid == n1.guid,
+        Next::Gap(_) => false,
+    }));
+    assert_eq!(kinds(&got)[..2], ["service.created", "log"]);
+    assert_eq!(got.len(), 5);
+}

@@ -132,15 +132,19 @@ pub async fn events(
         ),
     };
     let wanted = Wanted::from_query(&q)?;
-    if let Some(id) = &q.service {
-        // Asking for one service: say at once if it cannot be seen.
-        if let Some(svc) = state.robot.lookup(id) {
+    let events = state.robot.events();
+    // One service: said at once if it cannot be seen, and read from its own
+    // channel. One not created yet is watched for on the robot's stream.
+    let subscription = match q.service.as_deref().and_then(|id| state.robot.lookup(id)) {
+        Some(svc) => {
             caller.require_service_use(&svc)?;
+            events.subscribe_to(svc.guid, after)
         }
-    }
+        None => events.subscribe(after),
+    };
     let follow = q.follow.unwrap_or(true);
     let stream = EventStream {
-        subscription: state.robot.events().subscribe(after),
+        subscription,
         caller: Arc::new(caller),
         wanted,
         follow,
