@@ -451,6 +451,11 @@ impl Client {
 
     // --- robot ---
 
+    /// `GET /graph`: the robot's pending work and what waits on what.
+    pub async fn graph(&self) -> Result<Graph> {
+        self.call(Method::GET, "graph", &[], None::<&()>).await
+    }
+
     /// `GET /robot/info`.
     pub async fn robot_info(&self) -> Result<RobotInfo> {
         self.call(Method::GET, "robot/info", &[], None::<&()>).await

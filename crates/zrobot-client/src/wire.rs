@@ -552,3 +552,51 @@ pub struct Upgrade {
     pub from: String,
     pub to: String,
 }
+
+/// `GET /graph`: the pending work of a robot, and what waits on what.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Graph {
+    /// Waiting and running tasks of the services the caller may see, by
+    /// service name then queue order (running first); then the tasks of
+    /// other robots that these wait on.
+    pub tasks: Vec<GraphTask>,
+    pub edges: Vec<GraphEdge>,
+}
+
+/// A task in the graph of pending work.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct GraphTask {
+    pub guid: Uuid,
+    /// The robot holding it, by the name this robot knows it by; null for
+    /// this robot.
+    #[serde(default)]
+    pub robot: Option<String>,
+    pub service_guid: Uuid,
+    pub service_name: String,
+    /// The UID of its service's template; empty for a task of another robot.
+    #[serde(default)]
+    pub template: String,
+    pub action_name: String,
+    /// `new` or `running`; null for a task of another robot.
+    #[serde(default)]
+    pub state: Option<TaskState>,
+    /// Since when it is in that state (scheduled, or started): unix seconds.
+    #[serde(default)]
+    pub since: Option<f64>,
+    /// The task, maybe of another robot, that scheduled this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller_task: Option<String>,
+}
+
+/// `from` cannot go on before `to`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct GraphEdge {
+    pub from: Uuid,
+    pub to: Uuid,
+    /// `waits_on`: `from`'s action waits on the result of `to`;
+    /// `queued_behind`: `from` runs after `to` in the same task list.
+    pub kind: String,
+}

@@ -6,7 +6,7 @@
 //! gap) and goes on. Publishing never waits on a subscriber.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
@@ -75,7 +75,7 @@ pub const KINDS: &[&str] = &[
 ];
 
 /// One event of a service.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Event {
     pub id: u64,
     pub time: f64,
@@ -83,15 +83,18 @@ pub struct Event {
     pub what: What,
 }
 
-/// The robot's events: the window and the live stream. A subscriber to
-/// one service has a channel of that service's events only, so that many
-/// of them cost the publisher one map lookup, not a wake-up each per event.
+/// The robot's events: the window and the live streams. Publishing costs a
+/// lock and a slot of the window's ring, nothing more, until someone
+/// subscribes: only then is an event shared with live subscribers. A
+/// subscriber to one service has a channel of that service's events only,
+/// so that many of them cost the publisher one map lookup, not a wake-up
+/// each per event.
 pub struct Events {
     window: Mutex<Window>,
     live: broadcast::Sender<Arc<Event>>,
     by_service: Mutex<HashMap<Uuid, broadcast::Sender<Arc<Event>>>>,
-    /// `by_service` is not empty: read before taking its lock.
-    watched: AtomicBool,
+    /// Subscriptions alive: while none is, events only go to the window.
+    subscribers: Arc<AtomicUsize>,
 }
 
 struct Window {
@@ -99,7 +102,22 @@ struct Window {
     first: u64,
     /// The id of the next event.
     next: u64,
-    kept: VecDeque<Arc<Event>>,
+    /// The last [`WINDOW`] events; event `id` in slot `id % WINDOW`.
+    ring: Vec<Option<Event>>,
+}
+
+impl Window {
+    /// The id of the oldest event kept.
+    fn first_kept(&self) -> u64 {
+        self.next.saturating_sub(WINDOW as u64).max(self.first)
+    }
+
+    fn get(&self, id: u64) -> Option<&Event> {
+        self.ring
+            .get((id % WINDOW as u64) as usize)
+            .and_then(Option::as_ref)
+            .filter(|e| e.id == id)
+    }
 }
 
 impl Default for Events {
@@ -118,11 +136,11 @@ impl Events {
             window: Mutex::new(Window {
                 first,
                 next: first,
-                kept: VecDeque::new(),
+                ring: Vec::new(),
             }),
             live: broadcast::channel(LAG).0,
             by_service: Mutex::default(),
-            watched: AtomicBool::new(false),
+            subscribers: Arc::default(),
         }
     }
 
@@ -133,32 +151,40 @@ impl Events {
     /// Records an event of `service` and hands it to the live subscribers.
     /// Never waits: a subscriber behind by [`LAG`] loses the oldest ones.
     pub(crate) fn publish(&self, service: &Arc<Service>, what: What) {
-        let mut w = self.lock();
-        let event = Arc::new(Event {
-            id: w.next,
+        let mut event = Event {
+            id: 0,
             time: crate::time::now(),
             service: service.clone(),
             what,
-        });
+        };
+        let mut w = self.lock();
+        event.id = w.next;
         w.next += 1;
-        if w.kept.len() == WINDOW {
-            w.kept.pop_front();
+        let shared =
+            (self.subscribers.load(Ordering::Acquire) > 0).then(|| Arc::new(event.clone()));
+        let slot = (event.id % WINDOW as u64) as usize;
+        if w.ring.len() <= slot {
+            w.ring.resize_with(slot + 1, || None);
         }
-        w.kept.push_back(event.clone());
-        // Sent under the window's lock: the live stream has the ids' order,
-        // and a subscriber never misses one between its replay and its
-        // first live event. No receiver is not an error.
-        if self.watched.load(Ordering::Acquire) {
+        // The event it replaces is dropped after the lock.
+        let old = w.ring[slot].replace(event);
+        // Sent under the window's lock: the live streams have the ids'
+        // order, and a subscriber never misses one between its replay and
+        // its first live event. No receiver is not an error.
+        if let Some(event) = shared {
             let mut by = self.by_service.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(tx) = by.get(&event.service.guid) {
+            let guid = event.service.guid;
+            if let Some(tx) = by.get(&guid) {
                 if tx.send(event.clone()).is_err() {
                     // Its last subscriber is gone.
-                    by.remove(&event.service.guid);
-                    self.watched.store(!by.is_empty(), Ordering::Release);
+                    by.remove(&guid);
                 }
             }
+            drop(by);
+            let _ = self.live.send(event);
         }
-        let _ = self.live.send(event);
+        drop(w);
+        drop(old);
     }
 
     /// The id the next event will have.
@@ -172,55 +198,61 @@ impl Events {
     pub fn subscribe(&self, after: Option<u64>) -> Subscription {
         let w = self.lock();
         let live = self.live.subscribe();
-        replayed(&w, after, None, live)
+        self.replayed(&w, after, None, live)
     }
 
     /// [`Events::subscribe`] to the events of service `guid` only.
     pub fn subscribe_to(&self, guid: Uuid, after: Option<u64>) -> Subscription {
         let w = self.lock();
-        let live = {
-            let mut by = self.by_service.lock().unwrap_or_else(|e| e.into_inner());
-            let tx = by
-                .entry(guid)
-                .or_insert_with(|| broadcast::channel(SERVICE_LAG).0);
-            let rx = tx.subscribe();
-            self.watched.store(true, Ordering::Release);
-            rx
+        let live = self
+            .by_service
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(guid)
+            .or_insert_with(|| broadcast::channel(SERVICE_LAG).0)
+            .subscribe();
+        self.replayed(&w, after, Some(guid), live)
+    }
+
+    /// A subscription to `live` that first replays the kept events after
+    /// `after` (of service `only`, if given). Made under the window's lock.
+    fn replayed(
+        &self,
+        w: &Window,
+        after: Option<u64>,
+        only: Option<Uuid>,
+        live: broadcast::Receiver<Arc<Event>>,
+    ) -> Subscription {
+        let first_kept = w.first_kept();
+        let (from, gap) = match after {
+            None => (first_kept, None),
+            // An id this run has not given: an earlier run's, or made up.
+            Some(a) if a >= w.next || a + 1 < w.first => (first_kept, Some(Gap::Unknown)),
+            Some(a) if a + 1 < first_kept => (first_kept, Some(Gap::Missed(first_kept - a - 1))),
+            Some(a) => (a + 1, None),
         };
-        replayed(&w, after, Some(guid), live)
+        let replay = (from..w.next)
+            .filter_map(|id| w.get(id))
+            .filter(|e| only.is_none_or(|g| e.service.guid == g))
+            .map(|e| Arc::new(e.clone()))
+            .collect();
+        self.subscribers.fetch_add(1, Ordering::AcqRel);
+        Subscription {
+            gap,
+            replay,
+            live,
+            count: Counted(self.subscribers.clone()),
+        }
     }
 }
 
-/// A subscription to `live` that first replays the kept events after
-/// `after` (of service `only`, if given). Made under the window's lock.
-fn replayed(
-    w: &Window,
-    after: Option<u64>,
-    only: Option<Uuid>,
-    live: broadcast::Receiver<Arc<Event>>,
-) -> Subscription {
-    let first_kept = w.kept.front().map_or(w.next, |e| e.id);
-    let wanted = |e: &&Arc<Event>| only.is_none_or(|g| e.service.guid == g);
-    let (replay, gap): (VecDeque<Arc<Event>>, _) = match after {
-        None => (w.kept.iter().filter(wanted).cloned().collect(), None),
-        // An id this run has not given: an earlier run's, or made up.
-        Some(a) if a >= w.next || a + 1 < w.first => (
-            w.kept.iter().filter(wanted).cloned().collect(),
-            Some(Gap::Unknown),
-        ),
-        Some(a) => {
-            let gap = (a + 1 < first_kept).then(|| Gap::Missed(first_kept - a - 1));
-            let replay = w
-                .kept
-                .iter()
-                .filter(|e| e.id > a)
-                .filter(wanted)
-                .cloned()
-                .collect();
-            (replay, gap)
-        }
-    };
-    Subscription { gap, replay, live }
+/// Counts a subscription for as long as it lives.
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Events a subscriber did not get.
@@ -246,6 +278,8 @@ pub struct Subscription {
     gap: Option<Gap>,
     replay: VecDeque<Arc<Event>>,
     live: broadcast::Receiver<Arc<Event>>,
+    #[allow(dead_code)]
+    count: Counted,
 }
 
 impl Subscription {

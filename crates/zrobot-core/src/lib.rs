@@ -38,5 +38,6 @@ pub use error::{CoreError, TemplateError};
 pub use filter::ServiceFilter;
 pub use robot::{Observer, RestoreReport, Robot, RobotConfig, UpgradeReport};
 pub use service::{Service, ServiceStatus, StateTable, TagState};
-pub use task::{Eco, Priority, Task, TaskRecord, TaskState, TaskTrace};
+pub use task::{Eco, Priority, RemoteTaskRef, Task, TaskRecord, TaskState, TaskTrace, WaitTarget};
 pub use template::{RepoId, Template, TemplateRegistry, TemplateUid};
+pub use waitgraph::WaitEdge;

@@ -114,8 +114,29 @@ pub struct Task {
     pub(crate) service: Weak<Service>,
     /// Woken when the task is done.
     done: Notify,
-    /// The task this one's action waits on, for deadlock detection.
-    pub(crate) waiting_on: Mutex<Option<Arc<Task>>>,
+    /// What this task's action waits on: for deadlock detection and the
+    /// graph of pending work.
+    pub(crate) waiting_on: Mutex<Option<WaitTarget>>,
+}
+
+/// What a waiting action waits on.
+#[derive(Debug, Clone)]
+pub enum WaitTarget {
+    /// A task of this robot.
+    Local(Arc<Task>),
+    /// A task of another robot.
+    Remote(Arc<RemoteTaskRef>),
+}
+
+/// A task of another robot, as the robot waiting on it knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteTaskRef {
+    /// The other robot's name here.
+    pub robot: String,
+    pub guid: Uuid,
+    pub service_guid: Uuid,
+    pub service_name: String,
+    pub action_name: String,
 }
 
 impl std::fmt::Debug for Task {
@@ -147,6 +168,14 @@ impl Task {
         self.lock().state
     }
 
+    /// What the task's action waits on now, if it waits.
+    pub fn waiting_on(&self) -> Option<WaitTarget> {
+        self.waiting_on
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     pub fn action_name(&self) -> String {
         self.lock().action_name.clone()
     }
@@ -159,14 +188,10 @@ impl Task {
         self.record.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Marks the task done with `result` or `eco`, and wakes who waits for it.
-    pub(crate) fn finish(&self, record: TaskRecord) {
-        self.finish_then(record, || {});
-    }
-
-    /// [`Task::finish`], running `before_waking` once the task shows done
-    /// and before anyone waiting on it wakes (so that what it tells, such as
-    /// an event, is out by the time they act).
+    /// Marks the task done with `result` or `eco`, and wakes who waits for
+    /// it; `before_waking` runs once the task shows done and before anyone
+    /// waiting on it wakes (so that what it tells, such as an event, is out
+    /// by the time they act).
     pub(crate) fn finish_then(&self, record: TaskRecord, before_waking: impl FnOnce()) {
         *self.lock() = record;
         before_waking();

@@ -9,7 +9,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::task::{Task, TaskState};
+use crate::task::{RemoteTaskRef, Task, TaskState, WaitTarget};
 
 #[derive(Default)]
 pub(crate) struct WaitGraph {
@@ -17,7 +17,7 @@ pub(crate) struct WaitGraph {
 }
 
 /// Clears the waiter's edge when the wait ends, however it ends.
-pub(crate) struct WaitEdge {
+pub struct WaitEdge {
     waiter: Arc<Task>,
 }
 
@@ -70,19 +70,26 @@ impl WaitGraph {
                     running
                 }
             };
-            let next = blocker
-                .waiting_on
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            match next {
-                Some(n) => current = n,
-                None => break,
+            match blocker.waiting_on() {
+                Some(WaitTarget::Local(n)) => current = n,
+                // Another robot: this one cannot see past it.
+                Some(WaitTarget::Remote(_)) | None => break,
             }
         }
-        *waiter.waiting_on.lock().unwrap_or_else(|e| e.into_inner()) = Some(target.clone());
+        *waiter.waiting_on.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(WaitTarget::Local(target.clone()));
         Ok(WaitEdge {
             waiter: waiter.clone(),
         })
+    }
+
+    /// Records that `waiter` waits on a task of another robot, until the
+    /// edge is dropped.
+    pub fn begin_remote(&self, waiter: &Arc<Task>, target: RemoteTaskRef) -> WaitEdge {
+        *waiter.waiting_on.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(WaitTarget::Remote(Arc::new(target)));
+        WaitEdge {
+            waiter: waiter.clone(),
+        }
     }
 }

@@ -6,7 +6,9 @@
 //!
 //! Calls on a local service never wait, so the async methods return at once
 //! for it: they never yield, even where Lua cannot (a `table.sort`
-//! comparator, a metamethod).
+//! comparator, a metamethod). The remote arms are boxed: their futures
+//! (retries, HTTP) are kilobytes, and every call of a method allocates its
+//! future, so a local call must not pay for the remote one's size.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,14 +63,14 @@ impl ServiceHandle {
                         .map(move |(tag, st)| (cat.clone(), tag, st.as_str().to_owned()))
                 })
                 .collect()),
-            ServiceHandle::Remote(s) => s.state(lua).await,
+            ServiceHandle::Remote(s) => Box::pin(s.state(lua)).await,
         }
     }
 
     async fn actions(&self, lua: &Lua) -> mlua::Result<Vec<String>> {
         match self {
             ServiceHandle::Local(s) => Ok(s.template().actions().to_vec()),
-            ServiceHandle::Remote(s) => s.actions(lua).await,
+            ServiceHandle::Remote(s) => Box::pin(s.actions(lua)).await,
         }
     }
 
@@ -82,9 +84,9 @@ impl ServiceHandle {
                     .map_err(|e| rt(format!("service `{}`: {e}", s.name)))?;
                 Ok(TaskHandle::Local(task))
             }
-            ServiceHandle::Remote(s) => {
-                Ok(TaskHandle::Remote(s.schedule(lua, action, args).await?))
-            }
+            ServiceHandle::Remote(s) => Ok(TaskHandle::Remote(
+                Box::pin(s.schedule(lua, action, args)).await?,
+            )),
         }
     }
 
@@ -102,7 +104,7 @@ impl ServiceHandle {
                     .await
                     .map_err(|e| rt(e.to_string()))
             }
-            ServiceHandle::Remote(s) => s.delete(lua).await,
+            ServiceHandle::Remote(s) => Box::pin(s.delete(lua)).await,
         }
     }
 }
@@ -188,7 +190,7 @@ impl TaskHandle {
     async fn state(&self, lua: &Lua) -> mlua::Result<&'static str> {
         match self {
             TaskHandle::Local(t) => Ok(t.state().as_str()),
-            TaskHandle::Remote(t) => t.state(lua).await,
+            TaskHandle::Remote(t) => Box::pin(t.state(lua)).await,
         }
     }
 
@@ -202,7 +204,7 @@ impl TaskHandle {
                     _ => None,
                 })
             }
-            TaskHandle::Remote(t) => t.result(lua).await,
+            TaskHandle::Remote(t) => Box::pin(t.result(lua)).await,
         }
     }
 
@@ -223,7 +225,12 @@ impl TaskHandle {
                         .unwrap_or_else(|| "failed".into()))
                 })
             }
-            TaskHandle::Remote(t) => t.wait(lua, limit).await,
+            TaskHandle::Remote(t) => {
+                // Shown in the graph of pending work while it lasts.
+                let (robot, waiter) = ctx(lua, |c| (c.robot.clone(), c.task.clone()))?;
+                let _edge = waiter.map(|w| robot.waiting_remote(&w, t.target()));
+                Box::pin(t.wait(lua, limit)).await
+            }
         }
     }
 
@@ -239,7 +246,7 @@ impl TaskHandle {
                     .await
                     .map_err(|e| rt(e.to_string()))
             }
-            TaskHandle::Remote(t) => t.cancel(lua).await,
+            TaskHandle::Remote(t) => Box::pin(t.cancel(lua)).await,
         }
     }
 }

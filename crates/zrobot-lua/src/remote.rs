@@ -607,6 +607,17 @@ fn state_name(s: WireState) -> &'static str {
 }
 
 impl RemoteTask {
+    /// The task as the core keeps it while an action waits on it.
+    pub(crate) fn target(&self) -> zrobot_core::RemoteTaskRef {
+        zrobot_core::RemoteTaskRef {
+            robot: self.robot.clone(),
+            guid: self.guid,
+            service_guid: self.service,
+            service_name: self.service_name.clone(),
+            action_name: self.action.clone(),
+        }
+    }
+
     pub(crate) fn describe(&self) -> String {
         format!(
             "`{}` of service `{}` on robot `{}`",

@@ -21,6 +21,10 @@ function n.create_vm(self, args)
 end
 function n.slow(self, args) robot.sleep(args.s) return "slept" end
 function n.fail(self) error("node refuses") end
+function n.ask_local(self, args)
+  local o = robot.services:find_or_create("node", args.other, {})
+  return o:schedule_action("slow", {s = args.s}):wait(30)
+end
 function n.relay(self, args)
   -- B asks C: a chain A -> B -> C.
   local c = robot.robots[args.next].services:find_or_create("node", "deep", {})
@@ -169,7 +173,10 @@ async fn a_consumer_uses_a_producer_on_another_robot_and_a_chain_of_three() {
     assert_eq!(r["state"], json!("ok"));
     assert_eq!(r["result"], json!("10.0.0.1"));
     assert_eq!(r["node_uid"], json!("local/acme/templates/node/1.0.0"));
-    assert_eq!(r["actions"], json!(["create_vm", "fail", "relay", "slow"]));
+    assert_eq!(
+        r["actions"],
+        json!(["ask_local", "create_vm", "fail", "relay", "slow"])
+    );
     // The producer's task records who asked.
     let bc = b.god_client();
     let node = bc.service_by_name("node1").await;
@@ -853,4 +860,115 @@ async fn a_remote_call_presents_only_the_secret_of_its_service() {
     assert!(!presented.contains(&secrets["n1"]), "{presented:?}");
     assert!(!presented.contains(&secrets["n2"]), "{presented:?}");
     assert!(presented.contains(&secrets["shown"]) && presented.contains(&stale.to_owned()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_graph_of_pending_work_shows_waits_across_robots() {
+    let tmp = tempfile::tempdir().unwrap();
+    let url = repo(&tmp.path().join("acme/templates"));
+    let b = RobotProcess::start(&tmp.path().join("b"), &["--god", "-T", &url]);
+    let a = RobotProcess::start(
+        &tmp.path().join("a"),
+        &["--god", "-T", &url, "--robot", &format!("b={}", b.url)],
+    );
+    let (ac, bc) = (a.god_client(), b.god_client());
+    vm(&a, "vm1").await;
+    let node = new_service(&bc, "node", "node1").await;
+    // A's vm1 waits on node1's `slow` on B; behind it on B, another `slow`.
+    let vm1 = ac.service_by_name("vm1").await.guid;
+    let waiting = ac
+        .schedule(
+            vm1,
+            "wait_slow",
+            json!({"robot": "b", "node": "node1", "s": 3, "timeout": 30}),
+        )
+        .await
+        .unwrap();
+    let marked = eventually_async(Duration::from_secs(20), || async {
+        let s = ac.service(vm1).await.unwrap();
+        s.state.iter().any(|r| r.category == "remote")
+    })
+    .await;
+    assert!(marked, "vm1 asked node1");
+    let queued = bc.schedule(node, "slow", json!({"s": 0})).await.unwrap();
+    // A's local wait on its own service, to see a local edge too.
+    let helper = new_service(&ac, "node", "helper").await;
+    let asker = new_service(&ac, "node", "asker").await;
+    let local = ac
+        .schedule(asker, "ask_local", json!({"other": "helper", "s": 3}))
+        .await
+        .unwrap();
+
+    let ga = eventually_graph(&ac, |g| g.edges.len() >= 2).await;
+    let edge = |from: uuid::Uuid| ga.edges.iter().find(|e| e.from == from).cloned();
+    let remote_edge = edge(waiting.guid).expect("vm1's task waits on something");
+    assert_eq!(remote_edge.kind, "waits_on");
+    let remote = ga.tasks.iter().find(|t| t.guid == remote_edge.to).unwrap();
+    assert_eq!(remote.robot.as_deref(), Some("b"));
+    assert_eq!(
+        (remote.service_name.as_str(), remote.action_name.as_str()),
+        ("node1", "slow")
+    );
+    let local_edge = edge(local.guid).expect("asker's task waits on helper's");
+    let target = ga.tasks.iter().find(|t| t.guid == local_edge.to).unwrap();
+    assert_eq!(
+        (target.service_guid, target.robot.as_deref()),
+        (helper, None)
+    );
+
+    // B shows who asked, and the task queued behind.
+    let gb = eventually_graph(&bc, |g| g.tasks.len() >= 2).await;
+    let running = gb.tasks.iter().find(|t| t.guid == remote.guid).unwrap();
+    assert_eq!(
+        running.caller_task.as_deref(),
+        Some(waiting.guid.to_string().as_str())
+    );
+    assert_eq!(running.state, Some(TaskState::Running));
+    assert!(gb
+        .edges
+        .iter()
+        .any(|e| e.from == queued.guid && e.to == remote.guid && e.kind == "queued_behind"));
+
+    // The CLI draws it.
+    let home = tempfile::tempdir().unwrap();
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(zrobot_bin())
+            .args(args)
+            .env("XDG_CONFIG_HOME", home.path())
+            .env("ZROBOT_URL", &a.url)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let token = std::fs::read_to_string(a.data_dir.join("god.token")).unwrap();
+    cli(&["robot", "connect", "a", &a.url, "--god-token", token.trim()]);
+    let text = cli(&["graph"]);
+    assert!(
+        text.contains("waits on `slow` of `node1` on robot b"),
+        "{text}"
+    );
+    assert!(text.contains("waits on `slow` of `helper`"), "{text}");
+    let dot = cli(&["graph", "--dot"]);
+    assert!(dot.starts_with("digraph pending {"), "{dot}");
+    assert!(
+        dot.contains("cluster_robot_b")
+            && dot.contains(&format!("\"{}\" -> \"{}\"", waiting.guid, remote.guid)),
+        "{dot}"
+    );
+}
+
+async fn eventually_graph(
+    c: &zrobot_client::Client,
+    ready: impl Fn(&zrobot_client::wire::Graph) -> bool,
+) -> zrobot_client::wire::Graph {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let g = c.graph().await.unwrap();
+        if ready(&g) || Instant::now() > deadline {
+            return g;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

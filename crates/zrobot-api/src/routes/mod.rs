@@ -3,6 +3,7 @@
 
 pub mod blueprints;
 pub mod events;
+pub mod graph;
 pub mod metrics;
 pub mod robot;
 pub mod services;
@@ -74,6 +75,7 @@ pub fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(robot::info))
         .routes(routes!(events::events))
+        .routes(routes!(graph::graph))
         .routes(routes!(robot::host_metrics))
         .routes(routes!(robot::list_webhooks, robot::add_webhook))
         .routes(routes!(robot::delete_webhook))

@@ -12,8 +12,10 @@ use crate::error::CoreError;
 use crate::events::What;
 use crate::service::{Service, ServiceStatus};
 use crate::store::StoreOp;
+use crate::task::RemoteTaskRef;
 use crate::task::{Eco, Priority, Task, TaskRecord, TaskState};
 use crate::template::Template;
+use crate::waitgraph::WaitEdge;
 
 impl Robot {
     /// Queues `action` on `svc` with normal priority; returns once the task is durable.
@@ -225,7 +227,7 @@ impl Robot {
     }
 
     /// Cancels a waiting task; it ends in `error` with a `task.cancelled` eco.
-    pub async fn cancel_task(&self, svc: &Service, guid: Uuid) -> Result<(), CoreError> {
+    pub async fn cancel_task(&self, svc: &Arc<Service>, guid: Uuid) -> Result<(), CoreError> {
         let removed = svc.lock().queue.remove(guid);
         let Some(task) = removed else {
             let record = self.task(svc, guid).await?;
@@ -250,8 +252,17 @@ impl Robot {
             .store
             .commit(vec![StoreOp::PutTask(record.clone())])
             .await?;
-        task.finish(record);
+        task.finish_then(record, || {
+            self.0.events.publish(svc, What::TaskFinished(task.clone()))
+        });
         Ok(())
+    }
+
+    /// Tells the robot that `waiter`'s action waits on a task of another
+    /// robot, for as long as the returned edge lives: the graph of pending
+    /// work shows it.
+    pub fn waiting_remote(&self, waiter: &Arc<Task>, target: RemoteTaskRef) -> WaitEdge {
+        self.0.waits.begin_remote(waiter, target)
     }
 
     /// Waits until `target` is done. When the wait comes from an action (its

@@ -19,6 +19,7 @@ pub mod context;
 mod demo;
 mod events;
 mod follow;
+mod graph;
 mod output;
 mod robots;
 mod services;
@@ -117,6 +118,14 @@ pub enum Command {
         at: At,
         #[command(flatten)]
         args: events::EventsArgs,
+    },
+    /// The robot's pending work: running and waiting tasks, what each waits
+    /// on (here or on another robot) and what it is queued behind.
+    Graph {
+        #[command(flatten)]
+        at: At,
+        #[command(flatten)]
+        args: graph::GraphArgs,
     },
     /// URLs told about every failed task.
     Webhook {
@@ -362,5 +371,6 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         } => blueprints::execute(&mut ctx(at)?, &file, wait).await,
         Command::Webhook { at, command } => webhooks::run(&ctx(at)?, command).await,
         Command::Events { at, args } => events::run(&ctx(at)?, args).await,
+        Command::Graph { at, args } => graph::run(&ctx(at)?, args).await,
     }
 }
