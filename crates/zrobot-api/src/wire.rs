@@ -117,9 +117,8 @@ pub fn logs(lines: &[LogLine]) -> Logs {
 
 pub use zrobot_client::wire::iso8601;
 
-/// An event as `GET /events` sends it. A task event shows the task as it
-/// was at that point: new when scheduled, running when started, as it
-/// ended when finished (the task may have moved on since).
+/// An event as `GET /events` sends it; a task event shows the task as it
+/// was at that point.
 pub fn event(e: &zrobot_core::events::Event) -> StreamEvent {
     use zrobot_core::events::What;
     let mut out = StreamEvent {
@@ -145,17 +144,21 @@ pub fn event(e: &zrobot_core::events::Event) -> StreamEvent {
                 to: to.clone(),
             })
         }
-        What::TaskScheduled(t) | What::TaskStarted(t) => {
-            let mut shown = task(&t.record());
-            shown.state = if matches!(e.what, What::TaskScheduled(_)) {
-                TaskState::New
-            } else {
-                TaskState::Running
-            };
-            (shown.duration, shown.result, shown.eco) = (None, None, None);
-            out.task = Some(shown);
+        What::TaskScheduled(t) | What::TaskStarted(t) | What::TaskFinished(t) => {
+            out.task = Some(EventTask {
+                guid: t.guid,
+                action_name: t.action.clone(),
+                state: task_state(t.state),
+                attempt: t.attempt,
+                created: t.created,
+                started: t.started,
+                duration: t.duration,
+                eco: t.eco.as_ref().map(|(cat, message)| EventEco {
+                    cat: cat.clone(),
+                    message: message.clone(),
+                }),
+            })
         }
-        What::TaskFinished(t) => out.task = Some(task(&t.record())),
         What::StateChanged {
             category,
             tag,

@@ -498,9 +498,10 @@ pub struct StreamEvent {
     /// The service it is about; none for a gap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<EventService>,
-    /// The task, as it was at that point (`task.*`).
+    /// The task, as it was at that point (`task.*`); its arguments and
+    /// result are `GET /services/{guid}/task_list/{task}`'s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub task: Option<Task>,
+    pub task: Option<EventTask>,
     /// The change (`state.changed`): a tag set, or removed (`state` null),
     /// or a whole category removed (`tag` null).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -515,6 +516,36 @@ pub struct StreamEvent {
     /// `Last-Event-ID` given is not of this run of the robot).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missed: Option<u64>,
+}
+
+/// A task as an event tells it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct EventTask {
+    pub guid: Uuid,
+    pub action_name: String,
+    pub state: TaskState,
+    /// How many runs started.
+    pub attempt: u32,
+    /// When it was scheduled: unix seconds.
+    pub created: f64,
+    /// When its last run started: unix seconds.
+    #[serde(default)]
+    pub started: Option<f64>,
+    /// How long it ran, in seconds, once finished.
+    #[serde(default)]
+    pub duration: Option<f64>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eco: Option<EventEco>,
+}
+
+/// The error condition of a failed task, in an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct EventEco {
+    pub cat: String,
+    pub message: String,
 }
 
 /// The service an event is about.

@@ -13,7 +13,7 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use crate::service::{LogLine, Service, TagState};
-use crate::task::Task;
+use crate::task::{TaskRecord, TaskState};
 
 /// Events kept for subscribers that resume.
 pub const WINDOW: usize = 8192;
@@ -32,10 +32,10 @@ pub enum What {
         from: String,
         to: String,
     },
-    TaskScheduled(Arc<Task>),
-    TaskStarted(Arc<Task>),
+    TaskScheduled(TaskInfo),
+    TaskStarted(TaskInfo),
     /// Ended `ok` or `error`, its outcome durable.
-    TaskFinished(Arc<Task>),
+    TaskFinished(TaskInfo),
     /// A tag set (`state`) or removed (`None`); a whole category removed
     /// when `tag` is `None`.
     StateChanged {
@@ -58,6 +58,40 @@ impl What {
             What::TaskFinished(_) => "task.finished",
             What::StateChanged { .. } => "state.changed",
             What::Log(_) => "log",
+        }
+    }
+}
+
+/// A task as an event tells it: enough to follow it, not its arguments or
+/// result (the task itself has them), so that the window holds no task
+/// alive.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskInfo {
+    pub guid: Uuid,
+    pub action: String,
+    pub state: TaskState,
+    pub attempt: u32,
+    pub created: f64,
+    pub started: Option<f64>,
+    pub duration: Option<f64>,
+    /// Why it failed: the eco's category and message.
+    pub eco: Option<(String, String)>,
+}
+
+impl TaskInfo {
+    pub fn of(r: &TaskRecord) -> TaskInfo {
+        TaskInfo {
+            guid: r.guid,
+            action: r.action_name.clone(),
+            state: r.state,
+            attempt: r.attempt,
+            created: r.created,
+            started: r.started,
+            duration: r.duration,
+            eco: r
+                .eco
+                .as_ref()
+                .map(|e| (e.category.clone(), e.message.clone())),
         }
     }
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::policy::{Runs, Started};
 use super::{Interrupted, Observers, Robot};
 use crate::engine::{category, ActionCall, ActionError, ActionOutcome, Callable, Hook};
-use crate::events::{Events, What};
+use crate::events::{Events, TaskInfo, What};
 use crate::service::{Service, ServiceStatus};
 use crate::store::StoreOp;
 use crate::task::{Eco, Task, TaskRecord, TaskState};
@@ -52,9 +52,8 @@ fn settle(
     for o in observers.iter() {
         o.task_finished(svc, &record);
     }
-    task.finish_then(record, || {
-        events.publish(svc, What::TaskFinished(task.clone()))
-    });
+    let info = TaskInfo::of(&record);
+    task.finish_then(record, || events.publish(svc, What::TaskFinished(info)));
 }
 
 impl Robot {
@@ -248,7 +247,8 @@ impl Robot {
             r.started = Some(started);
             (r.action_name.clone(), r.args.clone(), r.attempt, started)
         };
-        self.0.events.publish(svc, What::TaskStarted(task.clone()));
+        let info = TaskInfo::of(&task.lock());
+        self.0.events.publish(svc, What::TaskStarted(info));
         let runs = self
             .run_under_policy(
                 &template,

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::{NewService, Robot};
 use crate::engine::{category, Hook};
 use crate::error::CoreError;
-use crate::events::What;
+use crate::events::{TaskInfo, What};
 use crate::filter::ServiceFilter;
 use crate::service::{LogLevel, Service, ServiceStatus};
 use crate::store::{ServiceRecord, StoreOp};
@@ -273,9 +273,8 @@ impl Robot {
                 time_first: now,
                 time_last: now,
             });
-            t.finish_then(r, || {
-                self.0.events.publish(svc, What::TaskFinished(t.clone()))
-            });
+            let info = TaskInfo::of(&r);
+            t.finish_then(r, || self.0.events.publish(svc, What::TaskFinished(info)));
         }
         Ok(())
     }

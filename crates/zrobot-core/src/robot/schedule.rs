@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::{Robot, WaitError};
 use crate::error::CoreError;
-use crate::events::What;
+use crate::events::{TaskInfo, What};
 use crate::service::{Service, ServiceStatus};
 use crate::store::StoreOp;
 use crate::task::RemoteTaskRef;
@@ -129,6 +129,7 @@ impl Robot {
         priority: Priority,
     ) -> Result<(), CoreError> {
         let mut validate = false;
+        let info = TaskInfo::of(&task.lock());
         let spawn = {
             let mut inner = svc.lock();
             if inner.status == ServiceStatus::Deleting {
@@ -137,9 +138,7 @@ impl Robot {
                 // Told before the task is in the queue: a drive loop under
                 // way may start it at once, and it must not be told started
                 // before scheduled.
-                self.0
-                    .events
-                    .publish(svc, What::TaskScheduled(task.clone()));
+                self.0.events.publish(svc, What::TaskScheduled(info));
                 inner.queue.push(priority, task.clone());
                 let spawn = !inner.driving && inner.status == ServiceStatus::Ok;
                 if spawn {
@@ -252,8 +251,9 @@ impl Robot {
             .store
             .commit(vec![StoreOp::PutTask(record.clone())])
             .await?;
+        let info = TaskInfo::of(&record);
         task.finish_then(record, || {
-            self.0.events.publish(svc, What::TaskFinished(task.clone()))
+            self.0.events.publish(svc, What::TaskFinished(info))
         });
         Ok(())
     }

@@ -114,10 +114,12 @@ fn detail(e: &StreamEvent) -> String {
                 output::task_state(t.state),
                 output::duration(t.duration)
             ));
-            let outcome = output::outcome(t);
-            if !outcome.is_empty() {
-                s.push_str(": ");
-                s.push_str(&outcome);
+            if let Some(eco) = &t.eco {
+                s.push_str(&format!(
+                    ": {}: {}",
+                    eco.cat,
+                    output::first_line(&eco.message)
+                ));
             }
         }
         return s;
