@@ -188,8 +188,19 @@ async fn a_caller_sees_the_events_of_the_services_it_may_see() {
     // A secret: its service, and the public ones.
     let holder = t.as_(Credentials::secrets([mine.secret.clone()]));
     assert_eq!(names(&read_all(holder.clone()).await), ["mine", "shared"]);
-    // Anonymous, and a user JWT alone: the public ones only.
-    assert_eq!(names(&read_all(t.client.clone()).await), ["shared"]);
+    // Anonymous, and a user JWT alone: the public ones only, and not their
+    // log lines (a public service's log needs its secret, as over REST).
+    let anonymous = read_all(t.client.clone()).await;
+    assert_eq!(names(&anonymous), ["shared"]);
+    assert!(anonymous.iter().any(|e| e.kind == "service.created"));
+    assert!(anonymous.iter().all(|e| e.kind != "log"), "{anonymous:?}");
+    let held = read_all(holder.clone()).await;
+    assert!(held
+        .iter()
+        .any(|e| e.kind == "log" && e.service.as_ref().unwrap().name == "mine"));
+    assert!(held
+        .iter()
+        .all(|e| e.kind != "log" || e.service.as_ref().unwrap().name == "mine"));
     assert_eq!(
         names(&read_all(t.as_(Credentials::user(user_jwt()))).await),
         ["shared"]

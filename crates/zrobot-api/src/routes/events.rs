@@ -11,7 +11,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::IntoParams;
-use zrobot_core::events::{Event, Gap, Next, Subscription, KINDS};
+use zrobot_core::events::{Event, Gap, Next, Subscription, What, KINDS};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -101,7 +101,8 @@ impl Wanted {
 /// The robot's events as Server-Sent Events (`text/event-stream`): each with
 /// `id:` (one above the last), `event:` (its kind) and `data:` (a
 /// `StreamEvent`). A caller sees the events of the services it may list
-/// (god token, admin, their secrets, public services); send
+/// (god token, admin, their secrets, public services), log lines only of
+/// those it holds (as `GET /services/{guid}/logs`); send
 /// `Last-Event-ID` to resume after an event. Events older than the robot
 /// keeps, or a subscriber too slow to keep up, give a `gap` event saying how
 /// many were missed, and the stream goes on.
@@ -183,7 +184,7 @@ impl EventStream {
             };
             match next {
                 Next::Event(e) => {
-                    if self.caller.may_list(&e.service) && self.wanted.matches(&e) {
+                    if visible(&self.caller, &e) && self.wanted.matches(&e) {
                         return Some(sse(&wire::event(&e), Some(e.id)));
                     }
                 }
@@ -191,6 +192,16 @@ impl EventStream {
                 Next::Gap(Gap::Unknown) => return Some(sse(&wire::gap(None), None)),
             }
         }
+    }
+}
+
+/// Whether `caller` may see event `e`: as it may list the service, except
+/// log lines, which need what `GET /services/{guid}/logs` needs (a public
+/// service's log is not public).
+fn visible(caller: &Caller, e: &Event) -> bool {
+    match e.what {
+        What::Log(_) => caller.require_service(&e.service).is_ok(),
+        _ => caller.may_list(&e.service),
     }
 }
 
