@@ -681,6 +681,24 @@ impl Client {
         }
     }
 
+    /// `GET /services/{guid}/task_list/{task}/chain`: what blocks the task,
+    /// followed across robots; `visited` are the tasks already on the chain
+    /// (the robot says `cycle` when it comes back to one).
+    pub async fn wait_chain(&self, guid: Uuid, task: Uuid, visited: &[Uuid]) -> Result<WaitChain> {
+        let visited = visited
+            .iter()
+            .map(Uuid::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        self.call(
+            Method::GET,
+            &format!("services/{guid}/task_list/{task}/chain"),
+            &[("visited", &visited)],
+            None::<&()>,
+        )
+        .await
+    }
+
     /// `DELETE /services/{guid}/task_list/{task}`: cancels a waiting task.
     pub async fn cancel_task(&self, guid: Uuid, task: Uuid) -> Result<()> {
         self.call_empty(

@@ -631,3 +631,29 @@ pub struct GraphEdge {
     /// `queued_behind`: `from` runs after `to` in the same task list.
     pub kind: String,
 }
+
+/// `GET /services/{guid}/task_list/{task}/chain`: what blocks a task,
+/// followed across robots.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct WaitChain {
+    /// The task asked about, then each task that blocks the one before it
+    /// (the task its action waits on, or the running task of its service).
+    pub links: Vec<WaitLink>,
+    /// The chain came back to a task of `visited`: the wait that asked
+    /// would never end.
+    pub cycle: bool,
+}
+
+/// One task of a [`WaitChain`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct WaitLink {
+    pub guid: Uuid,
+    /// The robots the chain went through to reach it, by the names each
+    /// knows the next by (`b`, `b/c`); null for the robot answering.
+    #[serde(default)]
+    pub robot: Option<String>,
+    /// `` `action` of service `name` ``.
+    pub describe: String,
+}

@@ -226,10 +226,22 @@ impl TaskHandle {
                 })
             }
             TaskHandle::Remote(t) => {
-                // Shown in the graph of pending work while it lasts.
+                // Shown in the graph of pending work while it lasts, and
+                // followed by the robots a cycle would go through.
                 let (robot, waiter) = ctx(lua, |c| (c.robot.clone(), c.task.clone()))?;
-                let _edge = waiter.map(|w| robot.waiting_remote(&w, t.target()));
-                Box::pin(t.wait(lua, limit)).await
+                let _edge = waiter.as_ref().map(|w| robot.waiting_remote(w, t.target()));
+                let wait = Box::pin(t.wait(lua, limit));
+                let Some(waiter) = waiter else {
+                    return wait.await;
+                };
+                let cycle = Box::pin(t.find_cycle(lua, &waiter));
+                tokio::select! {
+                    ended = wait => ended,
+                    found = cycle => Err(rt(format!(
+                        "waiting on {}: a deadlock across robots, the wait would never end: {found}",
+                        self.describe()
+                    ))),
+                }
             }
         }
     }

@@ -654,6 +654,46 @@ impl RemoteTask {
         .await
     }
 
+    /// Resolves only if the chain of waits from this task comes back to
+    /// `waiter` (through this robot and others), with the cycle described.
+    /// Asks the robot holding the task a second after the wait began, then
+    /// every two: each wait is recorded before its first question, so of
+    /// two waits closing a cycle at once, the later question sees both.
+    pub(crate) async fn find_cycle(&self, lua: &Lua, waiter: &Arc<zrobot_core::Task>) -> String {
+        let mut pause = Duration::from_secs(1);
+        loop {
+            tokio::time::sleep(pause).await;
+            pause = Duration::from_secs(2);
+            let Ok((remote, _)) = client(lua, &self.robot).await else {
+                continue;
+            };
+            let c = remote.about(self.service);
+            let Ok(chain) = c.wait_chain(self.service, self.guid, &[waiter.guid]).await else {
+                continue;
+            };
+            if !chain.cycle {
+                continue;
+            }
+            let me = waiter.record();
+            let mut steps = vec![format!(
+                "`{}` of service `{}`",
+                me.action_name, me.service_name
+            )];
+            for l in &chain.links {
+                steps.push(if l.guid == waiter.guid {
+                    l.describe.clone()
+                } else {
+                    let via = match &l.robot {
+                        Some(further) => format!("{}/{further}", self.robot),
+                        None => self.robot.clone(),
+                    };
+                    format!("{} on robot `{via}`", l.describe)
+                });
+            }
+            return steps.join(" -> ");
+        }
+    }
+
     /// Long polls until the task ends or `limit` passes; rides out the robot
     /// being unreachable for the engine's bound.
     pub(crate) async fn wait(&self, lua: &Lua, limit: Option<Duration>) -> mlua::Result<Ended> {

@@ -21,6 +21,13 @@ function n.create_vm(self, args)
 end
 function n.slow(self, args) robot.sleep(args.s) return "slept" end
 function n.fail(self) error("node refuses") end
+function n.noop(self) end
+function n.cross(self, args)
+  -- Waits on a task of another robot's service, queued behind that
+  -- service's running task.
+  local other = robot.robots[args.robot].services:get({name = args.service})
+  return other:schedule_action("noop", {}):wait(30)
+end
 function n.ask_local(self, args)
   local o = robot.services:find_or_create("node", args.other, {})
   return o:schedule_action("slow", {s = args.s}):wait(30)
@@ -175,7 +182,15 @@ async fn a_consumer_uses_a_producer_on_another_robot_and_a_chain_of_three() {
     assert_eq!(r["node_uid"], json!("local/acme/templates/node/1.0.0"));
     assert_eq!(
         r["actions"],
-        json!(["ask_local", "create_vm", "fail", "relay", "slow"])
+        json!([
+            "ask_local",
+            "create_vm",
+            "cross",
+            "fail",
+            "noop",
+            "relay",
+            "slow"
+        ])
     );
     // The producer's task records who asked.
     let bc = b.god_client();
@@ -971,4 +986,54 @@ async fn eventually_graph(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_waits_closing_a_cycle_through_two_robots_at_once_do_not_hang() {
+    let tmp = tempfile::tempdir().unwrap();
+    let url = repo(&tmp.path().join("acme/templates"));
+    let a = RobotProcess::start(&tmp.path().join("a"), &["--god", "-T", &url]);
+    let b = RobotProcess::start(
+        &tmp.path().join("b"),
+        &["--god", "-T", &url, "--robot", &format!("a={}", a.url)],
+    );
+    vm(&a, "vm1").await;
+    let t = run(&a, "vm1", "register", json!({"name": "b", "url": b.url})).await;
+    assert_eq!(t.state, TaskState::Ok, "{:?}", t.eco);
+    let (ac, bc) = (a.god_client(), b.god_client());
+    let on_a = new_service(&ac, "node", "left").await;
+    let on_b = new_service(&bc, "node", "right").await;
+    // At the same moment: left (on A) waits on a task queued behind right
+    // (on B), and right waits on a task queued behind left.
+    let started = Instant::now();
+    let (l, r) = tokio::join!(
+        ac.schedule(on_a, "cross", json!({"robot": "b", "service": "right"})),
+        bc.schedule(on_b, "cross", json!({"robot": "a", "service": "left"})),
+    );
+    let (l, r) = (l.unwrap(), r.unwrap());
+    let (l, r) = tokio::join!(
+        ac.wait_done(on_a, l.guid, Duration::from_secs(40)),
+        bc.wait_done(on_b, r.guid, Duration::from_secs(40)),
+    );
+    let (l, r) = (l.unwrap(), r.unwrap());
+    let failed: Vec<_> = [&l, &r]
+        .into_iter()
+        .filter(|t| t.state == TaskState::Error)
+        .collect();
+    assert!(!failed.is_empty(), "neither wait failed: {l:?} {r:?}");
+    let first_done = [&l, &r]
+        .iter()
+        .filter_map(|t| t.duration)
+        .fold(f64::MAX, f64::min);
+    assert!(
+        first_done < 5.0,
+        "the cycle took {first_done}s to be found ({:?} in all)",
+        started.elapsed()
+    );
+    let msg = &failed[0].eco.as_ref().unwrap().message;
+    assert!(msg.contains("deadlock across robots"), "{msg}");
+    assert!(
+        msg.contains("`cross` of service `left`") && msg.contains("`cross` of service `right`"),
+        "the message names the cycle: {msg}"
+    );
 }

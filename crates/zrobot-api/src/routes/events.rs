@@ -39,6 +39,18 @@ pub struct EventQuery {
     follow: Option<bool>,
 }
 
+/// One Server-Sent Event of `GET /events`, as the stream frames it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct EventFrame {
+    /// The event's id, for `Last-Event-ID`; absent on a `gap`.
+    id: Option<String>,
+    /// The event's kind (as `kind` in `data`).
+    event: String,
+    /// A `StreamEvent`, as JSON.
+    data: String,
+}
+
 /// What one subscriber asked for.
 struct Wanted {
     service: Option<String>,
@@ -110,8 +122,8 @@ impl Wanted {
     params(EventQuery,
         ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event")),
     responses(
-        (status = 200, content_type = "text/event-stream", body = wire::StreamEvent,
-         description = "A stream of events"),
+        (status = 200, content_type = "text/event-stream", body = EventFrame,
+         description = "A stream of events, each `data` a `StreamEvent`"),
         (status = 400, body = wire::Error), (status = 403, body = wire::Error)))]
 pub async fn events(
     State(state): State<AppState>,

@@ -2,6 +2,7 @@
 //! document generated from their annotations (so it cannot drift from them).
 
 pub mod blueprints;
+pub mod chain;
 pub mod events;
 pub mod graph;
 pub mod metrics;
@@ -92,6 +93,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(services::logs))
         .routes(routes!(tasks::list, tasks::schedule))
         .routes(routes!(tasks::get, tasks::cancel))
+        .routes(routes!(chain::chain))
 }
 
 /// What a request does with a service.

@@ -102,3 +102,62 @@ impl Robot {
         graph
     }
 }
+
+/// One task of a chain of waits, as [`Robot::blocking_chain`] gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainLink {
+    pub guid: Uuid,
+    /// `` `action` of service `name` ``.
+    pub describe: String,
+}
+
+/// What blocks a task, as far as this robot can see.
+#[derive(Debug, Clone, Default)]
+pub struct BlockingChain {
+    /// The task asked about, then each task that blocks the one before it:
+    /// the task its action waits on, or the running task of its service.
+    pub links: Vec<ChainLink>,
+    /// The chain goes on on another robot: the last link waits on this task.
+    pub remote: Option<Arc<RemoteTaskRef>>,
+}
+
+impl Robot {
+    /// The chain of tasks blocking task `guid` (live: waiting or running)
+    /// here, and the task of another robot it leads to, if any; stops at a
+    /// task seen twice (a cycle within the robot, which its waits already
+    /// refuse) and after 10,000 links.
+    pub fn blocking_chain(&self, svc: &Service, guid: Uuid) -> Option<BlockingChain> {
+        let mut current = self.live_task(svc, guid)?;
+        let mut chain = BlockingChain::default();
+        let describe = |t: &Task| {
+            let r = t.lock();
+            format!("`{}` of service `{}`", r.action_name, r.service_name)
+        };
+        for _ in 0..10_000 {
+            if chain.links.iter().any(|l| l.guid == current.guid) {
+                break;
+            }
+            chain.links.push(ChainLink {
+                guid: current.guid,
+                describe: describe(&current),
+            });
+            let next = match current.state() {
+                crate::TaskState::Ok | crate::TaskState::Error => break,
+                crate::TaskState::New => current.service.upgrade().and_then(|s| s.running_task()),
+                crate::TaskState::Running => match current.waiting_on() {
+                    Some(WaitTarget::Local(t)) => Some(t),
+                    Some(WaitTarget::Remote(r)) => {
+                        chain.remote = Some(r);
+                        break;
+                    }
+                    None => break,
+                },
+            };
+            match next {
+                Some(n) => current = n,
+                None => break,
+            }
+        }
+        Some(chain)
+    }
+}
