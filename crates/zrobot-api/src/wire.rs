@@ -40,7 +40,7 @@ fn tag_state(s: zrobot_core::TagState) -> TagState {
     }
 }
 
-fn task_state(s: zrobot_core::TaskState) -> TaskState {
+pub(crate) fn task_state(s: zrobot_core::TaskState) -> TaskState {
     match s {
         zrobot_core::TaskState::New => TaskState::New,
         zrobot_core::TaskState::Running => TaskState::Running,

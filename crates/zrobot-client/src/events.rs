@@ -117,14 +117,11 @@ impl EventStream {
     /// received; comments (keep-alives) and frames without data are skipped.
     fn parse_one(&mut self) -> Result<Option<StreamEvent>> {
         loop {
-            let text = String::from_utf8_lossy(&self.pending);
-            let Some(end) = text.find("\n\n") else {
+            let Some(end) = self.pending.windows(2).position(|w| w == b"\n\n") else {
                 return Ok(None);
             };
-            let frame = text[..end].to_owned();
-            let consumed = frame.len() + 2;
-            drop(text);
-            self.pending.drain(..consumed);
+            let frame = String::from_utf8_lossy(&self.pending[..end]).into_owned();
+            self.pending.drain(..end + 2);
             let data: Vec<&str> = frame
                 .lines()
                 .filter_map(|l| l.strip_prefix("data:"))

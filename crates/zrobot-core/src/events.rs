@@ -136,7 +136,8 @@ struct Window {
     first: u64,
     /// The id of the next event.
     next: u64,
-    /// The last [`WINDOW`] events; event `id` in slot `id % WINDOW`.
+    /// The last [`WINDOW`] events; event `id` in slot `id % WINDOW`
+    /// (allocated with the first event).
     ring: Vec<Option<Event>>,
 }
 
@@ -196,10 +197,10 @@ impl Events {
         w.next += 1;
         let shared =
             (self.subscribers.load(Ordering::Acquire) > 0).then(|| Arc::new(event.clone()));
-        let slot = (event.id % WINDOW as u64) as usize;
-        if w.ring.len() <= slot {
-            w.ring.resize_with(slot + 1, || None);
+        if w.ring.is_empty() {
+            w.ring.resize_with(WINDOW, || None);
         }
+        let slot = (event.id % WINDOW as u64) as usize;
         // The event it replaces is dropped after the lock.
         let old = w.ring[slot].replace(event);
         // Sent under the window's lock: the live streams have the ids'
@@ -275,7 +276,7 @@ impl Events {
             gap,
             replay,
             live,
-            count: Counted(self.subscribers.clone()),
+            _counted: Counted(self.subscribers.clone()),
         }
     }
 }
@@ -312,8 +313,7 @@ pub struct Subscription {
     gap: Option<Gap>,
     replay: VecDeque<Arc<Event>>,
     live: broadcast::Receiver<Arc<Event>>,
-    #[allow(dead_code)]
-    count: Counted,
+    _counted: Counted,
 }
 
 impl Subscription {

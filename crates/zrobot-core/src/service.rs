@@ -220,10 +220,9 @@ impl Service {
                 .entry(category.to_owned())
                 .or_default()
                 .insert(tag.to_owned(), state);
-            if old != Some(state) {
-                inner.state_dirty = true;
-            }
-            old != Some(state)
+            let changed = old != Some(state);
+            inner.state_dirty |= changed;
+            changed
         };
         if changed {
             self.events.publish(

@@ -31,9 +31,25 @@ impl Drop for WaitEdge {
     }
 }
 
-fn describe(t: &Task) -> String {
+/// `` `action` of service `name` ``.
+pub(crate) fn describe(t: &Task) -> String {
     let r = t.lock();
     format!("`{}` of service `{}`", r.action_name, r.service_name)
+}
+
+/// What blocks `task` now: for a waiting task, the running task of its
+/// service (a service runs one task at a time); for a running one, what its
+/// action waits on; nothing for a task done, or running free.
+pub(crate) fn blocker(task: &Task) -> Option<WaitTarget> {
+    match task.state() {
+        TaskState::Ok | TaskState::Error => None,
+        TaskState::New => task
+            .service
+            .upgrade()
+            .and_then(|s| s.running_task())
+            .map(WaitTarget::Local),
+        TaskState::Running => task.waiting_on(),
+    }
 }
 
 impl WaitGraph {
@@ -46,32 +62,16 @@ impl WaitGraph {
         // Bounded: a chain is no longer than the tasks that exist, but a bound
         // keeps a bug from turning into a hang.
         for _ in 0..100_000 {
-            let blocker = match current.state() {
-                TaskState::Ok | TaskState::Error => break,
-                TaskState::Running => {
-                    if Arc::ptr_eq(&current, waiter) {
-                        chain.push(describe(waiter));
-                        return Err(chain.join(" -> "));
-                    }
-                    chain.push(describe(&current));
-                    current.clone()
-                }
-                TaskState::New => {
-                    chain.push(format!("{} (queued)", describe(&current)));
-                    let Some(running) = current.service.upgrade().and_then(|s| s.running_task())
-                    else {
-                        break;
-                    };
-                    if Arc::ptr_eq(&running, waiter) {
-                        chain.push(describe(waiter));
-                        return Err(chain.join(" -> "));
-                    }
-                    chain.push(describe(&running));
-                    running
-                }
-            };
-            match blocker.waiting_on() {
-                Some(WaitTarget::Local(n)) => current = n,
+            if Arc::ptr_eq(&current, waiter) {
+                chain.push(describe(waiter));
+                return Err(chain.join(" -> "));
+            }
+            chain.push(match current.state() {
+                TaskState::New => format!("{} (queued)", describe(&current)),
+                _ => describe(&current),
+            });
+            match blocker(&current) {
+                Some(WaitTarget::Local(next)) => current = next,
                 // Another robot: this one cannot see past it.
                 Some(WaitTarget::Remote(_)) | None => break,
             }

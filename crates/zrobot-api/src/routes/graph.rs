@@ -34,7 +34,7 @@ pub async fn graph(State(state): State<AppState>, caller: Caller) -> axum::Json<
                 service_name: r.service_name.clone(),
                 template: template.clone(),
                 action_name: r.action_name.clone(),
-                state: Some(wire::task(&r).state),
+                state: Some(wire::task_state(r.state)),
                 since: Some(r.started.unwrap_or(r.created)),
                 caller_task: r.trace.as_ref().and_then(|t| t.caller_task.clone()),
             });

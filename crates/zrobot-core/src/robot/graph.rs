@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::Robot;
 use crate::service::Service;
 use crate::task::{RemoteTaskRef, Task, WaitTarget};
+use crate::waitgraph::{blocker, describe};
 
 /// A service with pending work.
 #[derive(Debug)]
@@ -129,10 +130,6 @@ impl Robot {
     pub fn blocking_chain(&self, svc: &Service, guid: Uuid) -> Option<BlockingChain> {
         let mut current = self.live_task(svc, guid)?;
         let mut chain = BlockingChain::default();
-        let describe = |t: &Task| {
-            let r = t.lock();
-            format!("`{}` of service `{}`", r.action_name, r.service_name)
-        };
         for _ in 0..10_000 {
             if chain.links.iter().any(|l| l.guid == current.guid) {
                 break;
@@ -141,20 +138,12 @@ impl Robot {
                 guid: current.guid,
                 describe: describe(&current),
             });
-            let next = match current.state() {
-                crate::TaskState::Ok | crate::TaskState::Error => break,
-                crate::TaskState::New => current.service.upgrade().and_then(|s| s.running_task()),
-                crate::TaskState::Running => match current.waiting_on() {
-                    Some(WaitTarget::Local(t)) => Some(t),
-                    Some(WaitTarget::Remote(r)) => {
-                        chain.remote = Some(r);
-                        break;
-                    }
-                    None => break,
-                },
-            };
-            match next {
-                Some(n) => current = n,
+            match blocker(&current) {
+                Some(WaitTarget::Local(next)) => current = next,
+                Some(WaitTarget::Remote(r)) => {
+                    chain.remote = Some(r);
+                    break;
+                }
                 None => break,
             }
         }
