@@ -19,10 +19,13 @@
 //! - `metrics`, `webhooks`, `host`: Prometheus figures, eco webhooks, and the
 //!   host's CPU and memory for `/robot/metrics`.
 //! - `tls`: HTTPS served natively (rustls).
+//! - `dashboard`: the web dashboard at `/` and the API viewer at `/apidocs`,
+//!   static files embedded in the binary (`assets/`).
 //!
 //! Only this crate knows HTTP on the server side; the core never sees it.
 
 pub mod auth;
+mod dashboard;
 pub mod error;
 mod extract;
 pub mod guard;
@@ -239,7 +242,7 @@ fn router(state: AppState) -> Router {
     let (api, mut openapi) = routes::api().split_for_parts();
     routes::document_common_errors(&mut openapi);
     let openapi = Arc::new(openapi.to_json().unwrap_or_else(|_| "{}".to_owned()));
-    api.route(
+    api.merge(dashboard::routes()).route(
         "/openapi.json",
         get(move || {
             let doc = openapi.clone();

@@ -747,3 +747,44 @@ async fn user_jwt_alone_reaches_no_service() {
         serde_json::from_value(t.raw("GET", "/services", &user, None).await.2).unwrap();
     assert!(listed.is_empty(), "{listed:?}");
 }
+
+/// A foreign page frames the dashboard (clickjacking) or gets a script
+/// into it: every page and file says it may not be framed, runs only the
+/// robot's own scripts and fetches only the robot, and is never sniffed as
+/// another type. The pages hold no data: the same bytes to anyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_cannot_be_framed_or_given_foreign_scripts() {
+    let t = TestRobot::start(Auth::Jwt).await;
+    let mut pages = Vec::new();
+    for path in [
+        "/",
+        "/dashboard/app.js",
+        "/dashboard/app.css",
+        "/apidocs/",
+        "/apidocs/init.js",
+        "/apidocs/swagger-ui-bundle.js",
+        "/apidocs/swagger-ui.css",
+    ] {
+        let (status, headers, body) = t.raw("GET", path, &[], None).await;
+        assert_eq!(status, axum::http::StatusCode::OK, "{path}");
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        for rule in [
+            "default-src 'none'",
+            "script-src 'self';",
+            "connect-src 'self';",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(csp.contains(rule), "{path}: {csp}");
+        }
+        assert!(!csp.contains("unsafe-eval"), "{path}: {csp}");
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        pages.push(body);
+    }
+    let god = [("ZrobotAdmin", format!("Bearer {GOD}"))];
+    let (_, _, as_god) = t.raw("GET", "/", &god, None).await;
+    assert_eq!(as_god, pages[0], "the page is the same for the god token");
+    // `/apidocs` leads to the viewer's page.
+    let (status, _, viewer) = t.raw("GET", "/apidocs", &[], None).await;
+    assert_eq!((status, &viewer), (axum::http::StatusCode::OK, &pages[3]));
+}
