@@ -8,6 +8,7 @@ use std::pin::Pin;
 
 use crate::local::{self, StoreKind};
 use crate::served;
+use crate::subscribers;
 
 /// A bar a reading is held to.
 #[derive(Clone, Copy)]
@@ -128,6 +129,20 @@ pub const FIGURES: &[Figure] = &[
             let (group, rate) = run.grouping.unwrap_or_default();
             Ok(vec![run.per_second, group, rate])
         }),
+    },
+    Figure {
+        key: "tasks_per_second_subscribed",
+        place: Place::Here,
+        readings: &[
+            reading("tasks_per_second_subscribed", "no-op tasks executed per second, {0} services, SQLite store, while another process follows GET /events: one stream per service (`?service=`) and one of everything", "tasks/s", None),
+            reading("tasks_per_second_unsubscribed", "  the same robot with no reader (the baseline, before each run with readers)", "tasks/s", None),
+            reading("subscribed_ratio", "  with readers / without", "x", Some(Bar::AtLeast(0.9))),
+            reading("subscribed_filtered_missed", "  events the one-service streams missed (gaps)", "events", Some(Bar::AtMost(0.0))),
+            reading("subscribed_unfiltered_missed", "  events the stream of everything missed (a slow reader is dropped behind, never waited for)", "events", None),
+        ],
+        full: &[100, 200_000],
+        quick: &[100, 4_000],
+        run: |_, n| Box::pin(async move { subscribers::tasks_with_subscribers(n[0], n[1]).await }),
     },
     Figure {
         key: "tasks_per_second_memory",

@@ -106,8 +106,8 @@ impl Outcomes {
 }
 
 /// A robot of this process on a temporary store, with the bench template.
-struct LocalRobot {
-    robot: Robot,
+pub struct LocalRobot {
+    pub robot: Robot,
     outcomes: Arc<Outcomes>,
     /// The store, when it is SQLite: its writer's counts.
     sqlite: Option<Arc<SqliteStore>>,
@@ -127,7 +127,7 @@ fn template_runtime() -> anyhow::Result<tokio::runtime::Handle> {
 }
 
 impl LocalRobot {
-    fn new(kind: StoreKind) -> anyhow::Result<LocalRobot> {
+    pub fn new(kind: StoreKind) -> anyhow::Result<LocalRobot> {
         let data = tempfile::tempdir().context("cannot make a temp dir for the store")?;
         let repo = tempfile::tempdir().context("cannot make a temp dir for the template")?;
         template::write(repo.path())?;
@@ -164,7 +164,7 @@ impl LocalRobot {
 
     /// Creates `n` services named `prefix0`.., from several tasks at once so
     /// that their commits group.
-    async fn services(&self, prefix: &str, n: usize) -> anyhow::Result<Vec<Arc<Service>>> {
+    pub async fn services(&self, prefix: &str, n: usize) -> anyhow::Result<Vec<Arc<Service>>> {
         let chunks = 16.min(n.max(1));
         let mut handles = Vec::new();
         for c in 0..chunks {
@@ -212,43 +212,57 @@ pub async fn tasks_per_second(
     n_tasks: usize,
 ) -> anyhow::Result<TaskRun> {
     let b = LocalRobot::new(kind)?;
-    let svcs = Arc::new(b.services("s", n_services).await?);
-    b.outcomes.expect(n_tasks as u64);
-    let producers = 32.min(n_tasks);
-    let before = b.sqlite.as_ref().map(|s| s.writer_stats());
-    let start = Instant::now();
-    let mut handles = Vec::new();
-    for p in 0..producers {
-        let robot = b.robot.clone();
-        let svcs = svcs.clone();
-        handles.push(tokio::spawn(async move {
-            for i in (p..n_tasks).step_by(producers) {
-                let svc = &svcs[i % svcs.len()];
-                robot
-                    .schedule(svc, "noop", Value::Null)
-                    .await
-                    .with_context(|| format!("cannot schedule noop on {}", svc.name))?;
-            }
-            anyhow::Ok(())
-        }));
+    let svcs = b.services("s", n_services).await?;
+    b.run_noops(&svcs, n_tasks).await
+}
+
+impl LocalRobot {
+    /// Runs `n_tasks` no-ops over `svcs` (task `i` on `svcs[i % len]`),
+    /// scheduled by 32 producers at once; the clock stops when the last one
+    /// ended `ok`.
+    pub async fn run_noops(
+        &self,
+        svcs: &[Arc<Service>],
+        n_tasks: usize,
+    ) -> anyhow::Result<TaskRun> {
+        let svcs = Arc::new(svcs.to_vec());
+        self.outcomes.expect(n_tasks as u64);
+        let producers = 32.min(n_tasks);
+        let before = self.sqlite.as_ref().map(|s| s.writer_stats());
+        let start = Instant::now();
+        let mut handles = Vec::new();
+        for p in 0..producers {
+            let robot = self.robot.clone();
+            let svcs = svcs.clone();
+            handles.push(tokio::spawn(async move {
+                for i in (p..n_tasks).step_by(producers) {
+                    let svc = &svcs[i % svcs.len()];
+                    robot
+                        .schedule(svc, "noop", Value::Null)
+                        .await
+                        .with_context(|| format!("cannot schedule noop on {}", svc.name))?;
+                }
+                anyhow::Ok(())
+            }));
+        }
+        for h in handles {
+            h.await.context("a producer panicked")??;
+        }
+        self.outcomes.all_ok().await?;
+        let secs = start.elapsed().as_secs_f64();
+        let grouping = self.sqlite.as_ref().zip(before).map(|(s, before)| {
+            let after = s.writer_stats();
+            let transactions = (after.transactions - before.transactions).max(1) as f64;
+            (
+                (after.commits - before.commits) as f64 / transactions,
+                transactions / secs,
+            )
+        });
+        Ok(TaskRun {
+            per_second: n_tasks as f64 / secs,
+            grouping,
+        })
     }
-    for h in handles {
-        h.await.context("a producer panicked")??;
-    }
-    b.outcomes.all_ok().await?;
-    let secs = start.elapsed().as_secs_f64();
-    let grouping = b.sqlite.as_ref().zip(before).map(|(s, before)| {
-        let after = s.writer_stats();
-        let transactions = (after.transactions - before.transactions).max(1) as f64;
-        (
-            (after.commits - before.commits) as f64 / transactions,
-            transactions / secs,
-        )
-    });
-    Ok(TaskRun {
-        per_second: n_tasks as f64 / secs,
-        grouping,
-    })
 }
 
 /// Consumer -> producer round trips per second in one robot: each consumer's

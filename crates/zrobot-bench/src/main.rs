@@ -15,6 +15,7 @@ mod load;
 mod local;
 mod process;
 mod served;
+mod subscribers;
 mod template;
 
 use std::path::PathBuf;
@@ -56,6 +57,10 @@ enum Command {
     /// second process.
     #[command(hide = true)]
     Load,
+    /// Follows a robot's event stream for a figure (a plan on stdin): the
+    /// benchmark's second process.
+    #[command(hide = true)]
+    Subscribe,
 }
 
 /// The figures `--only` selects: the one of that key (or with a reading of
@@ -254,11 +259,18 @@ fn run_here(args: &Args, figures: &[&Figure]) -> ExitCode {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Some(Command::Load) = args.command {
-        return match load::main() {
+    let helper = match args.command {
+        Some(Command::Load) => Some(("load", load::main as fn() -> anyhow::Result<()>)),
+        Some(Command::Subscribe) => {
+            Some(("subscribe", subscribers::main as fn() -> anyhow::Result<()>))
+        }
+        None => None,
+    };
+    if let Some((name, run)) = helper {
+        return match run() {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("error: load: {e:#}");
+                eprintln!("error: {name}: {e:#}");
                 ExitCode::from(1)
             }
         };

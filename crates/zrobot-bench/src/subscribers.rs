@@ -1,0 +1,300 @@
+//! What readers of the event stream cost task execution: the robot of this
+//! process serves its API on loopback, and a second process of the benchmark
+//! (`zrobot-bench subscribe`, hidden) follows `GET /events` with one stream
+//! per service (`?service=`) and one of everything, while no-op tasks run.
+//! Its tasks per second are compared with the same robot's without readers,
+//! measured in the same run, before and after.
+
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use zrobot_client::{Client, Credentials, EventsQuery};
+
+use crate::local::{LocalRobot, StoreKind};
+
+/// What the reading process is to follow.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Plan {
+    pub url: String,
+    pub token: String,
+    /// One stream each.
+    pub services: Vec<String>,
+    /// How many `task.finished` events each of `services` will see.
+    pub finished_each: u64,
+    /// Streams of every event.
+    pub unfiltered: usize,
+    /// The last event before the run: the streams start after it.
+    pub after: Option<u64>,
+}
+
+/// What the readers saw.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Seen {
+    /// Events missed by the one-service streams (their `gap` events).
+    pub filtered_missed: u64,
+    /// Events the one-service streams received.
+    pub filtered_events: u64,
+    /// Events missed by the streams of everything.
+    pub unfiltered_missed: u64,
+    pub unfiltered_events: u64,
+}
+
+/// One stream's counts.
+#[derive(Default)]
+struct Counts {
+    events: AtomicU64,
+    missed: AtomicU64,
+    finished: AtomicU64,
+}
+
+/// How long the readers may take, after the tasks ended, to receive the
+/// last events.
+const DRAIN: Duration = Duration::from_secs(30);
+
+/// The `subscribe` subcommand: reads a [`Plan`] on stdin, says `ready` once
+/// every stream is open, follows them until every one-service stream has
+/// seen its tasks finish, then prints what was seen as one JSON line.
+pub fn main() -> anyhow::Result<()> {
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .context("cannot read the subscribers' plan on stdin")?;
+    let plan: Plan = serde_json::from_str(&text).context("the subscribers' plan does not parse")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the subscribers' runtime")?;
+    let seen = runtime.block_on(follow(plan))?;
+    println!("{}", serde_json::to_string(&seen)?);
+    Ok(())
+}
+
+async fn follow(plan: Plan) -> anyhow::Result<Seen> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = Client::new(&plan.url, Credentials::god(plan.token.clone()))
+        .context("cannot make a client of the robot")?;
+    let mut streams = Vec::new();
+    let wanted = plan
+        .services
+        .iter()
+        .map(|s| Some(s.clone()))
+        .chain(std::iter::repeat_n(None, plan.unfiltered));
+    for service in wanted {
+        let q = EventsQuery {
+            service: service.clone(),
+            follow: true,
+            after: plan.after,
+            ..Default::default()
+        };
+        let stream = client
+            .events(&q)
+            .await
+            .with_context(|| format!("cannot follow the events of {service:?}"))?;
+        streams.push((service, stream));
+    }
+    println!("ready");
+    let total = plan.finished_each * plan.services.len() as u64;
+    let mut readers = Vec::new();
+    let mut everything = Vec::new();
+    for (service, mut stream) in streams {
+        let counts = Arc::new(Counts::default());
+        let want = if service.is_some() {
+            plan.finished_each
+        } else {
+            total
+        };
+        let task = {
+            let counts = counts.clone();
+            tokio::spawn(async move {
+                // Only the tasks scheduled after the stream opened count:
+                // the last events of the run before may still come first.
+                let mut ours = std::collections::HashSet::new();
+                while counts.finished.load(Ordering::Relaxed) < want {
+                    let Some(e) = stream.next().await? else {
+                        bail!("the event stream of {service:?} ended early");
+                    };
+                    let task = e.task.as_ref().map(|t| t.guid);
+                    match e.kind.as_str() {
+                        "gap" => {
+                            counts
+                                .missed
+                                .fetch_add(e.missed.unwrap_or(1), Ordering::Relaxed);
+                        }
+                        "task.scheduled" => {
+                            ours.extend(task);
+                        }
+                        "task.finished" if task.is_some_and(|t| ours.remove(&t)) => {
+                            counts.finished.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => {}
+                    }
+                    counts.events.fetch_add(1, Ordering::Relaxed);
+                }
+                anyhow::Ok(())
+            })
+        };
+        if readers.len() < plan.services.len() {
+            readers.push((task, counts));
+        } else {
+            everything.push((task, counts));
+        }
+    }
+    // The one-service readers must see all their tasks finish; those of
+    // everything too, unless they missed events (then they get a while).
+    let mut seen = Seen::default();
+    let deadline = tokio::time::Instant::now() + DRAIN;
+    for (task, counts) in readers {
+        tokio::time::timeout_at(deadline, task)
+            .await
+            .context("the one-service readers did not see their tasks finish in time")?
+            .context("a reader panicked")??;
+        seen.filtered_events += counts.events.load(Ordering::Relaxed);
+        seen.filtered_missed += counts.missed.load(Ordering::Relaxed);
+    }
+    let grace = tokio::time::Instant::now() + Duration::from_secs(2);
+    for (mut task, counts) in everything {
+        match tokio::time::timeout_at(grace, &mut task).await {
+            Ok(done) => done.context("a reader panicked")??,
+            Err(_) => {
+                task.abort();
+                if counts.missed.load(Ordering::Relaxed) == 0 {
+                    bail!("the reader of every event neither saw all tasks finish nor missed any");
+                }
+            }
+        }
+        seen.unfiltered_events += counts.events.load(Ordering::Relaxed);
+        seen.unfiltered_missed += counts.missed.load(Ordering::Relaxed);
+    }
+    Ok(seen)
+}
+
+/// No-op tasks per second on one robot of this process with `n_services`
+/// services, without readers then with them (one stream per service and one
+/// of everything, in a second process), twice over:
+/// `[with, without, with / without, events missed by one-service streams,
+/// events missed by the stream of everything]`.
+pub async fn tasks_with_subscribers(n_services: usize, n_tasks: usize) -> anyhow::Result<Vec<f64>> {
+    let robot = LocalRobot::new(StoreKind::Sqlite)?;
+    let services = robot.services("s", n_services).await?;
+    let token = uuid::Uuid::new_v4().to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot listen on loopback")?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let config = zrobot_api::ApiConfig {
+        auth: zrobot_api::AuthConfig {
+            god_token: Some(token.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(zrobot_api::serve(
+        listener,
+        robot.robot.clone(),
+        config,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let per_round = n_tasks / 2;
+    let finished_each = (per_round / n_services) as u64;
+    let per_round = finished_each as usize * n_services;
+    let mut with = Vec::new();
+    let mut without = Vec::new();
+    let mut seen = Seen::default();
+    for _ in 0..2 {
+        without.push(robot.run_noops(&services, per_round).await?.per_second);
+        let plan = Plan {
+            url: url.clone(),
+            token: token.clone(),
+            services: services.iter().map(|s| s.name.clone()).collect(),
+            finished_each,
+            unfiltered: 1,
+            after: robot.robot.events().next_id().checked_sub(1),
+        };
+        let readers = Readers::start(&plan).await?;
+        with.push(robot.run_noops(&services, per_round).await?.per_second);
+        let round = readers.finish().await?;
+        // Scheduled, started and finished: three events a task.
+        if round.filtered_events < 3 * per_round as u64 {
+            bail!(
+                "the one-service readers received {} events, fewer than the {} of their tasks",
+                round.filtered_events,
+                3 * per_round
+            );
+        }
+        seen.filtered_missed += round.filtered_missed;
+        seen.unfiltered_missed += round.unfiltered_missed;
+    }
+    let _ = stop.send(());
+    server
+        .await
+        .context("the API task panicked")?
+        .context("the API failed")?;
+    let (with, without) = (
+        with.iter().sum::<f64>() / 2.0,
+        without.iter().sum::<f64>() / 2.0,
+    );
+    Ok(vec![
+        with,
+        without,
+        with / without,
+        seen.filtered_missed as f64,
+        seen.unfiltered_missed as f64,
+    ])
+}
+
+/// The reading process, its streams open.
+struct Readers {
+    child: tokio::process::Child,
+    stdout: BufReader<tokio::process::ChildStdout>,
+}
+
+impl Readers {
+    async fn start(plan: &Plan) -> anyhow::Result<Readers> {
+        let exe = std::env::current_exe().context("cannot find this program to run the readers")?;
+        let mut child = tokio::process::Command::new(exe)
+            .arg("subscribe")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start the readers' process")?;
+        let mut stdin = child
+            .stdin
+            .take()
+            .context("no stdin of the readers' process")?;
+        stdin
+            .write_all(serde_json::to_string(plan)?.as_bytes())
+            .await?;
+        drop(stdin);
+        let mut stdout = BufReader::new(child.stdout.take().context("no stdout of the readers")?);
+        let mut line = String::new();
+        tokio::time::timeout(DRAIN, stdout.read_line(&mut line))
+            .await
+            .context("the readers did not open their streams in time")??;
+        if line.trim() != "ready" {
+            bail!("the readers' process failed before its streams were open; its error is above");
+        }
+        Ok(Readers { child, stdout })
+    }
+
+    async fn finish(mut self) -> anyhow::Result<Seen> {
+        let mut line = String::new();
+        tokio::time::timeout(DRAIN, self.stdout.read_line(&mut line))
+            .await
+            .context("the readers did not receive their tasks' events in time")??;
+        let status = self.child.wait().await?;
+        if !status.success() {
+            bail!("the readers' process failed ({status}); its error is above");
+        }
+        serde_json::from_str(&line).context("the readers printed no outcome")
+    }
+}
