@@ -13,7 +13,6 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use zrobot_client::{Client, Credentials, EventsQuery};
 
 use crate::local::{LocalRobot, StoreKind};
 
@@ -52,6 +51,40 @@ struct Counts {
     finished: AtomicU64,
 }
 
+/// Where `needle` starts in `hay`.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    memchr::memmem::find(hay, needle)
+}
+
+/// Counts one Server-Sent Event frame (comments are not events).
+fn count_frame(frame: &[u8], counts: &Counts) -> anyhow::Result<()> {
+    let mut kind: &[u8] = b"";
+    let mut data: &[u8] = b"";
+    for line in frame.split(|b| *b == b'\n') {
+        if let Some(k) = line.strip_prefix(b"event: ") {
+            kind = k;
+        } else if let Some(d) = line.strip_prefix(b"data: ") {
+            data = d;
+        }
+    }
+    match kind {
+        b"" => return Ok(()),
+        b"task.finished" => {
+            counts.finished.fetch_add(1, Ordering::Relaxed);
+        }
+        b"gap" => {
+            let gap: zrobot_client::wire::StreamEvent =
+                serde_json::from_slice(data).context("a gap event does not parse")?;
+            counts
+                .missed
+                .fetch_add(gap.missed.unwrap_or(1), Ordering::Relaxed);
+        }
+        _ => {}
+    }
+    counts.events.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
 /// How long the readers may take, after the tasks ended, to receive the
 /// last events.
 const DRAIN: Duration = Duration::from_secs(30);
@@ -76,8 +109,10 @@ pub fn main() -> anyhow::Result<()> {
 
 async fn follow(plan: Plan) -> anyhow::Result<Seen> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = Client::new(&plan.url, Credentials::god(plan.token.clone()))
-        .context("cannot make a client of the robot")?;
+    let http = reqwest::Client::builder()
+        .http1_only()
+        .build()
+        .context("cannot make an HTTP client")?;
     let mut streams = Vec::new();
     let wanted = plan
         .services
@@ -85,23 +120,32 @@ async fn follow(plan: Plan) -> anyhow::Result<Seen> {
         .map(|s| Some(s.clone()))
         .chain(std::iter::repeat_n(None, plan.unfiltered));
     for service in wanted {
-        let q = EventsQuery {
-            service: service.clone(),
-            follow: true,
-            after: plan.after,
-            ..Default::default()
+        // The benchmark's service names need no escaping.
+        let url = match &service {
+            Some(s) => format!("{}/events?service={s}", plan.url),
+            None => format!("{}/events", plan.url),
         };
-        let stream = client
-            .events(&q)
+        let mut req = http.get(url).header(
+            zrobot_client::ADMIN_HEADER,
+            format!("Bearer {}", plan.token),
+        );
+        if let Some(after) = plan.after {
+            req = req.header("last-event-id", after.to_string());
+        }
+        let response = req
+            .send()
             .await
             .with_context(|| format!("cannot follow the events of {service:?}"))?;
-        streams.push((service, stream));
+        if !response.status().is_success() {
+            bail!("GET /events of {service:?} answered {}", response.status());
+        }
+        streams.push((service, response));
     }
     println!("ready");
     let total = plan.finished_each * plan.services.len() as u64;
     let mut readers = Vec::new();
     let mut everything = Vec::new();
-    for (service, mut stream) in streams {
+    for (service, mut response) in streams {
         let counts = Arc::new(Counts::default());
         let want = if service.is_some() {
             plan.finished_each
@@ -110,30 +154,22 @@ async fn follow(plan: Plan) -> anyhow::Result<Seen> {
         };
         let task = {
             let counts = counts.clone();
+            // Frames are counted by their `event:` line, as a load generator
+            // reads answers: cheap, so that the readers leave the machine to
+            // the robot. Only a gap's data is parsed, for its count.
             tokio::spawn(async move {
-                // Only the tasks scheduled after the stream opened count:
-                // the last events of the run before may still come first.
-                let mut ours = std::collections::HashSet::new();
+                let mut buffer: Vec<u8> = Vec::new();
                 while counts.finished.load(Ordering::Relaxed) < want {
-                    let Some(e) = stream.next().await? else {
+                    let Some(chunk) = response.chunk().await? else {
                         bail!("the event stream of {service:?} ended early");
                     };
-                    let task = e.task.as_ref().map(|t| t.guid);
-                    match e.kind.as_str() {
-                        "gap" => {
-                            counts
-                                .missed
-                                .fetch_add(e.missed.unwrap_or(1), Ordering::Relaxed);
-                        }
-                        "task.scheduled" => {
-                            ours.extend(task);
-                        }
-                        "task.finished" if task.is_some_and(|t| ours.remove(&t)) => {
-                            counts.finished.fetch_add(1, Ordering::Relaxed);
-                        }
-                        _ => {}
+                    buffer.extend_from_slice(&chunk);
+                    let mut start = 0;
+                    while let Some(end) = find(&buffer[start..], b"\n\n") {
+                        count_frame(&buffer[start..start + end], &counts)?;
+                        start += end + 2;
                     }
-                    counts.events.fetch_add(1, Ordering::Relaxed);
+                    buffer.drain(..start);
                 }
                 anyhow::Ok(())
             })
@@ -176,8 +212,9 @@ async fn follow(plan: Plan) -> anyhow::Result<Seen> {
 /// No-op tasks per second on one robot of this process with `n_services`
 /// services, without readers then with them (one stream per service and one
 /// of everything, in a second process), twice over:
-/// `[with, without, with / without, events missed by one-service streams,
-/// events missed by the stream of everything]`.
+/// `[with, without, with / without, the robot's CPU µs per task with and
+/// without, the readers' CPU µs per task, events missed by one-service streams, events missed by the
+/// stream of everything]`.
 pub async fn tasks_with_subscribers(n_services: usize, n_tasks: usize) -> anyhow::Result<Vec<f64>> {
     let robot = LocalRobot::new(StoreKind::Sqlite)?;
     let services = robot.services("s", n_services).await?;
@@ -207,9 +244,15 @@ pub async fn tasks_with_subscribers(n_services: usize, n_tasks: usize) -> anyhow
     let per_round = finished_each as usize * n_services;
     let mut with = Vec::new();
     let mut without = Vec::new();
+    let (mut cpu_with, mut cpu_without, mut cpu_readers) = (0.0, 0.0, 0.0);
     let mut seen = Seen::default();
     for _ in 0..2 {
+        let cpu = cpu_seconds();
         without.push(robot.run_noops(&services, per_round).await?.per_second);
+        cpu_without += cpu_seconds() - cpu;
+        // The last tasks' events are published just after they count as
+        // done: the readers start after them.
+        tokio::time::sleep(Duration::from_millis(200)).await;
         let plan = Plan {
             url: url.clone(),
             token: token.clone(),
@@ -219,8 +262,12 @@ pub async fn tasks_with_subscribers(n_services: usize, n_tasks: usize) -> anyhow
             after: robot.robot.events().next_id().checked_sub(1),
         };
         let readers = Readers::start(&plan).await?;
+        let cpu = cpu_seconds();
         with.push(robot.run_noops(&services, per_round).await?.per_second);
+        cpu_with += cpu_seconds() - cpu;
+        let children = children_cpu_seconds();
         let round = readers.finish().await?;
+        cpu_readers += children_cpu_seconds() - children;
         // Scheduled, started and finished: three events a task.
         if round.filtered_events < 3 * per_round as u64 {
             bail!(
@@ -241,13 +288,37 @@ pub async fn tasks_with_subscribers(n_services: usize, n_tasks: usize) -> anyhow
         with.iter().sum::<f64>() / 2.0,
         without.iter().sum::<f64>() / 2.0,
     );
+    let per_task = |cpu: f64| cpu * 1e6 / (2 * per_round) as f64;
     Ok(vec![
         with,
         without,
         with / without,
+        per_task(cpu_with),
+        per_task(cpu_without),
+        per_task(cpu_readers),
         seen.filtered_missed as f64,
         seen.unfiltered_missed as f64,
     ])
+}
+
+/// CPU time this process has used (user and system), in seconds.
+fn cpu_seconds() -> f64 {
+    rusage(libc::RUSAGE_SELF)
+}
+
+/// CPU time of the finished child processes (the readers), in seconds.
+fn children_cpu_seconds() -> f64 {
+    rusage(libc::RUSAGE_CHILDREN)
+}
+
+fn rusage(who: libc::c_int) -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(who, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 /// The reading process, its streams open.

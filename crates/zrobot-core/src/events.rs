@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -115,6 +115,10 @@ pub struct Event {
     pub time: f64,
     pub service: Arc<Service>,
     pub what: What,
+    /// The event as the API sends it, made by the first subscriber that
+    /// sends it and reused by the others: every subscriber sends the same
+    /// bytes (what a caller may see decides whether, not how).
+    pub encoded: OnceLock<Arc<str>>,
 }
 
 /// The robot's events: the window and the live streams. Publishing costs a
@@ -191,6 +195,7 @@ impl Events {
             time: crate::time::now(),
             service: service.clone(),
             what,
+            encoded: OnceLock::new(),
         };
         let mut w = self.lock();
         event.id = w.next;
@@ -329,6 +334,22 @@ impl Subscription {
             Ok(e) => Some(Next::Event(e)),
             Err(broadcast::error::RecvError::Lagged(n)) => Some(Next::Gap(Gap::Missed(n))),
             Err(broadcast::error::RecvError::Closed) => None,
+        }
+    }
+
+    /// The next event if one is there now, without waiting; `None` when
+    /// none is (or the robot is gone).
+    pub fn try_next(&mut self) -> Option<Next> {
+        if let Some(gap) = self.gap.take() {
+            return Some(Next::Gap(gap));
+        }
+        if let Some(e) = self.replay.pop_front() {
+            return Some(Next::Event(e));
+        }
+        match self.live.try_recv() {
+            Ok(e) => Some(Next::Event(e)),
+            Err(broadcast::error::TryRecvError::Lagged(n)) => Some(Next::Gap(Gap::Missed(n))),
+            Err(_) => None,
         }
     }
 

@@ -26,6 +26,10 @@ function p.slow(self, args)
   return {made = args.s}
 end
 function p.fail(self) error("the disk is full") end
+function p.shout(self, args)
+  self.log:info(args.text)
+  error(args.text)
+end
 return p
 "#;
 const CONSUMER_YAML: &str = "version: 1.0.0\n";
@@ -214,6 +218,7 @@ async fn the_dashboard_shows_services_tasks_logs_and_the_graph_live() {
     let disk = new_service(&api, "producer", "disk").await;
     let web = new_service(&api, "consumer", "web").await;
     let shop = new_service(&api, "consumer", "shop").await;
+    let queued = new_service(&api, "consumer", "api").await;
     new_service(&b.god_client(), "producer", "far").await;
 
     let driver = Driver::start();
@@ -312,6 +317,33 @@ async fn the_dashboard_shows_services_tasks_logs_and_the_graph_live() {
     .await;
     screenshot(&browser, "failed-task").await;
 
+    // Markup a template writes in its log or its error is shown as text:
+    // it runs nothing and adds no element.
+    let markup = r#"<img src=x onerror="document.title='owned'"><b>bold</b>"#;
+    let shout = api
+        .schedule(disk, "shout", json!({ "text": markup }))
+        .await
+        .unwrap();
+    let row = format!("tr.task.error[data-task='{}']", shout.guid);
+    text_in(
+        &browser,
+        &format!("{row} td.eco"),
+        markup,
+        Duration::from_secs(5),
+    )
+    .await;
+    text_in(&browser, "#log", markup, Duration::from_secs(5)).await;
+    let injected = js(
+        &browser,
+        "return [document.title, document.querySelectorAll('#detail img, #detail b').length]",
+    )
+    .await;
+    assert_eq!(
+        injected,
+        json!(["zrobot", 0]),
+        "markup ran or made elements"
+    );
+
     // The graph: a consumer waiting on its producer here, another on a
     // producer of robot b, drawn in b's group.
     let waiting = api
@@ -324,6 +356,11 @@ async fn the_dashboard_shows_services_tasks_logs_and_the_graph_live() {
             "use",
             json!({"producer": "far", "robot": "b", "s": 4}),
         )
+        .await
+        .unwrap();
+    // A second consumer of disk: its producer task queues behind the first.
+    let behind = api
+        .schedule(queued, "use", json!({"producer": "disk", "s": 4}))
         .await
         .unwrap();
     browser
@@ -380,6 +417,25 @@ async fn the_dashboard_shows_services_tasks_logs_and_the_graph_live() {
         &browser,
         "g.group.remote[data-robot='b']",
         Duration::from_secs(1),
+    )
+    .await;
+    let second = element(
+        &browser,
+        &format!(
+            "path.edge[data-kind='waits_on'][data-from='{}']",
+            behind.guid
+        ),
+        Duration::from_secs(5),
+    )
+    .await
+    .attr("data-to")
+    .await
+    .unwrap()
+    .unwrap();
+    element(
+        &browser,
+        &format!("path.edge[data-kind='queued_behind'][data-from='{second}'][data-to='{to}']"),
+        Duration::from_secs(5),
     )
     .await;
     text_in(

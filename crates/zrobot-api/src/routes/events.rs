@@ -5,9 +5,11 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::extract::State;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::HeaderMap;
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -162,14 +164,17 @@ pub async fn events(
         wanted,
         follow,
         stopping: state.stopping.clone(),
+        batch: String::new(),
     };
-    let events = futures_util::stream::unfold(stream, |mut s| async move {
-        let event = s.next().await?;
-        Some((Ok::<_, Infallible>(event), s))
+    let body = futures_util::stream::unfold(stream, |mut s| async move {
+        let batch = s.next().await?;
+        Some((Ok::<_, Infallible>(batch), s))
     });
-    Ok(Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
-        .into_response())
+    let headers = [
+        (CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
+        (CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+    ];
+    Ok((headers, Body::from_stream(body)).into_response())
 }
 
 /// One subscriber's stream.
@@ -179,30 +184,73 @@ struct EventStream {
     wanted: Wanted,
     follow: bool,
     stopping: tokio::sync::watch::Receiver<bool>,
+    /// The frames gathered for the next write.
+    batch: String,
 }
 
+/// How long a live stream gathers the events that follow its first, so
+/// that a busy robot writes them to each reader in one chunk rather than
+/// one write (and one wake-up) per event.
+const GATHER: Duration = Duration::from_millis(10);
+/// The most events gathered into one chunk.
+const GATHER_MAX: usize = 1024;
+
 impl EventStream {
-    /// The next event to send; `None` ends the stream (the robot stops, or
-    /// the kept events are sent and the caller does not follow).
-    async fn next(&mut self) -> Option<SseEvent> {
+    /// The next chunk of frames to send; `None` ends the stream (the robot
+    /// stops, or the kept events are sent and the caller does not follow).
+    async fn next(&mut self) -> Option<Bytes> {
         loop {
             if !self.follow && !self.subscription.replaying() {
                 return None;
             }
-            let next = tokio::select! {
-                n = self.subscription.next() => n?,
-                // A stream must not hold the robot's shutdown.
-                _ = self.stopping.wait_for(|s| *s) => return None,
-            };
-            match next {
-                Next::Event(e) => {
-                    if visible(&self.caller, &e) && self.wanted.matches(&e) {
-                        return Some(sse(&wire::event(&e), Some(e.id)));
+            // Nothing waiting: wait for the next event, then gather those
+            // that follow it for a moment. Behind: take what is there.
+            let mut taken = 0;
+            if let Some(next) = self.subscription.try_next() {
+                self.take(next);
+            } else {
+                let next = tokio::select! {
+                    n = self.subscription.next() => n?,
+                    // An idle stream says it is alive, so that proxies keep it.
+                    _ = tokio::time::sleep(KEEP_ALIVE) => return Some(Bytes::from_static(b":\n\n")),
+                    // A stream must not hold the robot's shutdown.
+                    _ = self.stopping.wait_for(|s| *s) => return None,
+                };
+                self.take(next);
+                if self.follow {
+                    tokio::select! {
+                        _ = tokio::time::sleep(GATHER) => {}
+                        _ = self.stopping.wait_for(|s| *s) => return None,
                     }
                 }
-                Next::Gap(Gap::Missed(n)) => return Some(sse(&wire::gap(Some(n)), None)),
-                Next::Gap(Gap::Unknown) => return Some(sse(&wire::gap(None), None)),
             }
+            taken += 1;
+            while taken < GATHER_MAX && (self.follow || self.subscription.replaying()) {
+                match self.subscription.try_next() {
+                    Some(next) => self.take(next),
+                    None => break,
+                }
+                taken += 1;
+            }
+            if !self.batch.is_empty() {
+                return Some(Bytes::from(std::mem::take(&mut self.batch)));
+            }
+        }
+    }
+
+    /// Adds what `next` gives to the batch, if this subscriber is to see it.
+    fn take(&mut self, next: Next) {
+        match next {
+            Next::Event(e) => {
+                if visible(&self.caller, &e) && self.wanted.matches(&e) {
+                    self.batch.push_str(
+                        e.encoded
+                            .get_or_init(|| frame(&wire::event(&e), Some(e.id)).into()),
+                    );
+                }
+            }
+            Next::Gap(Gap::Missed(n)) => self.batch.push_str(&frame(&wire::gap(Some(n)), None)),
+            Next::Gap(Gap::Unknown) => self.batch.push_str(&frame(&wire::gap(None), None)),
         }
     }
 }
@@ -217,11 +265,14 @@ fn visible(caller: &Caller, e: &Event) -> bool {
     }
 }
 
-fn sse(event: &wire::StreamEvent, id: Option<u64>) -> SseEvent {
+/// One Server-Sent Event: `id:` (none for a gap), `event:` its kind, and
+/// `data:` the `StreamEvent` as JSON, on one line (JSON without spaces has
+/// no line break: serde_json escapes those in strings). Made once per event
+/// and shared by every subscriber that sends it.
+fn frame(event: &wire::StreamEvent, id: Option<u64>) -> String {
     let data = serde_json::to_string(event).unwrap_or_else(|_| "{}".to_owned());
-    let out = SseEvent::default().event(event.kind.as_str()).data(data);
     match id {
-        Some(id) => out.id(id.to_string()),
-        None => out,
+        Some(id) => format!("id: {id}\nevent: {}\ndata: {data}\n\n", event.kind),
+        None => format!("event: {}\ndata: {data}\n\n", event.kind),
     }
 }
