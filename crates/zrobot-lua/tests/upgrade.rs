@@ -101,3 +101,41 @@ async fn services_move_to_the_newer_version_with_their_waiting_tasks() {
     );
     assert_eq!(b.data()["notes"], json!(["v1:still"]));
 }
+
+/// A move that failed leaves `upgrade/<version>=error`; a later move that
+/// works clears it, and any other earlier one: the state table tells the
+/// last move, not every attempt.
+#[tokio::test]
+async fn a_successful_move_clears_earlier_upgrade_errors() {
+    let robot = robot();
+    let v1 = Repo::new();
+    v1.template("thing", V1_YAML, V1_LUA);
+    load(&robot, &v1);
+    let b = create(&robot, "thing", "b", json!({"refuse": true})).await;
+    let v2 = Repo::new();
+    v2.template("thing", V2_YAML, V2_LUA);
+    load(&robot, &v2);
+    let report = robot.upgrade_services().await;
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert_eq!(
+        b.state_get("upgrade", None).get("1.10.0"),
+        Some(&TagState::Error)
+    );
+
+    // 1.11.0 migrates every service: b moves, and its old error goes.
+    let v3 = Repo::new();
+    let fixed = V2_LUA.replace(
+        "if self.data.refuse then error(\"cannot migrate this one\") end",
+        "",
+    );
+    v3.template("thing", &V2_YAML.replace("1.10.0", "1.11.0"), &fixed);
+    load(&robot, &v3);
+    let report = robot.upgrade_services().await;
+    assert_eq!(report.failed, vec![], "{report:?}");
+    assert_eq!(b.template_uid(), "github.com/acme/templates/thing/1.11.0");
+    assert!(
+        b.state_get("upgrade", None).is_empty(),
+        "{:?}",
+        b.state_get("upgrade", None)
+    );
+}

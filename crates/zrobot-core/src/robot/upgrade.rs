@@ -1,7 +1,8 @@
 //! Moving services to a newer version of their template, one by one, with
 //! their waiting tasks kept: `migrate(self, from_version)` of the new code,
 //! then its `validate`. A service whose move fails stays where it was and
-//! says why in its log and its state table.
+//! says why in its log and its state table (`upgrade/<version>=error`, until
+//! a later move works).
 
 use std::sync::Arc;
 
@@ -66,7 +67,9 @@ impl Robot {
         let tag = target.uid.version.to_string();
         match &result {
             Ok(()) => {
-                svc.state_delete("upgrade", Some(&tag));
+                // Earlier failed moves are moot once it moved: the table
+                // tells the last move, not every attempt.
+                svc.state_delete("upgrade", None);
                 self.0.events.publish(
                     svc,
                     What::ServiceUpgraded {
