@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use zrobot_core::Template;
 
+use crate::wire::CheckoutReport;
+
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -32,12 +34,12 @@ pub trait TemplateRepositories: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<Vec<Arc<Template>>, RepoError>>;
 
     /// Fetches and checks out another revision of an added repository, then
-    /// moves services to newer versions.
+    /// moves services to newer versions, and tells what it did.
     fn checkout(
         &self,
         url: String,
         reference: Option<String>,
-    ) -> BoxFuture<'static, Result<(), RepoError>>;
+    ) -> BoxFuture<'static, Result<CheckoutReport, RepoError>>;
 
     /// The URL shown as the robot's configuration repository (`/robot/info`).
     fn config_url(&self) -> String {

@@ -412,7 +412,7 @@ impl TemplateRepositories for RepoUrls {
         &self,
         _url: String,
         _reference: Option<String>,
-    ) -> BoxFuture<'static, Result<(), RepoError>> {
+    ) -> BoxFuture<'static, Result<zrobot_client::wire::CheckoutReport, RepoError>> {
         Box::pin(async { Err(RepoError::Invalid("not in this test".into())) })
     }
 

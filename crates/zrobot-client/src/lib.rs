@@ -515,6 +515,16 @@ impl Client {
         self.call_empty(Method::PUT, "templates", Some(body)).await
     }
 
+    /// `PUT /templates?report=true`: checks out another ref of a template
+    /// repository and tells what happened to each service.
+    pub async fn checkout_template_repo_report(
+        &self,
+        repo: &TemplateRepository,
+    ) -> Result<CheckoutReport> {
+        self.call(Method::PUT, "templates", &[("report", "true")], Some(repo))
+            .await
+    }
+
     /// `POST /blueprints`.
     pub async fn execute_blueprint(&self, content: Value) -> Result<BlueprintResult> {
         self.call(

@@ -152,6 +152,46 @@ pub struct TemplateRepository {
     pub branch: Option<String>,
 }
 
+/// `PUT /templates?report=true`: what a checkout did (an addition: without
+/// `report`, 0-robot's 204 and no body).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CheckoutReport {
+    /// The templates the repository holds at the revision checked out.
+    pub templates: Vec<Template>,
+    /// Every service that moved or failed to, and those of the
+    /// repository's templates that stayed, by name.
+    pub services: Vec<ServiceMove>,
+}
+
+/// What a checkout did to one service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ServiceMove {
+    pub service: String,
+    /// The UID of its template before.
+    pub from: String,
+    /// The UID it moved to, or failed to move to; `from` when it stayed.
+    pub to: String,
+    pub outcome: MoveOutcome,
+    /// Why the move failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+}
+
+/// How a service's move went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum MoveOutcome {
+    /// Now on the newer version.
+    Moved,
+    /// A newer version is loaded, but the move failed: still on `from`.
+    Failed,
+    /// Already on the newest version loaded.
+    Newest,
+}
+
 /// The query of `GET /services`: a service is listed when it matches every key given.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]

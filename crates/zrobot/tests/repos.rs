@@ -262,3 +262,99 @@ async fn the_data_repository_receives_every_service() {
     assert!(data_yaml.contains("notes"), "{data_yaml}");
     assert!(uid_path.join("state.yaml").exists());
 }
+
+/// `zrobot template checkout` says what each service did and fails when a
+/// service could not move; the REST API tells the same with `report=true`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkout_reports_each_service_and_fails_when_one_stays() {
+    let tmp = tempfile::tempdir().unwrap();
+    let other = "version: 1.0.0\n";
+    let repo = template_repo(
+        &tmp.path().join("things"),
+        &[
+            ("templates/thing/template.yaml", THING_V1),
+            ("templates/thing/thing.lua", THING_LUA_V1),
+            ("templates/other/template.yaml", other),
+            ("templates/other/other.lua", "return {}"),
+        ],
+    );
+    let url = format!("file://{}", repo.display());
+    let robot = RobotProcess::start(&tmp.path().join("data"), &["--god", "-T", &url]);
+    let client = robot.god_client();
+    new_service(&client, "thing", "a").await;
+    new_service(&client, "thing", "b").await;
+    new_service(&client, "other", "c").await;
+    let refusing = THING_LUA_V2.replace(
+        "function t.migrate(self, from) self.data.from = from end",
+        "function t.migrate(self, from)\n  if self.name == \"b\" then error(\"b cannot move\") end\n  self.data.from = from\nend",
+    );
+    commit_files(
+        &repo,
+        &[
+            ("templates/thing/template.yaml", THING_V2),
+            ("templates/thing/thing.lua", &refusing),
+        ],
+        Some("v2"),
+    );
+
+    let home = tempfile::tempdir().unwrap();
+    let cli = |args: &[&str]| {
+        std::process::Command::new(zrobot_bin())
+            .args(args)
+            .env("XDG_CONFIG_HOME", home.path())
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    let connect = cli(&[
+        "robot",
+        "connect",
+        "r",
+        &robot.url,
+        "--god-token",
+        &robot.god_token(),
+    ]);
+    assert!(connect.status.success(), "{connect:?}");
+    let out = cli(&["template", "checkout", &url, "v2"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(text.contains("moved   a:"), "{text}");
+    assert!(text.contains("thing/1.0.0 -> "), "{text}");
+    assert!(
+        text.contains("FAILED  b: stays on ") && text.contains("b cannot move"),
+        "{text}"
+    );
+    assert!(text.contains("stayed  c: already on "), "{text}");
+    assert!(
+        text.contains("1 service(s) moved, 1 failed to move"),
+        "{text}"
+    );
+
+    // The same from the API: now a is on the newest, b fails again.
+    let report = client
+        .checkout_template_repo_report(&TemplateRepository {
+            url: url.clone(),
+            branch: Some("v2".into()),
+        })
+        .await
+        .unwrap();
+    let outcome = |name: &str| {
+        report
+            .services
+            .iter()
+            .find(|m| m.service == name)
+            .unwrap_or_else(|| panic!("{name} missing from {report:?}"))
+            .clone()
+    };
+    use zrobot_client::wire::MoveOutcome;
+    assert_eq!(outcome("a").outcome, MoveOutcome::Newest);
+    let b = outcome("b");
+    assert_eq!(b.outcome, MoveOutcome::Failed);
+    assert!(
+        b.from.ends_with("thing/1.0.0") && b.to.ends_with("thing/1.1.0"),
+        "{b:?}"
+    );
+    assert!(b.why.unwrap().contains("b cannot move"));
+    assert_eq!(outcome("c").outcome, MoveOutcome::Newest);
+    assert_eq!(report.templates.len(), 2, "{report:?}");
+}

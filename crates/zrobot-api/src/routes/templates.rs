@@ -2,12 +2,14 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::Json;
+use crate::extract::Query;
 use crate::repos::{RepoError, TemplateRepositories};
-use crate::wire::{self, Template, TemplateRepository};
+use crate::wire::{self, CheckoutReport, Template, TemplateRepository};
 use crate::AppState;
 
 use std::sync::Arc;
@@ -61,21 +63,39 @@ pub async fn add(
     ))
 }
 
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CheckoutQuery {
+    /// `true`: answer 200 with what happened to each service (an addition;
+    /// without it, 204 as 0-robot answered).
+    report: Option<bool>,
+}
+
 /// Checks out another revision of a template repository; services move to
-/// the newest versions (admin).
+/// the newest versions (admin). With `report=true`, answers what each
+/// service did: moved, failed to move (and why), or already on the newest.
 #[utoipa::path(put, path = "/templates", tag = "templates",
     security(("admin" = [])),
+    params(CheckoutQuery),
     request_body = TemplateRepository,
-    responses((status = 204), (status = 400, body = wire::Error), (status = 404, body = wire::Error), (status = 401, body = wire::Error), (status = 403, body = wire::Error)))]
+    responses((status = 204, description = "Checked out (without `report`)"),
+        (status = 200, body = CheckoutReport, description = "Checked out, with `report=true`"),
+        (status = 400, body = wire::Error), (status = 404, body = wire::Error), (status = 401, body = wire::Error), (status = 403, body = wire::Error)))]
 pub async fn checkout(
     State(state): State<AppState>,
     caller: Caller,
+    Query(q): Query<CheckoutQuery>,
     Json(repo): Json<TemplateRepository>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     caller.require_admin()?;
-    repos(&state)?
+    let report = repos(&state)?
         .checkout(repo.url, repo.branch)
         .await
         .map_err(repo_error)?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(if q.report.unwrap_or(false) {
+        axum::Json(report).into_response()
+    } else {
+        StatusCode::NO_CONTENT.into_response()
+    })
 }

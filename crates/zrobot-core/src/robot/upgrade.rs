@@ -22,6 +22,8 @@ pub struct UpgradeReport {
     pub moved: Vec<(String, String, String)>,
     /// `(service, to UID, why it stayed)`.
     pub failed: Vec<(String, String, String)>,
+    /// `(service, UID)`: already on the newest version loaded.
+    pub newest: Vec<(String, String)>,
 }
 
 impl Robot {
@@ -32,12 +34,15 @@ impl Robot {
         all.sort_by(|a, b| a.name.cmp(&b.name));
         for svc in all {
             let current = svc.template();
-            let Some(newest) = self.0.templates.newest_version_of(&current.uid) else {
-                continue;
+            let newest = match self.0.templates.newest_version_of(&current.uid) {
+                Some(newest) if newest.uid.version > current.uid.version => newest,
+                _ => {
+                    report
+                        .newest
+                        .push((svc.name.clone(), current.uid.to_string()));
+                    continue;
+                }
             };
-            if newest.uid.version <= current.uid.version {
-                continue;
-            }
             match self.upgrade_service(&svc, &newest).await {
                 Ok(()) => report.moved.push((
                     svc.name.clone(),

@@ -193,7 +193,8 @@ pub enum TemplateCommand {
         url: String,
     },
     /// Check out another revision of a template repository; services move to
-    /// the newest versions (admin).
+    /// the newest versions (admin). Prints what each service did; exits 1 if
+    /// any failed to move.
     Checkout {
         url: String,
         /// A branch, tag or commit.

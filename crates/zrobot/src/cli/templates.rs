@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use comfy_table::Cell;
-use zrobot_client::{Template, TemplateRepository};
+use zrobot_client::{CheckoutReport, MoveOutcome, Template, TemplateRepository};
 use zrobot_core::store::MemoryStore;
 use zrobot_core::{RepoId, Robot, RobotConfig};
 use zrobot_lua::{LuaConfig, LuaEngine};
@@ -50,23 +50,67 @@ pub async fn run(command: TemplateCommand, ctx: impl FnOnce() -> Result<Ctx>) ->
                 url,
                 branch: Some(reference),
             };
-            client
-                .checkout_template_repo(&repo)
+            let report = client
+                .checkout_template_repo_report(&repo)
                 .await
                 .map_err(|e| explain(&target, e, Need::Admin))?;
-            if ctx.json {
-                output::json(&repo)?;
-            } else {
-                println!(
-                    "{} now serves {} at {}; its services move to the newest versions",
-                    target.label(),
-                    repo.url,
-                    repo.branch.as_deref().unwrap_or_default()
-                );
-            }
-            Ok(ExitCode::SUCCESS)
+            checked_out(ctx, &target.label(), &repo, &report)
         }
     }
+}
+
+/// Prints what a checkout did to each service; 1 if any failed to move.
+fn checked_out(
+    ctx: &Ctx,
+    robot: &str,
+    repo: &TemplateRepository,
+    report: &CheckoutReport,
+) -> Result<ExitCode> {
+    let failed = report
+        .services
+        .iter()
+        .filter(|m| m.outcome == MoveOutcome::Failed)
+        .count();
+    if ctx.json {
+        output::json(report)?;
+    } else {
+        println!(
+            "{robot} now serves {} at {}",
+            repo.url,
+            repo.branch.as_deref().unwrap_or_default()
+        );
+        for m in &report.services {
+            match m.outcome {
+                MoveOutcome::Moved => println!("moved   {}: {} -> {}", m.service, m.from, m.to),
+                MoveOutcome::Failed => println!(
+                    "FAILED  {}: stays on {}; moving to {} failed: {}",
+                    m.service,
+                    m.from,
+                    m.to,
+                    m.why.as_deref().unwrap_or("no reason given")
+                ),
+                MoveOutcome::Newest => println!("stayed  {}: already on {}", m.service, m.to),
+            }
+        }
+        let moved = report
+            .services
+            .iter()
+            .filter(|m| m.outcome == MoveOutcome::Moved)
+            .count();
+        println!(
+            "{moved} service(s) moved, {failed} failed to move{}",
+            if failed > 0 {
+                "; see `zrobot service logs NAME` for each, fix the template and check out again"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn show(ctx: &Ctx, templates: &[Template]) -> Result<ExitCode> {

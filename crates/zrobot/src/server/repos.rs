@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use zrobot_api::repos::{BoxFuture, RepoError, TemplateRepositories};
+use zrobot_api::wire::{self, CheckoutReport, MoveOutcome, ServiceMove};
 use zrobot_core::template::RepoLoad;
-use zrobot_core::{Robot, Template};
+use zrobot_core::UpgradeReport;
+use zrobot_core::{RepoId, Robot, Template, TemplateUid};
 use zrobot_git::{DataRepo, TemplateRepoUrl, TemplateRepos};
 
 /// The setting that remembers repositories added at run time.
@@ -93,7 +95,7 @@ async fn fetch_and_load(
     repos: TemplateRepos,
     parsed: TemplateRepoUrl,
     reference: Option<String>,
-) -> Result<Vec<Arc<Template>>, RepoError> {
+) -> Result<(Vec<Arc<Template>>, CheckoutReport), RepoError> {
     let reference = reference.or_else(|| parsed.reference().map(str::to_owned));
     let parsed = parsed
         .with_reference(reference.as_deref())
@@ -105,11 +107,56 @@ async fn fetch_and_load(
     let load = robot.load_repository(&checkout.path, &checkout.repo_id);
     let templates = outcome(&parsed, load)?;
     remember(&robot, &parsed, reference.as_deref()).await?;
-    let report = robot.upgrade_services().await;
-    for (name, to, why) in report.failed {
+    let upgrade = robot.upgrade_services().await;
+    for (name, to, why) in &upgrade.failed {
         tracing::warn!("service {name} stays where it is: moving to {to} failed: {why}");
     }
-    Ok(templates)
+    let report = CheckoutReport {
+        templates: templates.iter().map(|t| wire::template(t)).collect(),
+        services: moves(&robot, &checkout.repo_id, upgrade),
+    };
+    Ok((templates, report))
+}
+
+/// What the upgrade did to each service: every move and failed move, and
+/// the services of the repository's templates already on the newest.
+fn moves(robot: &Robot, repo: &RepoId, upgrade: UpgradeReport) -> Vec<ServiceMove> {
+    let mut out: Vec<ServiceMove> = Vec::new();
+    for (service, from, to) in upgrade.moved {
+        out.push(ServiceMove {
+            service,
+            from,
+            to,
+            outcome: MoveOutcome::Moved,
+            why: None,
+        });
+    }
+    for (service, to, why) in upgrade.failed {
+        let from = robot
+            .lookup(&service)
+            .map(|s| s.template_uid())
+            .unwrap_or_default();
+        out.push(ServiceMove {
+            service,
+            from,
+            to,
+            outcome: MoveOutcome::Failed,
+            why: Some(why),
+        });
+    }
+    for (service, uid) in upgrade.newest {
+        if TemplateUid::parse(&uid).is_some_and(|u| u.repo == *repo) {
+            out.push(ServiceMove {
+                service,
+                from: uid.clone(),
+                to: uid,
+                outcome: MoveOutcome::Newest,
+                why: None,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.service.cmp(&b.service));
+    out
 }
 
 impl TemplateRepositories for GitRepos {
@@ -123,7 +170,9 @@ impl TemplateRepositories for GitRepos {
         Box::pin(async move {
             let parsed =
                 TemplateRepoUrl::parse(&url).map_err(|e| RepoError::Invalid(e.to_string()))?;
-            fetch_and_load(robot, repos, parsed, reference).await
+            fetch_and_load(robot, repos, parsed, reference)
+                .await
+                .map(|(templates, _)| templates)
         })
     }
 
@@ -131,7 +180,7 @@ impl TemplateRepositories for GitRepos {
         &self,
         url: String,
         reference: Option<String>,
-    ) -> BoxFuture<'static, Result<(), RepoError>> {
+    ) -> BoxFuture<'static, Result<CheckoutReport, RepoError>> {
         let robot = self.robot.clone();
         let repos = self.repos.clone();
         Box::pin(async move {
@@ -145,7 +194,7 @@ impl TemplateRepositories for GitRepos {
             }
             fetch_and_load(robot, repos, parsed, reference)
                 .await
-                .map(|_| ())
+                .map(|(_, report)| report)
         })
     }
 
