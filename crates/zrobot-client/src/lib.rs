@@ -578,6 +578,18 @@ impl Client {
             .await
     }
 
+    /// `DELETE /services/{guid}?report=true`: deletes a service and tells
+    /// which of its `on_delete` actions failed.
+    pub async fn delete_service_report(&self, guid: Uuid) -> Result<ServiceDeleted> {
+        self.call(
+            Method::DELETE,
+            &format!("services/{guid}"),
+            &[("report", "true")],
+            None::<&()>,
+        )
+        .await
+    }
+
     /// `GET /services/{guid}/actions`.
     pub async fn actions(&self, guid: Uuid) -> Result<Vec<Action>> {
         self.call(

@@ -300,6 +300,25 @@ pub struct ServiceCreated {
     pub secret: String,
 }
 
+/// `DELETE /services/{guid}?report=true`: the service is gone; what its
+/// `on_delete` actions could not do (an addition: without `report`, 0-robot's
+/// 204 and no body).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ServiceDeleted {
+    /// The `on_delete` actions that failed, in the order they ran: what
+    /// they were to undo may still exist.
+    pub on_delete_failed: Vec<OnDeleteFailure>,
+}
+
+/// An `on_delete` action that failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct OnDeleteFailure {
+    pub action: String,
+    pub message: String,
+}
+
 /// An action of a service's template.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

@@ -99,9 +99,12 @@ impl ServiceHandle {
                         "a service cannot delete itself from one of its own actions",
                     ));
                 }
+                // Its on_delete failures are in the robot's log, as for a
+                // remote service deleted without a report.
                 robot
                     .delete_service(s.guid)
                     .await
+                    .map(|_| ())
                     .map_err(|e| rt(e.to_string()))
             }
             ServiceHandle::Remote(s) => Box::pin(s.delete(lua)).await,

@@ -470,7 +470,7 @@ fn every_client_command_against_an_open_robot() {
     // service delete forgets the secret; the service is then unknown.
     assert_eq!(
         cli.json(&["service", "delete", "s1"]),
-        json!({"guid": guid, "deleted": true})
+        json!({"guid": guid, "deleted": true, "on_delete_failed": []})
     );
     assert!(cli.config()["robots"]["local"]["secrets"]
         .get(&guid)
@@ -534,7 +534,8 @@ fn template_repositories_are_added_and_checked_out() {
     assert_eq!(added[0]["name"], "extra");
     assert_eq!(added[0]["version"], "1.0.0");
     let checked = cli.json(&["template", "checkout", &extra_url, "v2"]);
-    assert_eq!(checked, json!({"url": extra_url, "branch": "v2"}));
+    assert_eq!(checked["templates"][0]["version"], "1.1.0", "{checked}");
+    assert_eq!(checked["services"], json!([]), "{checked}");
     let all = cli.json(&["template", "list"]);
     assert!(
         all.as_array()
@@ -550,6 +551,48 @@ fn template_repositories_are_added_and_checked_out() {
     let (code, _, err) = cli.code(&["template", "checkout", "file:///no/such/repository", "v1"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("answered 4"), "{err}");
+}
+
+/// An `on_delete` action that fails: the service is still deleted, but the
+/// CLI says which action failed and why, and exits 1.
+#[test]
+fn a_failed_on_delete_is_said_not_hidden() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = template_repo(
+        &tmp.path().join("fragile-repo"),
+        &[
+            (
+                "templates/fragile/template.yaml",
+                "version: 1.0.0\non_delete: [uninstall]\n",
+            ),
+            (
+                "templates/fragile/fragile.lua",
+                "return {uninstall = function(self) error('the disk is gone') end}",
+            ),
+        ],
+    );
+    let url = format!("file://{}", repo.display());
+    let robot = RobotProcess::start(&tmp.path().join("data"), &["--god", "-T", &url]);
+    let cli = Cli::new();
+    cli.ok(&["robot", "connect", "local", &robot.url]);
+    cli.ok(&["service", "create", "fragile", "f1"]);
+    let (code, out, err) = cli.code(&["service", "delete", "f1"]);
+    assert_eq!(code, 1, "stdout: {out}\nstderr: {err}");
+    assert!(out.contains("deleted"), "{out}");
+    assert!(
+        err.contains("on_delete action `uninstall` failed") && err.contains("the disk is gone"),
+        "{err}"
+    );
+    let (code, _, err) = cli.code(&["service", "get", "f1"]);
+    assert_ne!(code, 0, "the service is gone: {err}");
+    // With --json, the failures are in the output too.
+    cli.ok(&["service", "create", "fragile", "f2"]);
+    let deleted = cli.json_with(1, &["service", "delete", "f2"]);
+    assert_eq!(deleted["deleted"], true, "{deleted}");
+    assert_eq!(
+        deleted["on_delete_failed"][0]["action"], "uninstall",
+        "{deleted}"
+    );
 }
 
 #[test]

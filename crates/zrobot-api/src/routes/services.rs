@@ -10,7 +10,10 @@ use super::{service_for, Access};
 use crate::auth::{self, Caller};
 use crate::error::ApiError;
 use crate::extract::{Json, Query};
-use crate::wire::{self, Action, Logs, Service, ServiceCreate, ServiceCreated, ServiceFilter};
+use crate::wire::{
+    self, Action, Logs, OnDeleteFailure, Service, ServiceCreate, ServiceCreated, ServiceDeleted,
+    ServiceFilter,
+};
 use crate::AppState;
 
 /// The services matching the filter that the caller may see: all for an
@@ -102,19 +105,41 @@ pub async fn get(
     Ok(axum::Json(wire::service(&svc, caller.sees_data())))
 }
 
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteQuery {
+    /// `true`: answer 200 with the `on_delete` actions that failed (an
+    /// addition; without it, 204 as 0-robot answered).
+    report: Option<bool>,
+}
+
 /// Deletes a service after its `on_delete` actions (admin or its secret).
+/// The service is gone even if one of them failed; with `report=true`, the
+/// answer says which, and why.
 #[utoipa::path(delete, path = "/services/{guid}", tag = "services",
     security(("admin" = []), ("secret" = [])),
-    params(("guid" = String, Path, description = "The service's guid (or its name)")),
-    responses((status = 204), (status = 404, body = wire::Error), (status = 409, body = wire::Error, description = "Already being deleted"), (status = 401, body = wire::Error), (status = 403, body = wire::Error)))]
+    params(("guid" = String, Path, description = "The service's guid (or its name)"), DeleteQuery),
+    responses((status = 204, description = "Deleted (without `report`)"),
+        (status = 200, body = ServiceDeleted, description = "Deleted, with `report=true`"),
+        (status = 404, body = wire::Error), (status = 409, body = wire::Error, description = "Already being deleted"), (status = 401, body = wire::Error), (status = 403, body = wire::Error)))]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
     Path(guid): Path<String>,
-) -> Result<StatusCode, ApiError> {
+    Query(q): Query<DeleteQuery>,
+) -> Result<Response, ApiError> {
     let svc = service_for(&state, &caller, &guid, Access::Manage)?;
-    state.robot.delete_service(svc.guid).await?;
-    Ok(StatusCode::NO_CONTENT)
+    let report = state.robot.delete_service(svc.guid).await?;
+    if !q.report.unwrap_or(false) {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let on_delete_failed = report
+        .on_delete_failed
+        .into_iter()
+        .map(|(action, message)| OnDeleteFailure { action, message })
+        .collect();
+    Ok(axum::Json(ServiceDeleted { on_delete_failed }).into_response())
 }
 
 /// The actions of a service's template, with the JSON Schema of their

@@ -39,6 +39,7 @@ use registry::{valid_name, Services};
 
 pub use blueprint::{BlueprintCaller, BlueprintOutcome};
 pub use graph::{BlockingChain, ChainLink, EdgeKind, PendingEdge, PendingGraph, PendingService};
+pub use registry::DeleteReport;
 pub(crate) use template_work::Background;
 pub use template_work::{template_runtime, ShutdownReport};
 use template_work::{Interrupted, TemplateWork};

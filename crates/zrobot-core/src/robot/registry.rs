@@ -73,6 +73,13 @@ impl Drop for NameReservation<'_> {
     }
 }
 
+/// What [`Robot::delete_service`] could not do before the service went.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct DeleteReport {
+    /// `(action, why)`: the `on_delete` actions that failed, in order.
+    pub on_delete_failed: Vec<(String, String)>,
+}
+
 impl Robot {
     pub(super) fn services(&self) -> std::sync::RwLockReadGuard<'_, Services> {
         self.0.services.read().unwrap_or_else(|e| e.into_inner())
@@ -214,8 +221,9 @@ impl Robot {
 
     /// Deletes a service: drops its waiting tasks, lets the running one finish
     /// (within a bound), runs its `on_delete` actions in order (each within a
-    /// bound), then removes it.
-    pub async fn delete_service(&self, guid: Uuid) -> Result<(), CoreError> {
+    /// bound), then removes it. The service is gone even if an `on_delete`
+    /// action failed: the report says which, and why.
+    pub async fn delete_service(&self, guid: Uuid) -> Result<DeleteReport, CoreError> {
         let svc = self
             .service(guid)
             .ok_or_else(|| CoreError::ServiceNotFound(guid.to_string()))?;
@@ -228,8 +236,13 @@ impl Robot {
             self.wait_idle(&svc, Duration::from_secs(5)).await;
         }
         let template = svc.template();
+        let mut report = DeleteReport::default();
         for action in &template.manifest.on_delete {
-            self.run_on_delete(&svc, &template, action).await;
+            if let Some(why) = self.run_on_delete(&svc, &template, action).await {
+                // The service's log goes with it: the robot's log keeps why.
+                tracing::warn!(service = %svc.name, %action, why = %why, "on_delete action failed; deleting anyway");
+                report.on_delete_failed.push((action.clone(), why));
+            }
         }
         if let Err(e) = self
             .0
@@ -246,7 +259,7 @@ impl Robot {
         tracing::info!(service = %svc.name, guid = %svc.guid, "service deleted");
         self.observe(|o| o.service_deleted(&svc));
         self.0.events.publish(&svc, What::ServiceDeleted);
-        Ok(())
+        Ok(report)
     }
 
     /// Marks `svc` deleting, so that it takes no new task, and ends its
@@ -280,8 +293,13 @@ impl Robot {
     }
 
     /// Runs one `on_delete` action of a service being deleted, bounded; a
-    /// failure is logged, and the deletion goes on.
-    async fn run_on_delete(&self, svc: &Arc<Service>, template: &Template, action: &str) {
+    /// failure is logged, said (`Some(why)`), and the deletion goes on.
+    async fn run_on_delete(
+        &self,
+        svc: &Arc<Service>,
+        template: &Template,
+        action: &str,
+    ) -> Option<String> {
         let record = self.new_record(
             svc,
             template,
@@ -299,23 +317,20 @@ impl Robot {
         )
         .await;
         svc.lock().current = None;
-        match (run, task.state()) {
-            (Ok(Err(e)), _) => svc.log(
-                LogLevel::Error,
-                format!("on_delete action `{action}` did not finish: {e}"),
+        let why = match (run, task.state()) {
+            (Ok(Err(e)), _) => format!("it did not finish: {e}"),
+            (Err(_), _) => format!("it ran past {}s and was stopped", bound.as_secs_f64()),
+            (Ok(Ok(())), TaskState::Error) => task.record().eco.map_or_else(
+                || "it failed".to_owned(),
+                |e| format!("{}: {}", e.category, e.message),
             ),
-            (Err(_), _) => svc.log(
-                LogLevel::Error,
-                format!(
-                    "on_delete action `{action}` ran past {}s and was stopped",
-                    bound.as_secs_f64()
-                ),
-            ),
-            (Ok(Ok(())), TaskState::Error) => {
-                tracing::warn!(service = %svc.name, %action, "on_delete action failed; deleting anyway")
-            }
-            _ => {}
-        }
+            _ => return None,
+        };
+        svc.log(
+            LogLevel::Error,
+            format!("on_delete action `{action}` failed: {why}"),
+        );
+        Some(why)
     }
 
     /// Waits until no task of `svc` runs; false if `bound` passed first.

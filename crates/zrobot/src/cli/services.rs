@@ -136,15 +136,26 @@ async fn create(
 /// Deletes a service and forgets its secret.
 async fn delete(ctx: &mut Ctx, target: &Target, service: &str) -> Result<()> {
     let (guid, client) = ctx.service(target, service).await?;
-    client
-        .delete_service(guid)
+    let deleted = client
+        .delete_service_report(guid)
         .await
         .map_err(|e| explain(target, e, Need::Service(service)))?;
     ctx.forget_secret(target, guid)?;
     if ctx.json {
-        output::json(&json!({"guid": guid, "deleted": true}))?;
+        output::json(
+            &json!({"guid": guid, "deleted": true, "on_delete_failed": deleted.on_delete_failed}),
+        )?;
     } else {
         println!("service `{service}` ({guid}) deleted");
+    }
+    if let Some(first) = deleted.on_delete_failed.first() {
+        let more = deleted.on_delete_failed.len() - 1;
+        anyhow::bail!(
+            "service `{service}` is deleted, but its on_delete action `{}` failed: {}{}; what it was to undo may still exist, and the robot's log says more",
+            first.action,
+            first.message,
+            if more > 0 { format!(" (and {more} more on_delete action(s) failed)") } else { String::new() }
+        );
     }
     Ok(())
 }
