@@ -159,6 +159,9 @@ pub struct TemplateRepository {
 pub struct CheckoutReport {
     /// The templates the repository holds at the revision checked out.
     pub templates: Vec<Template>,
+    /// The full id of the commit checked out.
+    #[serde(default)]
+    pub commit: String,
     /// Every service that moved or failed to, and those of the
     /// repository's templates that stayed, by name.
     pub services: Vec<ServiceMove>,
@@ -190,6 +193,9 @@ pub enum MoveOutcome {
     Failed,
     /// Already on the newest version loaded.
     Newest,
+    /// On the newest version, whose files changed without a new version:
+    /// it runs the new code from its next task.
+    Reloaded,
 }
 
 /// The query of `GET /services`: a service is listed when it matches every key given.

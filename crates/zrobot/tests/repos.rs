@@ -358,3 +358,81 @@ async fn a_checkout_reports_each_service_and_fails_when_one_stays() {
     assert_eq!(outcome("c").outcome, MoveOutcome::Newest);
     assert_eq!(report.templates.len(), 2, "{report:?}");
 }
+
+/// A fix committed without a new version: the checkout loads it, says so,
+/// and the service's next task runs it (no restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fix_without_a_new_version_runs_after_the_checkout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = template_repo(
+        &tmp.path().join("things"),
+        &[
+            ("templates/thing/template.yaml", THING_V1),
+            ("templates/thing/thing.lua", THING_LUA_V1),
+        ],
+    );
+    let url = format!("file://{}", repo.display());
+    let robot = RobotProcess::start(&tmp.path().join("data"), &["--god", "-T", &url]);
+    let client = robot.god_client();
+    let svc = new_service(&client, "thing", "a").await;
+    let run_note = |what: &'static str| {
+        let client = client.clone();
+        async move {
+            let t = client
+                .schedule(svc, "note", json!({ "what": what }))
+                .await
+                .unwrap();
+            let t = client
+                .wait_done(svc, t.guid, Duration::from_secs(30))
+                .await
+                .unwrap();
+            assert_eq!(t.state, TaskState::Ok, "{t:?}");
+        }
+    };
+    run_note("before").await;
+    commit_files(
+        &repo,
+        &[(
+            "templates/thing/thing.lua",
+            &THING_LUA_V1.replace("\"v1:\"", "\"fixed:\""),
+        )],
+        Some("fix"),
+    );
+    let report = client
+        .checkout_template_repo_report(&TemplateRepository {
+            url: url.clone(),
+            branch: Some("fix".into()),
+        })
+        .await
+        .unwrap();
+    let a = &report.services[0];
+    assert_eq!(
+        (a.service.as_str(), a.outcome),
+        ("a", zrobot_client::wire::MoveOutcome::Reloaded),
+        "{report:?}"
+    );
+    assert_eq!(report.commit.len(), 40, "{report:?}");
+    run_note("after").await;
+    let s = client.service(svc).await.unwrap();
+    assert_eq!(s.version, "1.0.0");
+    assert_eq!(
+        s.data.unwrap()["notes"],
+        json!(["v1:before", "fixed:after"])
+    );
+    let logs = client.logs(svc).await.unwrap().logs;
+    assert!(logs.contains("runs the new code of"), "{logs}");
+
+    // The same commit again changes nothing.
+    let again = client
+        .checkout_template_repo_report(&TemplateRepository {
+            url: url.clone(),
+            branch: Some("fix".into()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        again.services[0].outcome,
+        zrobot_client::wire::MoveOutcome::Newest,
+        "{again:?}"
+    );
+}

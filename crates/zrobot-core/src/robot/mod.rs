@@ -247,10 +247,11 @@ impl Robot {
     /// Loads every template of the repository checked out at `root`, and adds
     /// the good ones. Errors name each template that could not load.
     pub fn load_repository(&self, root: &Path, repo: &RepoId) -> RepoLoad {
-        let load = load_repository(root, repo, self.0.engine.as_ref());
+        let mut load = load_repository(root, repo, self.0.engine.as_ref());
         for t in &load.templates {
             self.0.templates.add(t.clone());
         }
+        load.reloaded = self.reload_changed(&load.templates);
         if !load.templates.is_empty() && !self.missing_services().is_empty() {
             let robot = self.clone();
             self.spawn_owned(async move { robot.restore_missing().await });

@@ -161,6 +161,37 @@ impl Robot {
 
     /// Starts the recurring actions the new version adds (those it shares
     /// with the old one already run, on the new policy).
+    /// Moves the services on a version of `loaded` whose files changed
+    /// without a new version to the new load of it: their next task runs
+    /// the new code (a running one ends on the old). `(service, UID)` of
+    /// each.
+    pub(super) fn reload_changed(&self, loaded: &[Arc<Template>]) -> Vec<(String, String)> {
+        let mut reloaded = Vec::new();
+        let mut all: Vec<Arc<Service>> = self.services().by_guid.values().cloned().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        for svc in all {
+            let old = svc.template();
+            let Some(new) = loaded.iter().find(|t| t.uid == old.uid) else {
+                continue;
+            };
+            if Arc::ptr_eq(&old, new) || old.digest == new.digest {
+                continue;
+            }
+            svc.set_template(new.clone());
+            self.start_new_recurring(&svc, &old, new);
+            svc.log(
+                LogLevel::Info,
+                format!(
+                    "runs the new code of {}: its files changed, its version did not",
+                    new.uid
+                ),
+            );
+            tracing::info!(service = %svc.name, template = %new.uid, "the template's files changed without a new version: the service runs the new code from its next task");
+            reloaded.push((svc.name.clone(), new.uid_text.clone()));
+        }
+        reloaded
+    }
+
     fn start_new_recurring(&self, svc: &Arc<Service>, from: &Template, target: &Template) {
         for (action, policy) in &target.manifest.actions {
             if let Some(period) = policy.recurring {

@@ -27,6 +27,10 @@ pub struct Template {
     pub dir: PathBuf,
     pub repo_root: PathBuf,
     pub code: Arc<dyn TemplateCode>,
+    /// A digest of the files of its folder when it was loaded: two loads of
+    /// one version with different files (a fix committed without a new
+    /// version) differ. Not kept across restarts.
+    pub digest: u64,
 }
 
 impl std::fmt::Debug for Template {
@@ -148,6 +152,9 @@ fn kind_of(v: &Value) -> &'static str {
 pub struct RepoLoad {
     pub templates: Vec<Arc<Template>>,
     pub errors: Vec<TemplateError>,
+    /// `(service, UID)`: services that now run new code of the version they
+    /// were on (its files changed, its version did not).
+    pub reloaded: Vec<(String, String)>,
 }
 
 fn valid_template_name(name: &str) -> bool {
@@ -246,5 +253,33 @@ pub fn load_template(
         dir: dir.to_path_buf(),
         repo_root: repo_root.to_path_buf(),
         code,
+        digest: folder_digest(dir),
     })
+}
+
+/// A digest of every file under `dir` (names and contents, in name order),
+/// to tell whether a template's files changed between two loads.
+fn folder_digest(dir: &Path) -> u64 {
+    use std::hash::{Hash, Hasher};
+    fn walk(dir: &Path, base: &Path, depth: usize, h: &mut std::hash::DefaultHasher) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut paths: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+        paths.sort();
+        for p in paths {
+            let Ok(meta) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            p.strip_prefix(base).unwrap_or(&p).hash(h);
+            if meta.is_dir() && depth < 8 {
+                walk(&p, base, depth + 1, h);
+            } else if meta.is_file() {
+                std::fs::read(&p).unwrap_or_default().hash(h);
+            }
+        }
+    }
+    let mut h = std::hash::DefaultHasher::new();
+    walk(dir, dir, 0, &mut h);
+    h.finish()
 }

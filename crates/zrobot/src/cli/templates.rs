@@ -75,9 +75,10 @@ fn checked_out(
         output::json(report)?;
     } else {
         println!(
-            "{robot} now serves {} at {}",
+            "{robot} now serves {} at {} (commit {})",
             repo.url,
-            repo.branch.as_deref().unwrap_or_default()
+            repo.branch.as_deref().unwrap_or_default(),
+            report.commit.get(..12).unwrap_or(&report.commit)
         );
         for m in &report.services {
             match m.outcome {
@@ -90,6 +91,10 @@ fn checked_out(
                     m.why.as_deref().unwrap_or("no reason given")
                 ),
                 MoveOutcome::Newest => println!("stayed  {}: already on {}", m.service, m.to),
+                MoveOutcome::Reloaded => println!(
+                    "reloaded {}: runs the new code of {} (its files changed, its version did not)",
+                    m.service, m.to
+                ),
             }
         }
         let moved = report

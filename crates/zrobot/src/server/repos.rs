@@ -104,8 +104,15 @@ async fn fetch_and_load(
         .clone_or_update_async(parsed.clone())
         .await
         .map_err(|e| RepoError::Invalid(e.to_string()))?;
-    let load = robot.load_repository(&checkout.path, &checkout.repo_id);
+    let mut load = robot.load_repository(&checkout.path, &checkout.repo_id);
+    let reloaded = std::mem::take(&mut load.reloaded);
     let templates = outcome(&parsed, load)?;
+    let names: Vec<String> = templates.iter().map(|t| t.uid.to_string()).collect();
+    tracing::info!(
+        "template repository {parsed} at commit {}: {}",
+        checkout.commit,
+        names.join(", ")
+    );
     remember(&robot, &parsed, reference.as_deref()).await?;
     let upgrade = robot.upgrade_services().await;
     for (name, to, why) in &upgrade.failed {
@@ -113,14 +120,21 @@ async fn fetch_and_load(
     }
     let report = CheckoutReport {
         templates: templates.iter().map(|t| wire::template(t)).collect(),
-        services: moves(&robot, &checkout.repo_id, upgrade),
+        commit: checkout.commit.clone(),
+        services: moves(&robot, &checkout.repo_id, upgrade, reloaded),
     };
     Ok((templates, report))
 }
 
 /// What the upgrade did to each service: every move and failed move, and
-/// the services of the repository's templates already on the newest.
-fn moves(robot: &Robot, repo: &RepoId, upgrade: UpgradeReport) -> Vec<ServiceMove> {
+/// the services of the repository's templates already on the newest (their
+/// code reloaded when its files changed).
+fn moves(
+    robot: &Robot,
+    repo: &RepoId,
+    upgrade: UpgradeReport,
+    reloaded: Vec<(String, String)>,
+) -> Vec<ServiceMove> {
     let mut out: Vec<ServiceMove> = Vec::new();
     for (service, from, to) in upgrade.moved {
         out.push(ServiceMove {
@@ -146,11 +160,16 @@ fn moves(robot: &Robot, repo: &RepoId, upgrade: UpgradeReport) -> Vec<ServiceMov
     }
     for (service, uid) in upgrade.newest {
         if TemplateUid::parse(&uid).is_some_and(|u| u.repo == *repo) {
+            let outcome = if reloaded.iter().any(|(s, _)| *s == service) {
+                MoveOutcome::Reloaded
+            } else {
+                MoveOutcome::Newest
+            };
             out.push(ServiceMove {
                 service,
                 from: uid.clone(),
                 to: uid,
-                outcome: MoveOutcome::Newest,
+                outcome,
                 why: None,
             });
         }
