@@ -2,6 +2,9 @@
 
 use serde_json::{Map, Value};
 
+/// The most problems one error lists.
+pub const MAX_PROBLEMS: usize = 10;
+
 /// A compiled JSON Schema, with the raw schema kept to apply its defaults.
 pub struct Schema {
     raw: Value,
@@ -25,6 +28,7 @@ impl Schema {
                 format!("not a valid JSON Schema at `{at}`: {e}")
             }
         })?;
+        check_defaults(raw, "")?;
         Ok(Schema {
             raw: raw.clone(),
             validator,
@@ -49,25 +53,27 @@ impl Schema {
         Ok(value)
     }
 
-    /// Checks `value`; the error names the first failing field and why.
+    /// Checks `value`; the error names every failing field and why (the
+    /// first [`MAX_PROBLEMS`], then how many more).
     pub fn check(&self, value: &Value) -> Result<(), String> {
-        let mut errors = self.validator.iter_errors(value);
-        match errors.next() {
-            None => Ok(()),
-            Some(e) => {
-                let at = e.instance_path().to_string();
-                let field = if at.is_empty() {
-                    "(root)".to_owned()
-                } else {
-                    at
-                };
-                let more = errors.count();
-                let mut msg = format!("field `{field}`: {e}");
+        let mut problems: Vec<String> = Vec::new();
+        let mut more = 0usize;
+        for e in self.validator.iter_errors(value) {
+            if problems.len() == MAX_PROBLEMS {
+                more += 1;
+                continue;
+            }
+            let at = e.instance_path().to_string();
+            let field = if at.is_empty() { "(root)" } else { at.as_str() };
+            problems.push(format!("field `{field}`: {e}"));
+        }
+        match problems.len() {
+            0 => Ok(()),
+            1 => Err(problems.remove(0)),
+            n => {
+                let mut msg = format!("{} problems: {}", n + more, problems.join("; "));
                 if more > 0 {
-                    msg.push_str(&format!(
-                        " (and {more} more problem{})",
-                        if more == 1 { "" } else { "s" }
-                    ));
+                    msg.push_str(&format!(" (and {more} more)"));
                 }
                 Err(msg)
             }
@@ -79,6 +85,30 @@ impl Schema {
     pub fn coerce_empty_containers(&self, value: &mut Value) {
         coerce(&self.raw, value)
     }
+}
+
+/// Refuses a property whose `default` its own schema refuses: the fault is
+/// the template's, said when it loads, not the user's at `service create`.
+/// A property schema that cannot stand alone (a `$ref` to the root) is not
+/// checked.
+fn check_defaults(schema: &Value, at: &str) -> Result<(), String> {
+    let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+        return Ok(());
+    };
+    for (key, prop) in props {
+        let here = format!("{at}/{key}");
+        if let Some(default) = prop.get("default") {
+            if let Ok(v) = jsonschema::validator_for(prop) {
+                if let Some(e) = v.iter_errors(default).next() {
+                    return Err(format!(
+                        "the default of `{here}` ({default}) does not match its own schema: {e}; fix the default or the schema"
+                    ));
+                }
+            }
+        }
+        check_defaults(prop, &here)?;
+    }
+    Ok(())
 }
 
 fn schema_type_is(schema: &Value, ty: &str) -> bool {
@@ -181,6 +211,50 @@ mod tests {
         let mut v = json!({"vms": {}, "tags": []});
         s.coerce_empty_containers(&mut v);
         assert_eq!(v, json!({"vms": [], "tags": {}}));
+    }
+
+    /// The problem hidden behind the first is often the cause (an
+    /// unexpected key): every one is named, up to a bound.
+    #[test]
+    fn every_problem_is_named() {
+        let s = Schema::compile(&json!({
+            "type": "object", "additionalProperties": false,
+            "properties": {"port": {"type": "integer"}}
+        }))
+        .unwrap();
+        let err = s.check(&json!({"port": "x", "prot": 1})).unwrap_err();
+        assert!(err.starts_with("2 problems: "), "{err}");
+        assert!(err.contains("/port") && err.contains("prot"), "{err}");
+        // Past the bound, how many more.
+        let props: serde_json::Map<String, Value> = (0..15)
+            .map(|i| (format!("k{i}"), json!({"type": "integer"})))
+            .collect();
+        let s = Schema::compile(&json!({"type": "object", "properties": props})).unwrap();
+        let bad: serde_json::Map<String, Value> =
+            (0..15).map(|i| (format!("k{i}"), json!("x"))).collect();
+        let err = s.check(&Value::Object(bad)).unwrap_err();
+        assert!(err.starts_with("15 problems: "), "{err}");
+        assert_eq!(err.matches("field `").count(), MAX_PROBLEMS, "{err}");
+        assert!(err.ends_with("(and 5 more)"), "{err}");
+    }
+
+    #[test]
+    fn a_default_its_schema_refuses_is_the_schemas_fault() {
+        let err = Schema::compile(&json!({
+            "type": "object",
+            "properties": {"every": {"type": "integer", "default": "1h"}}
+        }))
+        .unwrap_err();
+        assert!(
+            err.contains("default of `/every`") && err.contains("\"1h\""),
+            "{err}"
+        );
+        let nested = Schema::compile(&json!({
+            "type": "object",
+            "properties": {"a": {"type": "object", "properties": {"b": {"type": "string", "default": 3}}}}
+        }))
+        .unwrap_err();
+        assert!(nested.contains("`/a/b`"), "{nested}");
     }
 
     #[test]

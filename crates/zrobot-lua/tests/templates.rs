@@ -65,7 +65,11 @@ fn an_unknown_key_is_refused() {
         ("templates/a/template.yaml", "version: 1.0.0\nactionz: {}\n"),
         ("templates/a/a.lua", "return {}"),
     ]);
-    assert!(e.contains("actionz") && e.contains("known keys"), "{e}");
+    assert!(
+        e.contains("actionz")
+            && e.contains("expected one of version, description, data, actions, on_delete"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -103,8 +103,9 @@ impl Manifest {
     /// order, each error naming its field.
     pub fn parse(path: &Path, text: &str) -> Result<Manifest, TemplateError> {
         let raw: RawManifest = crate::yaml::from_str(text).map_err(|e| {
-            let msg = e.to_string();
-            if msg.contains("unknown field") {
+            let msg = crate::yaml::describe_error(&e, &path.display().to_string(), text);
+            // The parser lists the keys expected where the unknown one is.
+            if msg.contains("unknown field") && !msg.contains("expected one of") {
                 TemplateError::new(
                     path,
                     None,
@@ -255,6 +256,40 @@ mod tests {
 
     fn parse(text: &str) -> Result<Manifest, TemplateError> {
         Manifest::parse(Path::new("t/template.yaml"), text)
+    }
+
+    /// The mistakes a template author makes on day two, each answered with
+    /// the file, the line, the field and the fix.
+    #[test]
+    fn day_two_mistakes_point_at_the_fix() {
+        let err = |text: &str| parse(text).unwrap_err().to_string();
+        let typo = err("version: 1.0.0\nactions:\n  go:\n    timout: 5\n");
+        assert!(
+            typo.contains("expected one of timeout, retry, recurring, args"),
+            "{typo}"
+        );
+        assert!(!typo.contains("the known keys are: version"), "{typo}");
+        assert!(typo.contains("t/template.yaml:4:5"), "{typo}");
+        assert!(!typo.contains("<input>"), "{typo}");
+        let unit = err("version: 1.0.0\nactions:\n  go:\n    recurring: 5s\n");
+        assert!(unit.contains("`recurring` takes a number"), "{unit}");
+        let dup = err("version: 1.0.0\nversion: 1.0.1\n");
+        assert!(
+            dup.contains("only once") && !dup.contains("DuplicateKeyPolicy"),
+            "{dup}"
+        );
+        let indent = err("version: 1.0.0\nactions:\n  go:\n    timeout: 5\n   retry: {tries: 2}\n");
+        assert!(indent.contains("line 5 is not indented"), "{indent}");
+        let top = err("version: 1.0.0\nactoins: {}\n");
+        assert!(top.contains("actoins"), "{top}");
+        let default = err(
+            "version: 1.0.0\ndata: {type: object, properties: {every: {type: integer, default: \"1h\"}}}\n",
+        );
+        assert!(
+            default.contains("field `data`") || default.contains("data"),
+            "{default}"
+        );
+        assert!(default.contains("default of `/every`"), "{default}");
     }
 
     #[test]

@@ -146,6 +146,20 @@ pub fn check(dir: &Path) -> ExitCode {
     let load = robot.load_repository(dir, &RepoId::local(dir));
     for t in &load.templates {
         println!("ok     {}  actions: {}", t.uid, t.actions().join(", "));
+        let open: Vec<String> = t
+            .actions()
+            .into_iter()
+            .filter(|a| t.policy(a).args.is_none())
+            .map(|a| a.to_string())
+            .collect();
+        if !open.is_empty() {
+            println!(
+                "note   {}: {} {} any arguments (no `args:` schema in template.yaml): a misspelt argument goes unnoticed",
+                t.uid,
+                open.join(", "),
+                if open.len() == 1 { "takes" } else { "take" }
+            );
+        }
     }
     for e in &load.errors {
         println!("error  {e}");
