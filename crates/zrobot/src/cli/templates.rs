@@ -148,7 +148,7 @@ pub fn check(dir: &Path) -> ExitCode {
         println!("ok     {}  actions: {}", t.uid, t.actions().join(", "));
         let open: Vec<String> = t
             .actions()
-            .into_iter()
+            .iter()
             .filter(|a| t.policy(a).args.is_none())
             .map(|a| a.to_string())
             .collect();
