@@ -1031,3 +1031,68 @@ fn events_are_printed_and_followed_live() {
     );
     assert!(seen[0].contains("task.scheduled"), "{seen:?}");
 }
+
+/// `task get` and `task cancel` take the start of a guid, as `task list`
+/// shows it, or `last`; a prefix that names no task says how to find one.
+#[test]
+fn tasks_are_named_by_the_start_of_their_guid_or_last() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = echo_repo(tmp.path());
+    let robot = RobotProcess::start(&tmp.path().join("data"), &["--god", "-T", &repo]);
+    let cli = Cli::new();
+    cli.ok(&["robot", "connect", "local", &robot.url]);
+    cli.ok(&["service", "create", "echo", "e1"]);
+    let first = cli.json(&["task", "schedule", "e1", "hello", "-a", "x=1", "--wait"]);
+    let guid = first["guid"].as_str().unwrap().to_owned();
+    let got = cli.json(&["task", "get", "e1", &guid[..8]]);
+    assert_eq!(got["guid"], first["guid"], "{got}");
+    let last = cli.json(&["task", "get", "e1", "last"]);
+    assert_eq!(last["guid"], first["guid"], "{last}");
+    let (code, _, err) = cli.code(&["task", "get", "e1", "ffffffffff"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("no task of `e1` starts with `ffffffffff`"),
+        "{err}"
+    );
+    let (code, _, err) = cli.code(&["task", "get", "e1", "not-a-guid!"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("is not a task"), "{err}");
+}
+
+/// The robot's log has no terminal colour codes when it is not written to
+/// a terminal (a file, a pipe, journald).
+#[test]
+fn the_log_has_no_colour_codes_off_a_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = std::fs::File::create(tmp.path().join("robot.log")).unwrap();
+    let mut child = Command::new(zrobot_bin())
+        .args([
+            "server",
+            "start",
+            "-L",
+            "127.0.0.1:0",
+            "--god",
+            "--data-dir",
+        ])
+        .arg(tmp.path().join("data"))
+        // Unreachable: the robot logs an error about it.
+        .args(["-T", "https://127.0.0.1:1/acme/templates.git"])
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.starts_with("zrobot listening on"), "{line}");
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(tmp.path().join("robot.log")).unwrap();
+    assert!(text.contains("ERROR"), "{text}");
+    assert!(!text.contains('\u{1b}'), "{text:?}");
+}

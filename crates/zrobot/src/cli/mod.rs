@@ -297,13 +297,18 @@ pub enum TaskCommand {
     Get {
         #[arg(value_name = "NAME|GUID")]
         service: String,
-        task: uuid::Uuid,
+        /// The task's guid, the start of it (as `task list` shows it), or
+        /// `last` (the latest scheduled).
+        #[arg(value_name = "GUID|PREFIX|last")]
+        task: String,
     },
     /// Cancel a waiting task.
     Cancel {
         #[arg(value_name = "NAME|GUID")]
         service: String,
-        task: uuid::Uuid,
+        /// The task's guid, the start of it, or `last`.
+        #[arg(value_name = "GUID|PREFIX|last")]
+        task: String,
     },
 }
 

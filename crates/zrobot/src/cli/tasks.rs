@@ -4,9 +4,10 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use zrobot_client::Task;
+use uuid::Uuid;
+use zrobot_client::{Client, Task};
 
-use super::context::{explain, Ctx, Need, Target};
+use super::context::{explain, failure, Ctx, Need, Target, EXIT_USAGE};
 use super::{follow, output, values, TaskCommand};
 
 pub async fn run(ctx: &Ctx, command: TaskCommand) -> Result<ExitCode> {
@@ -43,7 +44,9 @@ pub async fn run(ctx: &Ctx, command: TaskCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         TaskCommand::Get { service, task } => {
+            check_task_id(&service, &task)?;
             let (guid, client) = ctx.service(&target, &service).await?;
+            let task = task_of(&client, &target, guid, &service, &task).await?;
             let task = client
                 .task(guid, task)
                 .await
@@ -56,7 +59,9 @@ pub async fn run(ctx: &Ctx, command: TaskCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         TaskCommand::Cancel { service, task } => {
+            check_task_id(&service, &task)?;
             let (guid, client) = ctx.service(&target, &service).await?;
+            let task = task_of(&client, &target, guid, &service, &task).await?;
             client
                 .cancel_task(guid, task)
                 .await
@@ -73,6 +78,66 @@ pub async fn run(ctx: &Ctx, command: TaskCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Refuses (as a usage error) a task id that is neither a guid, nor the
+/// start of one, nor `last`, before anything is asked of the robot.
+fn check_task_id(service: &str, id: &str) -> Result<()> {
+    let is_prefix = !id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
+    if id == "last" || is_prefix {
+        return Ok(());
+    }
+    Err(failure(
+        EXIT_USAGE,
+        format!(
+            "`{id}` is not a task: give its guid, the start of it (as `zrobot task list {service} --all` shows), or `last`"
+        ),
+    ))
+}
+
+/// The task `id` names among the tasks of `service`: a guid, the start of
+/// one (unique among its kept tasks), or `last` (the latest scheduled).
+async fn task_of(
+    client: &Client,
+    target: &Target,
+    service_guid: Uuid,
+    service: &str,
+    id: &str,
+) -> Result<Uuid> {
+    if let Ok(guid) = Uuid::parse_str(id) {
+        return Ok(guid);
+    }
+    let wanted = id.to_ascii_lowercase();
+    let tasks = client
+        .tasks(service_guid, true)
+        .await
+        .map_err(|e| explain(target, e, Need::Service(service)))?;
+    if wanted == "last" {
+        return tasks
+            .iter()
+            .max_by_key(|t| t.created)
+            .map(|t| t.guid)
+            .ok_or_else(|| anyhow::anyhow!("`{service}` has no task yet"));
+    }
+    let matching: Vec<&Task> = tasks
+        .iter()
+        .filter(|t| t.guid.to_string().starts_with(&wanted))
+        .collect();
+    match matching.as_slice() {
+        [one] => Ok(one.guid),
+        [] => anyhow::bail!(
+            "no task of `{service}` starts with `{id}`: `zrobot task list {service} --all` lists them"
+        ),
+        many => anyhow::bail!(
+            "`{id}` starts {} tasks of `{service}` ({}); give more of the guid",
+            many.len(),
+            many.iter()
+                .take(5)
+                .map(|t| t.guid.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 
