@@ -1,5 +1,6 @@
 //! Where the robot and the CLI keep their files: the data directory (XDG data
-//! dir), the god token inside it.
+//! dir), the god token inside it, and the lock that keeps a second robot out
+//! of it.
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -75,4 +76,44 @@ pub fn read_god_token(data_dir: &Path) -> Result<String> {
             data_dir.display()
         ),
     }
+}
+
+const LOCK_FILE: &str = "robot.lock";
+
+/// The data directory held by this process: an exclusive `flock` on its
+/// lock file, released when dropped or when the process dies (a crash
+/// never leaves it locked).
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: std::fs::File,
+}
+
+/// Takes the data directory for this robot, or says which process holds it.
+pub fn lock_data_dir(data_dir: &Path) -> Result<DataDirLock> {
+    use std::io::{Read, Seek};
+    use std::os::fd::AsRawFd;
+    let path = data_dir.join(LOCK_FILE);
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let mut holder = String::new();
+        let _ = f.read_to_string(&mut holder);
+        let holder = holder.trim();
+        bail!(
+            "the data directory {} is in use by another robot{}: stop it, or give this one another --data-dir",
+            data_dir.display(),
+            if holder.is_empty() { String::new() } else { format!(" ({holder})") }
+        );
+    }
+    f.set_len(0)?;
+    f.rewind()?;
+    writeln!(f, "pid {}", std::process::id())?;
+    Ok(DataDirLock { _file: f })
 }

@@ -308,6 +308,9 @@ pub async fn run(
         lua,
         robots,
     } = config;
+    // Before anything of the directory is read: a second robot on it would
+    // share its database and clones.
+    let _lock = paths::lock_data_dir(&data_dir)?;
     let db = data_dir.join("zrobot.db");
     let store = SqliteStore::open(&db, retention).map_err(|e| anyhow::anyhow!("{e}"))?;
     let template_runtime = TemplateRuntime::start()?;

@@ -1096,3 +1096,31 @@ fn the_log_has_no_colour_codes_off_a_terminal() {
     assert!(text.contains("ERROR"), "{text}");
     assert!(!text.contains('\u{1b}'), "{text:?}");
 }
+
+/// A second robot on a data directory in use stops at once, naming the
+/// process that holds it, before it reads anything of it.
+#[test]
+fn a_second_robot_on_the_same_data_dir_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let first = RobotProcess::start(&data, &["--god"]);
+    let out = Command::new(zrobot_bin())
+        .args([
+            "server",
+            "start",
+            "-L",
+            "127.0.0.1:0",
+            "--god",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("is in use by another robot"), "{err}");
+    assert!(err.contains(&format!("pid {}", first.child.id())), "{err}");
+    assert!(out.stdout.is_empty(), "it never listened");
+}
