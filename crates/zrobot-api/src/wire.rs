@@ -109,6 +109,7 @@ pub fn logs(lines: &[LogLine]) -> Logs {
         logs.push(' ');
         logs.push_str(l.level.as_str());
         logs.push(' ');
+        logs.push_str(&l.task_tag());
         logs.push_str(&l.message);
         logs.push('\n');
     }
@@ -174,6 +175,8 @@ pub fn event(e: &zrobot_core::events::Event) -> StreamEvent {
             out.log = Some(EventLog {
                 level: line.level.as_str().to_owned(),
                 message: line.message.clone(),
+                action: line.task.as_ref().map(|(a, _)| a.clone()),
+                task: line.task.as_ref().map(|(_, g)| *g),
             })
         }
     }

@@ -393,7 +393,13 @@ async fn actions_and_logs() {
     let logs = body["logs"].as_str().unwrap();
     let lines: Vec<&str> = logs.lines().collect();
     assert!(lines[0].contains(" INFO created from template"), "{logs}");
-    assert!(lines.iter().any(|l| l.ends_with("INFO marked")), "{logs}");
+    // A line an action wrote names its task: `[action <start of guid>]`.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(" INFO [mark ") && l.ends_with("] marked")),
+        "{logs}"
+    );
     // Each line starts with an ISO 8601 time.
     assert!(
         lines

@@ -96,8 +96,14 @@ async fn a_task_s_life_arrives_live_and_resumes_after_an_id() {
         (change.category.as_str(), change.tag.as_deref()),
         ("network", Some("tcp-22"))
     );
-    assert_eq!(n1_events[5].log.as_ref().unwrap().message, "marked");
+    let log = n1_events[5].log.as_ref().unwrap();
+    assert_eq!(log.message, "marked");
     let finished = n1_events[6].task.as_ref().unwrap();
+    // The line names the task whose action wrote it.
+    assert_eq!(
+        (log.action.as_deref(), log.task),
+        (Some("mark"), Some(finished.guid))
+    );
     assert_eq!(finished.state, TaskState::Ok);
     assert!(finished.duration.is_some());
     assert_eq!(n1_events[0].service.as_ref().unwrap().guid, n1.guid);

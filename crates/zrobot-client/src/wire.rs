@@ -430,7 +430,9 @@ pub struct Eco {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct Logs {
-    /// One line per entry: time (ISO 8601, UTC), level, message.
+    /// One line per entry: time (ISO 8601, UTC), level, then, for a line
+    /// an action wrote, `[action 1a2b3c4d]` (its task's guid starts so),
+    /// then the message.
     pub logs: String,
 }
 
@@ -639,6 +641,12 @@ pub struct EventLog {
     /// `DEBUG`, `INFO`, `WARNING` or `ERROR`.
     pub level: String,
     pub message: String,
+    /// The action whose task wrote it; absent for the robot's own lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// That task's guid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<Uuid>,
 }
 
 /// A move to another template version.

@@ -68,6 +68,21 @@ pub struct LogLine {
     pub time: f64,
     pub level: LogLevel,
     pub message: String,
+    /// The task whose action wrote it: its action's name and its guid.
+    pub task: Option<(String, Uuid)>,
+}
+
+impl LogLine {
+    /// `[action 1a2b3c4d] `, the task that wrote the line as `task list`
+    /// shows it; empty for a line of the robot's own.
+    pub fn task_tag(&self) -> String {
+        match &self.task {
+            Some((action, guid)) => {
+                format!("[{action} {}] ", &guid.simple().to_string()[..8])
+            }
+            None => String::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -303,11 +318,25 @@ impl Service {
 
     /// Appends a line to the service's own log.
     pub fn log(self: &Arc<Self>, level: LogLevel, message: impl Into<String>) {
-        let line = LogLine {
+        self.log_line(LogLine {
             time: crate::time::now(),
             level,
             message: message.into(),
-        };
+            task: None,
+        })
+    }
+
+    /// Appends a line that the action of `task` wrote.
+    pub fn log_from(self: &Arc<Self>, task: &Task, level: LogLevel, message: impl Into<String>) {
+        self.log_line(LogLine {
+            time: crate::time::now(),
+            level,
+            message: message.into(),
+            task: Some((task.action_name(), task.guid)),
+        })
+    }
+
+    fn log_line(self: &Arc<Self>, line: LogLine) {
         {
             let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
             let log = log.get_or_insert_with(Default::default);

@@ -134,7 +134,9 @@ pub(crate) fn install(
                 .map(|v| v.to_string().unwrap_or_else(|_| "?".into()))
                 .collect::<Vec<_>>()
                 .join("\t");
-            ctx(lua, |c| c.service.log(LogLevel::Info, line))
+            let service = ctx(lua, |c| c.service.clone())?;
+            write_log(lua, &service, LogLevel::Info, line);
+            Ok(())
         })?,
     )?;
     Ok(())
@@ -705,6 +707,16 @@ impl UserData for StateHandle {
     }
 }
 
+/// Writes a line to the service's log, naming the task whose action wrote
+/// it when one runs.
+fn write_log(lua: &Lua, service: &Arc<Service>, level: LogLevel, text: String) {
+    let task = ctx(lua, |c| c.task.clone()).ok().flatten();
+    match task {
+        Some(t) => service.log_from(&t, level, text),
+        None => service.log(level, text),
+    }
+}
+
 /// `self.log`.
 struct LogHandle(Arc<Service>);
 
@@ -716,9 +728,9 @@ impl UserData for LogHandle {
             ("warning", LogLevel::Warning),
             ("error", LogLevel::Error),
         ] {
-            m.add_method(name, move |_, this, msg: LuaValue| {
+            m.add_method(name, move |lua, this, msg: LuaValue| {
                 let text = msg.to_string().unwrap_or_else(|_| "?".into());
-                this.0.log(level, text);
+                write_log(lua, &this.0, level, text);
                 Ok(())
             });
         }

@@ -409,7 +409,7 @@ fn every_client_command_against_an_open_robot() {
     let _ = follower.kill();
     let _ = follower.wait();
     assert_eq!(
-        seen.iter().filter(|l| l.contains("hello 5")).count(),
+        seen.iter().filter(|l| l.ends_with("] hello 5")).count(),
         1,
         "{seen:?}"
     );

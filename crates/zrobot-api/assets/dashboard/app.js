@@ -336,7 +336,8 @@ function onEvent(e) {
       break;
     case "log":
       if (guid === S.selected && e.log) {
-        S.log.push(new Date(e.time * 1000).toISOString() + " " + e.log.level + " " + e.log.message);
+        const tag = e.log.action ? "[" + e.log.action + " " + (e.log.task || "").replace(/-/g, "").slice(0, 8) + "] " : "";
+        S.log.push(new Date(e.time * 1000).toISOString() + " " + e.log.level + " " + tag + e.log.message);
         if (S.log.length > LOG_LINES_KEPT) S.log.splice(0, S.log.length - LOG_LINES_KEPT);
         invalidate("log");
       }

@@ -133,7 +133,13 @@ fn detail(e: &StreamEvent) -> String {
         return format!("{}/{} {state}", c.category, c.tag.as_deref().unwrap_or("*"));
     }
     if let Some(l) = &e.log {
-        return format!("{} {}", l.level, output::first_line(&l.message));
+        let tag = match (&l.action, &l.task) {
+            (Some(action), Some(task)) => {
+                format!("[{action} {}] ", &task.simple().to_string()[..8])
+            }
+            _ => String::new(),
+        };
+        return format!("{} {tag}{}", l.level, output::first_line(&l.message));
     }
     if let Some(u) = &e.upgrade {
         return format!("{} -> {}", u.from, u.to);
