@@ -1057,6 +1057,16 @@ fn tasks_are_named_by_the_start_of_their_guid_or_last() {
     let (code, _, err) = cli.code(&["task", "get", "e1", "not-a-guid!"]);
     assert_ne!(code, 0);
     assert!(err.contains("is not a task"), "{err}");
+
+    // --raw: the result alone; a failed task exits 1 with its error.
+    let raw = cli.ok(&["task", "get", "e1", "last", "--raw"]);
+    let result: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(result["x"], 1, "{raw}");
+    cli.code(&["task", "schedule", "e1", "fail", "--wait"]);
+    let (code, out, err) = cli.code(&["task", "get", "e1", "last", "--raw"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.is_empty(), "{out}");
+    assert!(err.contains("boom: this action fails on purpose"), "{err}");
 }
 
 /// The robot's log has no terminal colour codes when it is not written to

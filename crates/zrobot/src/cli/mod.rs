@@ -301,6 +301,10 @@ pub enum TaskCommand {
         /// `last` (the latest scheduled).
         #[arg(value_name = "GUID|PREFIX|last")]
         task: String,
+        /// Print only the result: a text as it is, anything else as JSON;
+        /// exit 1 if the task failed or is not done.
+        #[arg(long)]
+        raw: bool,
     },
     /// Cancel a waiting task.
     Cancel {

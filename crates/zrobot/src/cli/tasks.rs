@@ -43,7 +43,7 @@ pub async fn run(ctx: &Ctx, command: TaskCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        TaskCommand::Get { service, task } => {
+        TaskCommand::Get { service, task, raw } => {
             check_task_id(&service, &task)?;
             let (guid, client) = ctx.service(&target, &service).await?;
             let task = task_of(&client, &target, guid, &service, &task).await?;
@@ -51,6 +51,9 @@ pub async fn run(ctx: &Ctx, command: TaskCommand) -> Result<ExitCode> {
                 .task(guid, task)
                 .await
                 .map_err(|e| explain(&target, e, Need::Service(&service)))?;
+            if raw {
+                return raw_result(&task);
+            }
             if ctx.json {
                 output::json(&task)?;
             } else {
@@ -186,6 +189,38 @@ async fn schedule(
 }
 
 /// One task, every field, for people.
+/// A text as it is (not JSON-escaped); anything else as indented JSON.
+fn as_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => serde_json::to_string_pretty(other).unwrap_or_default(),
+    }
+}
+
+/// `task get --raw`: the result alone, for scripts; 1 if there is none to
+/// give (the task failed, or is not done), saying why on stderr.
+fn raw_result(task: &Task) -> Result<ExitCode> {
+    if let Some(eco) = &task.eco {
+        eprintln!("task {} failed: {}: {}", task.guid, eco.cat, eco.message);
+        return Ok(ExitCode::from(1));
+    }
+    if !task.state.is_done() {
+        eprintln!(
+            "task {} is {}: no result yet; `zrobot task get {} {} --raw` again later",
+            task.guid,
+            output::task_state(task.state),
+            task.service_name,
+            task.guid
+        );
+        return Ok(ExitCode::from(1));
+    }
+    match task.result_value() {
+        Some(v) => println!("{}", as_text(&v)),
+        None => println!("null"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn show(task: &Task) {
     let mut t = output::table(&[]);
     let row = |k: &str, v: String| vec![k.to_owned(), v];
@@ -202,10 +237,7 @@ fn show(task: &Task) {
     t.add_row(row("duration", output::duration(task.duration)));
     t.add_row(row("attempts", task.attempt.to_string()));
     if let Some(v) = task.result_value() {
-        t.add_row(row(
-            "result",
-            serde_json::to_string_pretty(&v).unwrap_or_default(),
-        ));
+        t.add_row(row("result", as_text(&v)));
     }
     if let Some(eco) = &task.eco {
         t.add_row(row("error", format!("{}: {}", eco.cat, eco.message)));
