@@ -9,8 +9,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::robot::{Background, Robot, RobotInner};
-use crate::service::{Service, ServiceStatus};
-use crate::task::Priority;
+use crate::service::{Service, ServiceStatus, TagState};
+use crate::task::{Priority, TaskRecord, TaskState};
 
 pub(crate) struct Entry {
     pub due: Instant,
@@ -94,11 +94,14 @@ async fn run(robot: Weak<RobotInner>, mut rx: mpsc::UnboundedReceiver<Entry>) {
                         let action = e.action.clone();
                         let scheduler = robot.clone();
                         scheduler.spawn_owned(async move {
-                            if let Err(err) = robot
+                            match robot
                                 .schedule_with(&svc, &action, serde_json::Value::Null, Priority::Normal)
                                 .await
                             {
-                                tracing::debug!(service = %svc.name, %action, "recurring action not scheduled: {err}");
+                                Ok(task) => tell(&svc, &action, &task.done().await),
+                                Err(err) => {
+                                    tracing::debug!(service = %svc.name, %action, "recurring action not scheduled: {err}");
+                                }
                             }
                         });
                     }
@@ -113,6 +116,23 @@ async fn run(robot: Weak<RobotInner>, mut rx: mpsc::UnboundedReceiver<Entry>) {
         }
     }
 }
+
+/// A recurring run that failed says so in the state table
+/// (`recurring/<action>=error`), so that the service's state shows it; the
+/// next run that works sets it back to `ok`. A healthy recurring action
+/// adds nothing to the table.
+fn tell(svc: &Arc<Service>, action: &str, ended: &TaskRecord) {
+    match ended.state {
+        TaskState::Error => svc.state_set(CATEGORY, action, TagState::Error),
+        TaskState::Ok if svc.state_get(CATEGORY, Some(action)).contains_key(action) => {
+            svc.state_set(CATEGORY, action, TagState::Ok)
+        }
+        _ => {}
+    }
+}
+
+/// The state-table category of failed recurring runs.
+const CATEGORY: &str = "recurring";
 
 /// Whether `action` already waits in the queue (never twice in the queue).
 fn already_pending(svc: &Service, action: &str) -> bool {

@@ -948,3 +948,49 @@ async fn concurrent_find_or_create_makes_one_service() {
         assert_eq!(r.result.unwrap()["n"], json!(1));
     }
 }
+
+/// A recurring action that fails shows in the state table
+/// (`recurring/<action>=error`) and goes back to `ok` once it works again; a
+/// healthy one adds nothing.
+#[tokio::test]
+async fn a_failing_recurring_action_shows_in_the_state_table() {
+    let robot = robot();
+    let repo = Repo::new();
+    repo.template(
+        "ticker",
+        "version: 1.0.0\nactions:\n  tick:\n    recurring: 0.05\n",
+        r#"
+local t = {}
+function t.tick(self)
+  if self.state:get("mode", "broken") then error("tick cannot reach its host") end
+end
+return t
+"#,
+    );
+    load(&robot, &repo);
+    let svc = create(&robot, "ticker", "t1", json!({})).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        svc.state_get("recurring", None).is_empty(),
+        "healthy: nothing"
+    );
+    svc.state_set("mode", "broken", zrobot_core::TagState::Error);
+    assert!(
+        eventually(Duration::from_secs(5), || svc
+            .state_get("recurring", Some("tick"))
+            .get("tick")
+            == Some(&zrobot_core::TagState::Error))
+        .await,
+        "{:?}",
+        svc.state_get("recurring", None)
+    );
+    svc.state_delete("mode", None);
+    assert!(
+        eventually(Duration::from_secs(5), || svc
+            .state_get("recurring", Some("tick"))
+            .get("tick")
+            == Some(&zrobot_core::TagState::Ok))
+        .await
+    );
+    robot.delete_service(svc.guid).await.unwrap();
+}
