@@ -288,6 +288,22 @@ async fn every_endpoint_against_every_credential() {
             Who::Service,
             &[204],
         ),
+        // Clearing state changes the service: its secret or an admin, even
+        // when it is public (nothing is set here, hence 404 once allowed).
+        (
+            "DELETE",
+            format!("/services/{g}/state/network/tcp-22"),
+            None,
+            Who::Service,
+            &[404],
+        ),
+        (
+            "DELETE",
+            format!("/services/{pg}/state/network"),
+            None,
+            Who::Service,
+            &[404],
+        ),
     ];
 
     let mut made = 0;

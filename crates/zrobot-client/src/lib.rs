@@ -590,6 +590,22 @@ impl Client {
         .await
     }
 
+    /// `DELETE /services/{guid}/state/{category}[/{tag}]`: removes a tag, or
+    /// a whole category, from a service's state table.
+    pub async fn clear_state(&self, guid: Uuid, category: &str, tag: Option<&str>) -> Result<()> {
+        // Category and tag are the caller's text: percent-encoded as path
+        // segments, relative to the robot's address.
+        let mut scratch = Url::parse("http://segments/").expect("a valid URL");
+        if let Ok(mut segments) = scratch.path_segments_mut() {
+            segments.extend(["services", &guid.to_string(), "state", category]);
+            if let Some(t) = tag {
+                segments.push(t);
+            }
+        }
+        let path = scratch.path().trim_start_matches('/').to_owned();
+        self.call_empty(Method::DELETE, &path, None).await
+    }
+
     /// `GET /services/{guid}/actions`.
     pub async fn actions(&self, guid: Uuid) -> Result<Vec<Action>> {
         self.call(

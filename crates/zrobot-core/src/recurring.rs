@@ -98,7 +98,12 @@ async fn run(robot: Weak<RobotInner>, mut rx: mpsc::UnboundedReceiver<Entry>) {
                                 .schedule_with(&svc, &action, serde_json::Value::Null, Priority::Normal)
                                 .await
                             {
-                                Ok(task) => tell(&svc, &action, &task.done().await),
+                                Ok(task) => {
+                                    tell(&svc, &action, &task.done().await);
+                                    if let Err(e) = robot.save_state(&svc).await {
+                                        tracing::warn!(service = %svc.name, %action, "the state of a recurring run is not stored: {e}");
+                                    }
+                                }
                                 Err(err) => {
                                     tracing::debug!(service = %svc.name, %action, "recurring action not scheduled: {err}");
                                 }

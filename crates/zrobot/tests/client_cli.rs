@@ -1134,3 +1134,34 @@ fn a_second_robot_on_the_same_data_dir_is_refused() {
     assert!(err.contains(&format!("pid {}", first.child.id())), "{err}");
     assert!(out.stdout.is_empty(), "it never listened");
 }
+
+/// `service clear-state` removes a tag or a category from a service's state
+/// table, stored at once (a restart does not bring it back); one not set is
+/// a clear error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_entry_is_cleared_from_the_cli_and_stays_cleared() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = echo_repo(tmp.path());
+    let mut robot = RobotProcess::start(&tmp.path().join("data"), &["--god", "-T", &repo]);
+    let cli = Cli::new();
+    cli.ok(&["robot", "connect", "local", &robot.url]);
+    cli.ok(&["service", "create", "echo", "e1"]);
+    cli.ok(&["task", "schedule", "e1", "hello", "-a", "x=1", "--wait"]);
+    let state = |cli: &Cli| cli.json(&["service", "get", "e1"])["state"].clone();
+    assert_eq!(state(&cli)[0]["category"], "hello", "{}", state(&cli));
+    let out = cli.ok(&["service", "clear-state", "e1", "hello", "said"]);
+    assert!(out.contains("state `hello/said` of `e1` cleared"), "{out}");
+    assert_eq!(state(&cli), json!([]));
+    let (code, _, err) = cli.code(&["service", "clear-state", "e1", "hello", "said"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("has no state `hello/said`"), "{err}");
+
+    robot.restart();
+    assert!(
+        eventually_async(Duration::from_secs(30), || async {
+            cli.code(&["service", "get", "e1"]).0 == 0
+        })
+        .await
+    );
+    assert_eq!(state(&cli), json!([]), "the clearing was stored");
+}

@@ -91,6 +91,8 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(services::get, services::delete))
         .routes(routes!(services::actions))
         .routes(routes!(services::logs))
+        .routes(routes!(services::clear_state_category))
+        .routes(routes!(services::clear_state_tag))
         .routes(routes!(tasks::list, tasks::schedule))
         .routes(routes!(tasks::get, tasks::cancel))
         .routes(routes!(chain::chain))

@@ -179,3 +179,55 @@ pub async fn logs(
     let svc = service_for(&state, &caller, &guid, Access::Manage)?;
     Ok(axum::Json(wire::logs(&svc.log_lines())))
 }
+
+/// Removes a whole category from a service's state table (admin or its
+/// secret), stored at once. An addition to 0-robot's API.
+#[utoipa::path(delete, path = "/services/{guid}/state/{category}", tag = "services",
+    security(("admin" = []), ("secret" = [])),
+    params(("guid" = String, Path, description = "The service's guid (or its name)"),
+        ("category" = String, Path, description = "The category to remove")),
+    responses((status = 204), (status = 404, body = wire::Error, description = "No such service, or no such category"), (status = 401, body = wire::Error), (status = 403, body = wire::Error)))]
+pub async fn clear_state_category(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((guid, category)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    clear_state(&state, &caller, &guid, &category, None).await
+}
+
+/// Removes one tag from a service's state table (admin or its secret),
+/// stored at once. An addition to 0-robot's API.
+#[utoipa::path(delete, path = "/services/{guid}/state/{category}/{tag}", tag = "services",
+    security(("admin" = []), ("secret" = [])),
+    params(("guid" = String, Path, description = "The service's guid (or its name)"),
+        ("category" = String, Path, description = "The tag's category"),
+        ("tag" = String, Path, description = "The tag to remove")),
+    responses((status = 204), (status = 404, body = wire::Error, description = "No such service, or no such tag"), (status = 401, body = wire::Error), (status = 403, body = wire::Error)))]
+pub async fn clear_state_tag(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((guid, category, tag)): Path<(String, String, String)>,
+) -> Result<StatusCode, ApiError> {
+    clear_state(&state, &caller, &guid, &category, Some(&tag)).await
+}
+
+async fn clear_state(
+    state: &AppState,
+    caller: &Caller,
+    guid: &str,
+    category: &str,
+    tag: Option<&str>,
+) -> Result<StatusCode, ApiError> {
+    let svc = service_for(state, caller, guid, Access::Manage)?;
+    if state.robot.clear_state(&svc, category, tag).await? {
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    let what = match tag {
+        Some(t) => format!("{category}/{t}"),
+        None => category.to_owned(),
+    };
+    Err(ApiError::not_found(format!(
+        "service `{}` has no state `{what}`; GET /services/{} shows its state table",
+        svc.name, svc.guid
+    )))
+}

@@ -262,6 +262,42 @@ impl Robot {
         Ok(report)
     }
 
+    /// Removes a tag (or a whole category, without `tag`) from a service's
+    /// state table and stores the table at once; false if nothing was set.
+    pub async fn clear_state(
+        &self,
+        svc: &Arc<Service>,
+        category: &str,
+        tag: Option<&str>,
+    ) -> Result<bool, CoreError> {
+        if svc.state_get(category, tag).is_empty() {
+            return Ok(false);
+        }
+        svc.state_delete(category, tag);
+        self.save_state(svc).await?;
+        Ok(true)
+    }
+
+    /// Stores a service's state table if it changed since it was last
+    /// stored (a task's end stores it too).
+    pub async fn save_state(&self, svc: &Arc<Service>) -> Result<(), CoreError> {
+        let state = {
+            let mut inner = svc.lock();
+            std::mem::take(&mut inner.state_dirty).then(|| inner.state.clone())
+        };
+        if let Some(state) = state {
+            self.0
+                .store
+                .commit(vec![StoreOp::SaveState {
+                    service: svc.guid,
+                    state,
+                }])
+                .await
+                .map_err(CoreError::Storage)?;
+        }
+        Ok(())
+    }
+
     /// Marks `svc` deleting, so that it takes no new task, and ends its
     /// waiting tasks in `error`; refused if a deletion already runs.
     fn stop_taking_tasks(&self, svc: &Arc<Service>) -> Result<(), CoreError> {

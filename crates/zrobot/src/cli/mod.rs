@@ -258,6 +258,15 @@ pub enum ServiceCommand {
         #[arg(value_name = "NAME|GUID")]
         service: String,
     },
+    /// Remove a tag, or a whole category, from a service's state table
+    /// (an error a fix made moot, say).
+    ClearState {
+        #[arg(value_name = "NAME|GUID")]
+        service: String,
+        category: String,
+        /// The tag; without it, the whole category.
+        tag: Option<String>,
+    },
     /// A service's log.
     Logs {
         #[arg(value_name = "NAME|GUID")]

@@ -30,8 +30,35 @@ pub async fn run(ctx: &mut Ctx, command: ServiceCommand) -> Result<ExitCode> {
         ServiceCommand::Delete { service } => delete(ctx, &target, &service).await?,
         ServiceCommand::Actions { service } => actions(ctx, &target, &service).await?,
         ServiceCommand::Logs { service, follow } => logs(ctx, &target, &service, follow).await?,
+        ServiceCommand::ClearState {
+            service,
+            category,
+            tag,
+        } => clear_state(ctx, &target, &service, &category, tag.as_deref()).await?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Removes a tag, or a category, from a service's state table.
+async fn clear_state(
+    ctx: &Ctx,
+    target: &Target,
+    service: &str,
+    category: &str,
+    tag: Option<&str>,
+) -> Result<()> {
+    let (guid, client) = ctx.service(target, service).await?;
+    client
+        .clear_state(guid, category, tag)
+        .await
+        .map_err(|e| explain(target, e, Need::Service(service)))?;
+    let what = tag.map_or_else(|| category.to_owned(), |t| format!("{category}/{t}"));
+    if ctx.json {
+        output::json(&json!({"guid": guid, "cleared": what}))?;
+    } else {
+        println!("state `{what}` of `{service}` cleared");
+    }
+    Ok(())
 }
 
 /// Lists the services the caller may see.
