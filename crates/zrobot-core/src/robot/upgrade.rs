@@ -99,6 +99,11 @@ impl Robot {
                 );
             }
         }
+        // The state table says how the move went: stored now, not at the
+        // next task's end.
+        if let Err(e) = self.save_state(svc).await {
+            tracing::warn!(service = %svc.name, "the state after a move is not stored: {e}");
+        }
         self.resume(svc);
         result
     }
