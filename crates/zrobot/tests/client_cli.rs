@@ -1165,3 +1165,73 @@ async fn a_state_entry_is_cleared_from_the_cli_and_stays_cleared() {
     );
     assert_eq!(state(&cli), json!([]), "the clearing was stored");
 }
+
+/// `template new` writes a template that `template check` accepts and that
+/// works in a robot: a consumer made with `--consumer-of` gets its
+/// producer's result. An existing one is left as it is.
+#[test]
+fn a_new_template_checks_and_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let cli = Cli::new();
+    let dir = src.to_str().unwrap();
+    let out = cli.ok(&["template", "new", "dns", "--dir", dir]);
+    assert!(out.contains("templates/dns"), "{out}");
+    cli.ok(&[
+        "template",
+        "new",
+        "site",
+        "--dir",
+        dir,
+        "--consumer-of",
+        "dns",
+    ]);
+    let checked = cli.ok(&["template", "check", dir]);
+    assert!(checked.contains("2 template(s) loaded"), "{checked}");
+    let before = std::fs::read_to_string(src.join("templates/dns/dns.lua")).unwrap();
+    let (code, _, err) = cli.code(&["template", "new", "dns", "--dir", dir]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("exists already"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(src.join("templates/dns/dns.lua")).unwrap(),
+        before
+    );
+    let (code, _, err) = cli.code(&["template", "new", "Not Valid", "--dir", dir]);
+    assert_eq!(code, 2, "{err}");
+
+    // In a robot, from git.
+    let files: Vec<(String, String)> = [
+        "dns/template.yaml",
+        "dns/dns.lua",
+        "site/template.yaml",
+        "site/site.lua",
+    ]
+    .iter()
+    .map(|f| {
+        let path = format!("templates/{f}");
+        let text = std::fs::read_to_string(src.join(&path)).unwrap();
+        (path, text)
+    })
+    .collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    let repo = template_repo(&tmp.path().join("repo"), &refs);
+    let url = format!("file://{}", repo.display());
+    let robot = RobotProcess::start(&tmp.path().join("data"), &["--god", "-T", &url]);
+    cli.ok(&["robot", "connect", "local", &robot.url]);
+    cli.ok(&["service", "create", "site", "web"]);
+    let task = cli.json(&[
+        "task",
+        "schedule",
+        "web",
+        "use",
+        "-a",
+        "action=hello",
+        "--wait",
+    ]);
+    assert_eq!(task["state"], "ok", "{task}");
+    let result: Value = serde_json::from_str(task["result"].as_str().unwrap()).unwrap();
+    assert_eq!(result["said"], "hello world", "{task}");
+}

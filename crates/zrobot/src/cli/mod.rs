@@ -184,6 +184,19 @@ pub enum TemplateCommand {
         /// The repository folder.
         dir: PathBuf,
     },
+    /// Start a template: `templates/NAME/template.yaml` and `NAME.lua` in a
+    /// repository folder, with comments, that `template check` accepts.
+    New {
+        /// The template's name (lower-case letters, digits, `_` and `-`).
+        name: String,
+        /// The repository folder (made if missing).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Make it a consumer of this template of the same repository: a
+        /// `use` action that asks a service of it and waits for the result.
+        #[arg(long, value_name = "TEMPLATE")]
+        consumer_of: Option<String>,
+    },
     /// The templates the robot has loaded.
     List,
     /// Clone a template repository into the robot and load its templates (admin).

@@ -21,11 +21,24 @@ pub async fn run(command: TemplateCommand, ctx: impl FnOnce() -> Result<Ctx>) ->
     if let TemplateCommand::Check { dir } = &command {
         return Ok(check(dir));
     }
+    if let TemplateCommand::New {
+        name,
+        dir,
+        consumer_of,
+    } = &command
+    {
+        return scaffold(dir, name, consumer_of.as_deref());
+    }
     let ctx = &ctx()?;
     let target = ctx.target()?;
     let client = ctx.client(&target, Secrets::None)?;
     match command {
         TemplateCommand::Check { dir } => Ok(check(&dir)),
+        TemplateCommand::New {
+            name,
+            dir,
+            consumer_of,
+        } => scaffold(&dir, &name, consumer_of.as_deref()),
         TemplateCommand::List => {
             let templates = client
                 .templates()
@@ -179,4 +192,132 @@ pub fn check(dir: &Path) -> ExitCode {
         );
         ExitCode::from(1)
     }
+}
+
+const SCAFFOLD_YAML: &str = r#"# The template NAME. Reference: the README's "Write a template".
+version: 0.1.0
+description: what a NAME is (say it for the next reader)
+
+# JSON Schema of a service's data. Defaults fill what `service create`
+# leaves out; the data must match when a task ends, or its changes are
+# dropped.
+data:
+  type: object
+  properties:
+    greeting: {type: string, default: hello}
+DATA_EXTRA
+# Actions: policies (timeout, retry, recurring) and the JSON Schema of their
+# arguments. An action without `args:` takes any arguments.
+actions:
+  hello:
+    timeout: 30
+    args:
+      type: object
+      properties: {who: {type: string, default: world}}
+ACTIONS_EXTRA
+"#;
+
+const SCAFFOLD_LUA: &str = r#"-- The code of NAME. Every function below whose name does not start with `_`
+-- is an action, called as fn(self, args), but for the hooks: init(self),
+-- validate(self), update_data(self, new_data) and migrate(self,
+-- from_version). `self.data` is saved when an action ends `ok`; what an
+-- action returns is its task's result.
+local t = {}
+
+-- Raise an error when the data cannot work: the service then runs no task
+-- until it passes (it is tried again).
+function t.validate(self)
+  if self.data.greeting == "" then error("greeting must not be empty") end
+end
+
+function t.hello(self, args)
+  self.log:info(self.data.greeting .. " " .. args.who)
+  self.state:set("hello", args.who, "ok")
+  return {said = self.data.greeting .. " " .. args.who}
+end
+USE_ACTION
+return t
+"#;
+
+const CONSUMER_DATA: &str =
+    "    producer: {type: string, default: PRODUCER, description: the PRODUCER service to use}\n";
+const CONSUMER_ACTIONS: &str = r#"  use:
+    timeout: 120
+    args:
+      type: object
+      required: [action]
+      properties:
+        action: {type: string, description: the action of the PRODUCER service to run}
+        args: {type: object, default: {}}
+"#;
+const CONSUMER_LUA: &str = r#"
+-- Asks the PRODUCER service named in self.data.producer (made if missing)
+-- to run an action, and waits for its result; its error becomes this one's.
+-- On another robot: robot.robots["name"].services, the same calls.
+function t.use(self, args)
+  local producer = robot.services:find_or_create("PRODUCER", self.data.producer, {})
+  return producer:schedule_action(args.action, args.args):wait(100)
+end
+"#;
+
+/// `template new`: writes a template that `template check` accepts, and
+/// changes nothing if the folder is there already.
+fn scaffold(repo: &Path, name: &str, consumer_of: Option<&str>) -> Result<ExitCode> {
+    let valid = |n: &str| {
+        !n.is_empty()
+            && n.len() <= 128
+            && n.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+    };
+    for n in std::iter::once(name).chain(consumer_of) {
+        if !valid(n) {
+            return Err(super::context::failure(
+                super::context::EXIT_USAGE,
+                format!(
+                    "`{n}` is not a template name: use lower-case letters, digits, `_` and `-`"
+                ),
+            ));
+        }
+    }
+    let dir = repo.join("templates").join(name);
+    if dir.exists() {
+        anyhow::bail!(
+            "{} exists already: pick another name, or edit it",
+            dir.display()
+        );
+    }
+    let (data, actions, lua) = match consumer_of {
+        Some(p) => (
+            CONSUMER_DATA.replace("PRODUCER", p),
+            CONSUMER_ACTIONS.replace("PRODUCER", p),
+            CONSUMER_LUA.replace("PRODUCER", p),
+        ),
+        None => (String::new(), String::new(), String::new()),
+    };
+    let yaml = SCAFFOLD_YAML
+        .replace("DATA_EXTRA\n", &data)
+        .replace("ACTIONS_EXTRA\n", &actions)
+        .replace("NAME", name);
+    let code = SCAFFOLD_LUA
+        .replace("USE_ACTION\n", &lua)
+        .replace("NAME", name);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| anyhow::anyhow!("cannot make {}: {e}", dir.display()))?;
+    std::fs::write(dir.join("template.yaml"), yaml)?;
+    std::fs::write(dir.join(format!("{name}.lua")), code)?;
+    println!("made {}: template.yaml and {name}.lua", dir.display());
+    if let Some(p) = consumer_of {
+        if !repo.join("templates").join(p).is_dir() {
+            println!(
+                "note: {} has no template `{p}` yet: `zrobot template new {p} --dir {}` makes one",
+                repo.display(),
+                repo.display()
+            );
+        }
+    }
+    println!(
+        "check it with `zrobot template check {}`; a robot loads it from git, so commit it",
+        repo.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
