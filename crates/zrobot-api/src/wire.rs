@@ -98,6 +98,7 @@ pub fn template(t: &zrobot_core::Template) -> Template {
         repository: t.uid.repo.repo.clone(),
         name: t.uid.name.clone(),
         version: t.uid.version.to_string(),
+        commit: t.commit.clone(),
     }
 }
 

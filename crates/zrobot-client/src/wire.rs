@@ -140,6 +140,10 @@ pub struct Template {
     pub repository: String,
     pub name: String,
     pub version: String,
+    /// The commit of the template repository its code comes from (an
+    /// addition); absent for a template not loaded from git.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
 }
 
 /// `POST /templates` and `PUT /templates`.

@@ -517,7 +517,8 @@ fn watchdog(bound: Duration) {
 async fn load_template_repo(robot: &Robot, repos: &TemplateRepos, url: TemplateRepoUrl) {
     match repos.clone_or_update_async(url.clone()).await {
         Ok(checkout) => {
-            let load = robot.load_repository(&checkout.path, &checkout.repo_id);
+            let load =
+                robot.load_repository_at(&checkout.path, &checkout.repo_id, Some(&checkout.commit));
             report_load(&url, &load);
         }
         Err(e) => {
@@ -527,7 +528,11 @@ async fn load_template_repo(robot: &Robot, repos: &TemplateRepos, url: TemplateR
                     "template repository {url}: loading the clone on disk ({})",
                     checkout.commit
                 );
-                let load = robot.load_repository(&checkout.path, &checkout.repo_id);
+                let load = robot.load_repository_at(
+                    &checkout.path,
+                    &checkout.repo_id,
+                    Some(&checkout.commit),
+                );
                 report_load(&url, &load);
             }
             let (owner, robot, repos) = (robot.clone(), robot.clone(), repos.clone());
@@ -537,7 +542,11 @@ async fn load_template_repo(robot: &Robot, repos: &TemplateRepos, url: TemplateR
                     tokio::time::sleep(pause).await;
                     match repos.clone_or_update_async(url.clone()).await {
                         Ok(checkout) => {
-                            let load = robot.load_repository(&checkout.path, &checkout.repo_id);
+                            let load = robot.load_repository_at(
+                                &checkout.path,
+                                &checkout.repo_id,
+                                Some(&checkout.commit),
+                            );
                             report_load(&url, &load);
                             robot.upgrade_services().await;
                             return;

@@ -412,6 +412,9 @@ async fn a_fix_without_a_new_version_runs_after_the_checkout() {
         "{report:?}"
     );
     assert_eq!(report.commit.len(), 40, "{report:?}");
+    // The template names the commit its code comes from.
+    let listed = client.templates().await.unwrap();
+    assert_eq!(listed[0].commit.as_deref(), Some(report.commit.as_str()));
     run_note("after").await;
     let s = client.service(svc).await.unwrap();
     assert_eq!(s.version, "1.0.0");

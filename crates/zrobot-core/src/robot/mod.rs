@@ -247,7 +247,13 @@ impl Robot {
     /// Loads every template of the repository checked out at `root`, and adds
     /// the good ones. Errors name each template that could not load.
     pub fn load_repository(&self, root: &Path, repo: &RepoId) -> RepoLoad {
-        let mut load = load_repository(root, repo, self.0.engine.as_ref());
+        self.load_repository_at(root, repo, None)
+    }
+
+    /// [`Robot::load_repository`] of a git checkout at `commit`, which its
+    /// templates then name.
+    pub fn load_repository_at(&self, root: &Path, repo: &RepoId, commit: Option<&str>) -> RepoLoad {
+        let mut load = load_repository(root, repo, self.0.engine.as_ref(), commit);
         for t in &load.templates {
             self.0.templates.add(t.clone());
         }

@@ -31,6 +31,8 @@ pub struct Template {
     /// one version with different files (a fix committed without a new
     /// version) differ. Not kept across restarts.
     pub digest: u64,
+    /// The commit its repository was checked out at, when it came from git.
+    pub commit: Option<String>,
 }
 
 impl std::fmt::Debug for Template {
@@ -167,7 +169,12 @@ fn valid_template_name(name: &str) -> bool {
 
 /// Loads every template under `repo_root/templates/`. One broken template
 /// does not keep the others from loading.
-pub fn load_repository(repo_root: &Path, repo: &RepoId, engine: &dyn Engine) -> RepoLoad {
+pub fn load_repository(
+    repo_root: &Path,
+    repo: &RepoId,
+    engine: &dyn Engine,
+    commit: Option<&str>,
+) -> RepoLoad {
     let mut out = RepoLoad::default();
     let templates_dir = repo_root.join("templates");
     let entries = match std::fs::read_dir(&templates_dir) {
@@ -189,7 +196,10 @@ pub fn load_repository(repo_root: &Path, repo: &RepoId, engine: &dyn Engine) -> 
     dirs.sort();
     for dir in dirs {
         match load_template(&dir, repo_root, repo, engine) {
-            Ok(t) => out.templates.push(Arc::new(t)),
+            Ok(mut t) => {
+                t.commit = commit.map(str::to_owned);
+                out.templates.push(Arc::new(t))
+            }
             Err(e) => out.errors.push(e),
         }
     }
@@ -254,6 +264,7 @@ pub fn load_template(
         repo_root: repo_root.to_path_buf(),
         code,
         digest: folder_digest(dir),
+        commit: None,
     })
 }
 

@@ -136,12 +136,14 @@ fn show(ctx: &Ctx, templates: &[Template]) -> Result<ExitCode> {
         output::json(&templates)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let mut t = output::table(&["UID", "NAME", "VERSION"]);
+    let mut t = output::table(&["UID", "NAME", "VERSION", "COMMIT"]);
     for tpl in templates {
+        let commit = tpl.commit.as_deref().unwrap_or("-");
         t.add_row(vec![
             Cell::new(&tpl.uid),
             Cell::new(&tpl.name),
             Cell::new(&tpl.version),
+            Cell::new(commit.get(..12).unwrap_or(commit)),
         ]);
     }
     println!("{t}");

@@ -104,7 +104,8 @@ async fn fetch_and_load(
         .clone_or_update_async(parsed.clone())
         .await
         .map_err(|e| RepoError::Invalid(e.to_string()))?;
-    let mut load = robot.load_repository(&checkout.path, &checkout.repo_id);
+    let mut load =
+        robot.load_repository_at(&checkout.path, &checkout.repo_id, Some(&checkout.commit));
     let reloaded = std::mem::take(&mut load.reloaded);
     let templates = outcome(&parsed, load)?;
     let names: Vec<String> = templates.iter().map(|t| t.uid.to_string()).collect();
