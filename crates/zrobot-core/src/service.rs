@@ -263,6 +263,12 @@ impl Service {
         }
     }
 
+    /// The state table, if it changed since it was last taken to be stored.
+    pub(crate) fn take_dirty_state(&self) -> Option<StateTable> {
+        let mut inner = self.lock();
+        std::mem::take(&mut inner.state_dirty).then(|| inner.state.clone())
+    }
+
     pub fn state_delete(self: &Arc<Self>, category: &str, tag: Option<&str>) {
         let mut inner = self.lock();
         let changed = match tag {

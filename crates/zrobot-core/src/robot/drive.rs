@@ -288,11 +288,7 @@ impl Robot {
                 data: d.clone(),
             });
         }
-        let state = {
-            let mut inner = svc.lock();
-            std::mem::take(&mut inner.state_dirty).then(|| inner.state.clone())
-        };
-        if let Some(state) = state {
+        if let Some(state) = svc.take_dirty_state() {
             ops.push(StoreOp::SaveState {
                 service: svc.guid,
                 state,

@@ -281,11 +281,7 @@ impl Robot {
     /// Stores a service's state table if it changed since it was last
     /// stored (a task's end stores it too).
     pub async fn save_state(&self, svc: &Arc<Service>) -> Result<(), CoreError> {
-        let state = {
-            let mut inner = svc.lock();
-            std::mem::take(&mut inner.state_dirty).then(|| inner.state.clone())
-        };
-        if let Some(state) = state {
+        if let Some(state) = svc.take_dirty_state() {
             self.0
                 .store
                 .commit(vec![StoreOp::SaveState {
