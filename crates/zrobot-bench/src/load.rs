@@ -5,7 +5,6 @@
 //! one JSON line on stdout. The plan comes on stdin, so that the services'
 //! secrets never show in a process list.
 
-use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,21 +47,12 @@ pub struct Outcome {
 
 /// The `load` subcommand: reads a [`Plan`] on stdin, prints an [`Outcome`].
 pub fn main() -> anyhow::Result<()> {
-    let mut text = String::new();
-    std::io::stdin()
-        .read_to_string(&mut text)
-        .context("cannot read the load plan on stdin")?;
-    let plan: Plan = serde_json::from_str(&text).context("the load plan does not parse")?;
-    if plan.targets.is_empty() || plan.connections == 0 {
-        bail!("the load plan has no targets or no connections");
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the load's runtime")?;
-    let outcome = runtime.block_on(run(plan))?;
-    println!("{}", serde_json::to_string(&outcome)?);
-    Ok(())
+    crate::helper::serve("load", |plan: Plan| async move {
+        if plan.targets.is_empty() || plan.connections == 0 {
+            bail!("the load plan has no targets or no connections");
+        }
+        run(plan).await
+    })
 }
 
 async fn run(plan: Plan) -> anyhow::Result<Outcome> {
@@ -137,21 +127,7 @@ async fn run(plan: Plan) -> anyhow::Result<Outcome> {
 
 /// Runs `plan` in a second process of this program and returns its outcome.
 pub async fn in_child(plan: &Plan) -> anyhow::Result<Outcome> {
-    use tokio::io::AsyncWriteExt;
-    let exe = std::env::current_exe().context("cannot find this program to run the load")?;
-    let mut child = tokio::process::Command::new(exe)
-        .arg("load")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .context("cannot start the load process")?;
-    let mut stdin = child.stdin.take().context("no stdin of the load process")?;
-    stdin
-        .write_all(serde_json::to_string(plan)?.as_bytes())
-        .await?;
-    drop(stdin);
+    let child = crate::helper::start("load", plan).await?;
     let out = child
         .wait_with_output()
         .await

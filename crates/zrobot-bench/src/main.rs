@@ -11,6 +11,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod figures;
+mod helper;
 mod load;
 mod local;
 mod process;

@@ -5,14 +5,13 @@
 //! Its tasks per second are compared with the same robot's without readers,
 //! measured in the same run, before and after.
 
-use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::local::{LocalRobot, StoreKind};
 
@@ -93,18 +92,7 @@ const DRAIN: Duration = Duration::from_secs(30);
 /// every stream is open, follows them until every one-service stream has
 /// seen its tasks finish, then prints what was seen as one JSON line.
 pub fn main() -> anyhow::Result<()> {
-    let mut text = String::new();
-    std::io::stdin()
-        .read_to_string(&mut text)
-        .context("cannot read the subscribers' plan on stdin")?;
-    let plan: Plan = serde_json::from_str(&text).context("the subscribers' plan does not parse")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the subscribers' runtime")?;
-    let seen = runtime.block_on(follow(plan))?;
-    println!("{}", serde_json::to_string(&seen)?);
-    Ok(())
+    crate::helper::serve("subscribers'", follow)
 }
 
 async fn follow(plan: Plan) -> anyhow::Result<Seen> {
@@ -329,23 +317,7 @@ struct Readers {
 
 impl Readers {
     async fn start(plan: &Plan) -> anyhow::Result<Readers> {
-        let exe = std::env::current_exe().context("cannot find this program to run the readers")?;
-        let mut child = tokio::process::Command::new(exe)
-            .arg("subscribe")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .context("cannot start the readers' process")?;
-        let mut stdin = child
-            .stdin
-            .take()
-            .context("no stdin of the readers' process")?;
-        stdin
-            .write_all(serde_json::to_string(plan)?.as_bytes())
-            .await?;
-        drop(stdin);
+        let mut child = crate::helper::start("subscribe", plan).await?;
         let mut stdout = BufReader::new(child.stdout.take().context("no stdout of the readers")?);
         let mut line = String::new();
         tokio::time::timeout(DRAIN, stdout.read_line(&mut line))
