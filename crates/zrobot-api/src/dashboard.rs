@@ -42,63 +42,67 @@ const HTML: &str = "text/html; charset=utf-8";
 const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
 
+const fn asset(body: &'static [u8], content_type: &'static str, csp: &'static str) -> Asset {
+    Asset {
+        body,
+        content_type,
+        csp,
+    }
+}
+
 /// Every page and file, by path.
 const ASSETS: [(&str, Asset); 7] = [
     (
         "/",
-        Asset {
-            body: include_bytes!("../assets/dashboard/index.html"),
-            content_type: HTML,
-            csp: DASHBOARD_CSP,
-        },
+        asset(
+            include_bytes!("../assets/dashboard/index.html"),
+            HTML,
+            DASHBOARD_CSP,
+        ),
     ),
     (
         "/dashboard/app.js",
-        Asset {
-            body: include_bytes!("../assets/dashboard/app.js"),
-            content_type: JS,
-            csp: DASHBOARD_CSP,
-        },
+        asset(
+            include_bytes!("../assets/dashboard/app.js"),
+            JS,
+            DASHBOARD_CSP,
+        ),
     ),
     (
         "/dashboard/app.css",
-        Asset {
-            body: include_bytes!("../assets/dashboard/app.css"),
-            content_type: CSS,
-            csp: DASHBOARD_CSP,
-        },
+        asset(
+            include_bytes!("../assets/dashboard/app.css"),
+            CSS,
+            DASHBOARD_CSP,
+        ),
     ),
     (
         "/apidocs/",
-        Asset {
-            body: include_bytes!("../assets/apidocs/index.html"),
-            content_type: HTML,
-            csp: APIDOCS_CSP,
-        },
+        asset(
+            include_bytes!("../assets/apidocs/index.html"),
+            HTML,
+            APIDOCS_CSP,
+        ),
     ),
     (
         "/apidocs/init.js",
-        Asset {
-            body: include_bytes!("../assets/apidocs/init.js"),
-            content_type: JS,
-            csp: APIDOCS_CSP,
-        },
+        asset(include_bytes!("../assets/apidocs/init.js"), JS, APIDOCS_CSP),
     ),
     (
         "/apidocs/swagger-ui-bundle.js",
-        Asset {
-            body: include_bytes!("../assets/apidocs/swagger-ui/swagger-ui-bundle.js"),
-            content_type: JS,
-            csp: APIDOCS_CSP,
-        },
+        asset(
+            include_bytes!("../assets/apidocs/swagger-ui/swagger-ui-bundle.js"),
+            JS,
+            APIDOCS_CSP,
+        ),
     ),
     (
         "/apidocs/swagger-ui.css",
-        Asset {
-            body: include_bytes!("../assets/apidocs/swagger-ui/swagger-ui.css"),
-            content_type: CSS,
-            csp: APIDOCS_CSP,
-        },
+        asset(
+            include_bytes!("../assets/apidocs/swagger-ui/swagger-ui.css"),
+            CSS,
+            APIDOCS_CSP,
+        ),
     ),
 ];
 
