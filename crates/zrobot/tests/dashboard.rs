@@ -201,6 +201,17 @@ async fn text_in(browser: &Browser, css: &str, text: &str, within: Duration) -> 
     }
 }
 
+/// The guid of the task the graph draws `task` waiting on (within 5 s).
+async fn waited_on(browser: &Browser, task: uuid::Uuid) -> String {
+    let edge = format!("path.edge[data-kind='waits_on'][data-from='{task}']");
+    element(browser, &edge, Duration::from_secs(5))
+        .await
+        .attr("data-to")
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("the edge of {task} names no task"))
+}
+
 async fn js(browser: &Browser, script: &str) -> Value {
     browser.execute(script, vec![]).await.unwrap()
 }
@@ -370,16 +381,7 @@ async fn the_dashboard_shows_services_tasks_logs_and_the_graph_live() {
         .click()
         .await
         .unwrap();
-    let edge = format!(
-        "path.edge[data-kind='waits_on'][data-from='{}']",
-        waiting.guid
-    );
-    let to = element(&browser, &edge, Duration::from_secs(5))
-        .await
-        .attr("data-to")
-        .await
-        .unwrap()
-        .unwrap();
+    let to = waited_on(&browser, waiting.guid).await;
     let producer = element(
         &browser,
         &format!("g.node[data-guid='{to}']"),
@@ -396,13 +398,7 @@ async fn the_dashboard_shows_services_tasks_logs_and_the_graph_live() {
         Duration::from_secs(1),
     )
     .await;
-    let remote = format!("path.edge[data-kind='waits_on'][data-from='{}']", far.guid);
-    let far_to = element(&browser, &remote, Duration::from_secs(5))
-        .await
-        .attr("data-to")
-        .await
-        .unwrap()
-        .unwrap();
+    let far_to = waited_on(&browser, far.guid).await;
     let far_node = element(
         &browser,
         &format!("g.node.remote[data-guid='{far_to}']"),
@@ -419,19 +415,7 @@ async fn the_dashboard_shows_services_tasks_logs_and_the_graph_live() {
         Duration::from_secs(1),
     )
     .await;
-    let second = element(
-        &browser,
-        &format!(
-            "path.edge[data-kind='waits_on'][data-from='{}']",
-            behind.guid
-        ),
-        Duration::from_secs(5),
-    )
-    .await
-    .attr("data-to")
-    .await
-    .unwrap()
-    .unwrap();
+    let second = waited_on(&browser, behind.guid).await;
     element(
         &browser,
         &format!("path.edge[data-kind='queued_behind'][data-from='{second}'][data-to='{to}']"),
