@@ -41,21 +41,27 @@ impl Ord for Queued {
 
 /// Hands entries to the timer loop.
 pub(crate) struct Recurring {
-    tx: mpsc::UnboundedSender<Entry>,
+    /// `None` when the robot queues no recurring action on its own.
+    tx: Option<mpsc::UnboundedSender<Entry>>,
 }
 
 impl Recurring {
     /// Starts the timer loop, owned by the robot's `background`; it ends
-    /// when the robot shuts down or is dropped.
-    pub fn start(robot: Weak<RobotInner>, background: &Background) -> Recurring {
+    /// when the robot shuts down or is dropped. Not `enabled`: no loop, and
+    /// [`Recurring::add`] does nothing.
+    pub fn start(robot: Weak<RobotInner>, background: &Background, enabled: bool) -> Recurring {
+        if !enabled {
+            return Recurring { tx: None };
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         background.spawn(run(robot, rx));
-        Recurring { tx }
+        Recurring { tx: Some(tx) }
     }
 
     /// Schedules `action` of `service` now and then every `period`.
     pub fn add(&self, service: &Arc<Service>, action: &str, period: Duration) {
-        let _ = self.tx.send(Entry {
+        let Some(tx) = &self.tx else { return };
+        let _ = tx.send(Entry {
             due: Instant::now(),
             service: Arc::downgrade(service),
             action: action.to_owned(),

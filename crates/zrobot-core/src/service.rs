@@ -308,6 +308,15 @@ impl Service {
         self.lock().current.clone()
     }
 
+    /// Whether the service has no task waiting, running or finishing.
+    pub fn is_idle(&self) -> bool {
+        let inner = self.lock();
+        !inner.driving
+            && inner.queue.is_empty()
+            && inner.current.is_none()
+            && inner.finishing.is_empty()
+    }
+
     /// How many tasks wait in the queue.
     pub fn queue_len(&self) -> usize {
         self.lock().queue.len()

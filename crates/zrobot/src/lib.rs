@@ -5,3 +5,4 @@
 pub mod cli;
 mod paths;
 pub mod server;
+mod template_tests;

@@ -1166,8 +1166,8 @@ async fn a_state_entry_is_cleared_from_the_cli_and_stays_cleared() {
     assert_eq!(state(&cli), json!([]), "the clearing was stored");
 }
 
-/// `template new` writes a template that `template check` accepts and that
-/// works in a robot: a consumer made with `--consumer-of` gets its
+/// `template new` writes a template that `template check` accepts, whose
+/// tests pass, and that works in a robot: a consumer made with `--consumer-of` gets its
 /// producer's result. An existing one is left as it is.
 #[test]
 fn a_new_template_checks_and_runs() {
@@ -1188,6 +1188,17 @@ fn a_new_template_checks_and_runs() {
     ]);
     let checked = cli.ok(&["template", "check", dir]);
     assert!(checked.contains("2 template(s) loaded"), "{checked}");
+    // They come with tests, which pass: the consumer's against a stubbed
+    // producer on another robot.
+    let tested = cli.ok(&["template", "test", dir]);
+    assert!(
+        tested.contains("test result: ok. 7 passed; 0 failed"),
+        "{tested}"
+    );
+    assert!(
+        tested.contains("test site/site: use asks the dns and gives back its answer ... ok"),
+        "{tested}"
+    );
     let before = std::fs::read_to_string(src.join("templates/dns/dns.lua")).unwrap();
     let (code, _, err) = cli.code(&["template", "new", "dns", "--dir", dir]);
     assert_eq!(code, 1, "{err}");

@@ -56,6 +56,9 @@ pub struct RobotConfig {
     pub delete_running_bound: Duration,
     /// The longest an `on_delete` action may run.
     pub on_delete_bound: Duration,
+    /// Whether the robot queues recurring actions on its own. Template tests
+    /// turn it off, so that only their steps run actions.
+    pub recurring: bool,
 }
 
 impl Default for RobotConfig {
@@ -65,6 +68,7 @@ impl Default for RobotConfig {
             hook_timeout: Duration::from_secs(60),
             delete_running_bound: Duration::from_secs(30),
             on_delete_bound: Duration::from_secs(60),
+            recurring: true,
         }
     }
 }
@@ -175,13 +179,13 @@ impl Robot {
         Robot(Arc::new_cyclic(|weak| {
             let background = Background::new();
             RobotInner {
+                recurring: Recurring::start(weak.clone(), &background, config.recurring),
                 config,
                 templates: TemplateRegistry::new(),
                 engine,
                 store,
                 services: RwLock::new(Services::default()),
                 seq: AtomicU64::new(1),
-                recurring: Recurring::start(weak.clone(), &background),
                 waits: WaitGraph::default(),
                 observers: RwLock::new(Arc::new(Vec::new())),
                 events: Arc::new(Events::new()),

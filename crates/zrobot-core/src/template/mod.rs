@@ -269,7 +269,8 @@ pub fn load_template(
 }
 
 /// A digest of every file under `dir` (names and contents, in name order),
-/// to tell whether a template's files changed between two loads.
+/// to tell whether a template's files changed between two loads. Its
+/// `tests/` folder is left out: a test changes no code the robot runs.
 fn folder_digest(dir: &Path) -> u64 {
     use std::hash::{Hash, Hasher};
     fn walk(dir: &Path, base: &Path, depth: usize, h: &mut std::hash::DefaultHasher) {
@@ -282,6 +283,9 @@ fn folder_digest(dir: &Path) -> u64 {
             let Ok(meta) = std::fs::symlink_metadata(&p) else {
                 continue;
             };
+            if depth == 0 && meta.is_dir() && p.file_name().is_some_and(|n| n == "tests") {
+                continue;
+            }
             p.strip_prefix(base).unwrap_or(&p).hash(h);
             if meta.is_dir() && depth < 8 {
                 walk(&p, base, depth + 1, h);

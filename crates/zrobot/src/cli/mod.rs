@@ -197,6 +197,18 @@ pub enum TemplateCommand {
         #[arg(long, value_name = "TEMPLATE")]
         consumer_of: Option<String>,
     },
+    /// Run a repository's template tests (`templates/<name>/tests/*.yaml`)
+    /// without a server: each test in a throwaway robot of this process, on
+    /// the real Lua engine and an in-memory store, other robots stubbed.
+    /// Exits 1 if any fails. The format: docs/templates.md, "Testing a template".
+    Test {
+        /// The repository folder.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Run only the tests whose `template/file: name` contains this.
+        #[arg(long)]
+        filter: Option<String>,
+    },
     /// The templates the robot has loaded.
     List,
     /// Clone a template repository into the robot and load its templates (admin).
@@ -368,6 +380,21 @@ pub enum GodtokenCommand {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
+}
+
+impl Cli {
+    /// The log level when `RUST_LOG` says none: `warn` for the commands that
+    /// run robots of their own only to check templates, whose every step
+    /// would log otherwise; `info` for the rest.
+    pub fn default_log_level(&self) -> &'static str {
+        match &self.command {
+            Command::Template {
+                command: TemplateCommand::Test { .. } | TemplateCommand::Check { .. },
+                ..
+            } => "warn",
+            _ => "info",
+        }
+    }
 }
 
 /// Runs one command.

@@ -21,6 +21,9 @@ pub async fn run(command: TemplateCommand, ctx: impl FnOnce() -> Result<Ctx>) ->
     if let TemplateCommand::Check { dir } = &command {
         return Ok(check(dir));
     }
+    if let TemplateCommand::Test { dir, filter } = &command {
+        return Ok(crate::template_tests::run(dir, filter.as_deref()).await);
+    }
     if let TemplateCommand::New {
         name,
         dir,
@@ -34,6 +37,9 @@ pub async fn run(command: TemplateCommand, ctx: impl FnOnce() -> Result<Ctx>) ->
     let client = ctx.client(&target, Secrets::None)?;
     match command {
         TemplateCommand::Check { dir } => Ok(check(&dir)),
+        TemplateCommand::Test { dir, filter } => {
+            Ok(crate::template_tests::run(&dir, filter.as_deref()).await)
+        }
         TemplateCommand::New {
             name,
             dir,
@@ -196,7 +202,7 @@ pub fn check(dir: &Path) -> ExitCode {
     }
 }
 
-const SCAFFOLD_YAML: &str = r#"# The template NAME. Reference: the README's "Write a template".
+const SCAFFOLD_YAML: &str = r#"# The template NAME. Reference: docs/templates.md.
 version: 0.1.0
 description: what a NAME is (say it for the next reader)
 
@@ -241,8 +247,11 @@ USE_ACTION
 return t
 "#;
 
-const CONSUMER_DATA: &str =
-    "    producer: {type: string, default: PRODUCER, description: the PRODUCER service to use}\n";
+const CONSUMER_DATA: &str = r#"    producer: {type: string, default: PRODUCER, description: the PRODUCER service to use}
+    # The robot that service is on, by the name this robot knows it by
+    # (`zrobot server start --robot NAME=URL`); empty: this robot.
+    robot: {type: string, default: ""}
+"#;
 const CONSUMER_ACTIONS: &str = r#"  use:
     timeout: 120
     args:
@@ -253,13 +262,75 @@ const CONSUMER_ACTIONS: &str = r#"  use:
         args: {type: object, default: {}}
 "#;
 const CONSUMER_LUA: &str = r#"
--- Asks the PRODUCER service named in self.data.producer (made if missing)
--- to run an action, and waits for its result; its error becomes this one's.
--- On another robot: robot.robots["name"].services, the same calls.
+-- Asks the PRODUCER service named in self.data.producer (made if missing),
+-- on this robot or on the robot named in self.data.robot, to run an action,
+-- and waits for its result; its error becomes this one's. The services of
+-- another robot have the same calls as this robot's.
 function t.use(self, args)
-  local producer = robot.services:find_or_create("PRODUCER", self.data.producer, {})
+  local services = robot.services
+  if self.data.robot ~= "" then
+    services = robot.robots[self.data.robot].services
+  end
+  local producer = services:find_or_create("PRODUCER", self.data.producer, {})
   return producer:schedule_action(args.action, args.args):wait(100)
 end
+"#;
+
+const SCAFFOLD_TEST: &str = r#"# The tests of NAME: `zrobot template test REPO` runs them, each test in a
+# robot of its own, without a server. The format: docs/templates.md,
+# "Testing a template".
+
+# Made afresh before each test, in order.
+services:
+  - {template: NAME, name: first, data: {greeting: hi}}
+
+tests:
+  - name: hello greets, logs and marks the state table
+    steps:
+      - service: first
+        action: hello
+        args: {who: you}
+        expect:
+          result: {said: hi you}     # a mapping checks the keys it names
+          state: {hello: {you: ok}}
+          log: ["hi you"]
+
+  - name: who defaults to world
+    steps:
+      - service: first
+        action: hello
+        expect:
+          result: {said: hi world}
+
+  - name: an empty greeting fails validate
+    steps:
+      - create: {template: NAME, name: mute, data: {greeting: ""}}
+        expect:
+          error: greeting must not be empty
+CONSUMER_TEST"#;
+
+const CONSUMER_TEST: &str = r#"
+  # The PRODUCER service is on the robot `other`, a stub that answers as told,
+  # reached over the same REST calls as in production. To run this
+  # repository's own PRODUCER code instead, drop `robots:` and `robot: other`.
+  - name: use asks the PRODUCER and gives back its answer
+    robots:
+      other:
+        services:
+          - template: PRODUCER
+            name: the-PRODUCER
+            actions:
+              hello: {result: {said: hello from the stub}}
+    services:
+      - {template: NAME, name: user, data: {producer: the-PRODUCER, robot: other}}
+    steps:
+      - service: user
+        action: use
+        args: {action: hello, args: {who: me}}
+        expect:
+          result: {said: hello from the stub}
+          scheduled:
+            - {robot: other, service: the-PRODUCER, action: hello, args: {who: me}}
 "#;
 
 /// `template new`: writes a template that `template check` accepts, and
@@ -288,13 +359,14 @@ fn scaffold(repo: &Path, name: &str, consumer_of: Option<&str>) -> Result<ExitCo
             dir.display()
         );
     }
-    let (data, actions, lua) = match consumer_of {
+    let (data, actions, lua, test) = match consumer_of {
         Some(p) => (
             CONSUMER_DATA.replace("PRODUCER", p),
             CONSUMER_ACTIONS.replace("PRODUCER", p),
             CONSUMER_LUA.replace("PRODUCER", p),
+            CONSUMER_TEST.replace("PRODUCER", p),
         ),
-        None => (String::new(), String::new(), String::new()),
+        None => (String::new(), String::new(), String::new(), String::new()),
     };
     let yaml = SCAFFOLD_YAML
         .replace("DATA_EXTRA\n", &data)
@@ -303,11 +375,19 @@ fn scaffold(repo: &Path, name: &str, consumer_of: Option<&str>) -> Result<ExitCo
     let code = SCAFFOLD_LUA
         .replace("USE_ACTION\n", &lua)
         .replace("NAME", name);
-    std::fs::create_dir_all(&dir)
+    let test = SCAFFOLD_TEST
+        .replace("CONSUMER_TEST", &test)
+        .replace("NAME", name)
+        .replace("REPO", &repo.display().to_string());
+    std::fs::create_dir_all(dir.join("tests"))
         .map_err(|e| anyhow::anyhow!("cannot make {}: {e}", dir.display()))?;
     std::fs::write(dir.join("template.yaml"), yaml)?;
     std::fs::write(dir.join(format!("{name}.lua")), code)?;
-    println!("made {}: template.yaml and {name}.lua", dir.display());
+    std::fs::write(dir.join("tests").join(format!("{name}.yaml")), test)?;
+    println!(
+        "made {}: template.yaml, {name}.lua and tests/{name}.yaml",
+        dir.display()
+    );
     if let Some(p) = consumer_of {
         if !repo.join("templates").join(p).is_dir() {
             println!(
@@ -318,7 +398,7 @@ fn scaffold(repo: &Path, name: &str, consumer_of: Option<&str>) -> Result<ExitCo
         }
     }
     println!(
-        "check it with `zrobot template check {}`; a robot loads it from git, so commit it",
+        "test it with `zrobot template test {}` (it checks the templates first); a robot loads it from git, so commit it",
         repo.display()
     );
     Ok(ExitCode::SUCCESS)
