@@ -777,7 +777,27 @@ fn a_stored_secret_manages_its_service_on_a_robot_with_jwt_auth() {
         err.contains("answered 401") && err.contains("expired"),
         "{err}"
     );
-    assert!(err.contains("refused the token"), "{err}");
+    assert!(err.contains("refused the JWT sent"), "{err}");
+    // A god token on a robot started without --god: the hint is about the
+    // god token, not about a JWT.
+    cli.ok(&[
+        "robot",
+        "connect",
+        "r",
+        &robot.url,
+        "--god-token",
+        "not-the-god-token",
+    ]);
+    let (code, _, err) = cli.code(&["webhook", "list"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("answered 401")
+            && err.contains("refused the god token")
+            && err.contains("started with `--god`")
+            && err.contains("zrobot godtoken get --data-dir DIR")
+            && !err.contains("--jwt"),
+        "{err}"
+    );
 }
 
 fn examples_dir() -> PathBuf {

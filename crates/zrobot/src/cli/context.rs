@@ -365,9 +365,18 @@ fn hint(target: &Target, code: u16, need: &Need<'_>) -> String {
     let entry = &target.entry;
     let connect = target.connect_hint();
     // 401 means no credential was presented, or a token was refused.
-    if code == 401 && (entry.jwt.is_some() || entry.god_token.is_some()) {
+    if code == 401 && entry.god_token.is_some() && entry.jwt.is_none() {
+        let name = target.name.clone().unwrap_or_else(|| "NAME".to_owned());
         return format!(
-            "the robot refused the token sent; replace it: `{connect}` (or --god-token TOKEN for a robot started with --god)"
+            "the robot refused the god token sent: a robot takes one only when started with `--god`, and only the one of its data dir; \
+             read it with `zrobot godtoken get --data-dir DIR` on the robot's host and connect again: \
+             `zrobot robot connect {name} {} --god-token TOKEN`",
+            target.url
+        );
+    }
+    if code == 401 && entry.jwt.is_some() {
+        return format!(
+            "the robot refused the JWT sent (expired, or not signed with the robot's --jwt-key?); replace it: `{connect}`"
         );
     }
     match (code, need) {
