@@ -404,28 +404,8 @@ async fn bring_back(
         };
         load_template_repo(robot, repos, url).await;
     }
-    let report = robot.restore_from(loaded);
-    for (name, url, token) in known_robots {
-        robot
-            .add_remote_robot(&name, &url, token)
-            .await
-            .with_context(|| format!("--robot {name}"))?;
-    }
-    tracing::info!(
-        services = report.services,
-        waiting_tasks = report.waiting_tasks,
-        "services restored from {}",
-        db.display()
-    );
-    for (name, stored, used) in &report.fallbacks {
-        tracing::warn!("service {name}: template {stored} is not loaded; running on {used}");
-    }
-    for (name, uid) in &report.missing {
-        tracing::warn!("service {name}: template {uid} is not loaded; the service waits for it");
-    }
-
-    // Repositories added at run time (POST /templates) come back too; their
-    // services, if any, were kept aside by the restore until now.
+    // Repositories added at run time (POST /templates) come back too, before
+    // the services: a service of theirs must not look orphaned.
     for (url, branch) in repos::remembered(robot) {
         let Ok(parsed) =
             TemplateRepoUrl::parse(&url).and_then(|p| p.with_reference(branch.as_deref()))
@@ -438,7 +418,62 @@ async fn bring_back(
             load_template_repo(robot, repos, parsed).await;
         }
     }
+    let report = robot.restore_from(loaded);
+    for (name, url, token) in known_robots {
+        robot
+            .add_remote_robot(&name, &url, token)
+            .await
+            .with_context(|| format!("--robot {name}"))?;
+    }
+    tracing::info!(
+        services = report.services,
+        waiting_tasks = report.waiting_tasks,
+        waiting_for_templates = report.missing.len(),
+        "services restored from {}",
+        db.display()
+    );
+    for (template, names) in by_template(report.fallbacks.iter().map(|(n, s, u)| ((s, u), n))) {
+        let (stored, used) = template;
+        tracing::warn!(
+            "template {stored} is not loaded: {} run on {used} instead",
+            some_of(&names)
+        );
+    }
+    for (uid, names) in by_template(report.missing.iter().map(|(n, uid)| (uid, n))) {
+        tracing::warn!(
+            "template {uid} is not loaded: {} wait for it (load its repository with `zrobot template add URL`)",
+            some_of(&names)
+        );
+    }
     Ok(())
+}
+
+/// Service names grouped by what they share, in first-seen order.
+fn by_template<K: PartialEq, N>(pairs: impl Iterator<Item = (K, N)>) -> Vec<(K, Vec<N>)> {
+    let mut out: Vec<(K, Vec<N>)> = Vec::new();
+    for (key, name) in pairs {
+        match out.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, names)) => names.push(name),
+            None => out.push((key, vec![name])),
+        }
+    }
+    out
+}
+
+/// `3 services (a, b, c)`, naming at most 5.
+fn some_of(names: &[&String]) -> String {
+    let shown: Vec<&str> = names.iter().take(5).map(|n| n.as_str()).collect();
+    let more = if names.len() > 5 {
+        format!(", and {} more", names.len() - 5)
+    } else {
+        String::new()
+    };
+    format!(
+        "{} service{} ({}{more})",
+        names.len(),
+        if names.len() == 1 { "" } else { "s" },
+        shown.join(", ")
+    )
 }
 
 /// Serves until the API ends or `shutdown` resolves; then tells everything

@@ -137,7 +137,8 @@ async fn repositories_added_at_run_time_come_back_after_a_restart() {
             ("templates/broken/broken.lua", "return {}"),
         ],
     );
-    let mut robot = RobotProcess::start(&tmp.path().join("data"), &["--god"]);
+    let log = tmp.path().join("robot.log");
+    let mut robot = RobotProcess::start_logged(&tmp.path().join("data"), &["--god"], &log);
     let client = robot.god_client();
     assert!(client.templates().await.unwrap().is_empty());
     let url = format!("file://{}", repo.display());
@@ -169,15 +170,19 @@ async fn repositories_added_at_run_time_come_back_after_a_restart() {
         .join("missing")
         .exists());
 
+    let before = std::fs::read_to_string(&log).unwrap().len();
     robot.restart();
     let client = robot.god_client();
     assert_eq!(client.templates().await.unwrap().len(), 1);
+    // Its repository is loaded before the services come back: the service is
+    // there at once, counted, and no line warns of a missing template.
+    assert!(client.service(svc).await.is_ok());
+    let restart_log = std::fs::read_to_string(&log).unwrap()[before..].to_owned();
     assert!(
-        eventually_async(Duration::from_secs(30), || async {
-            client.service(svc).await.is_ok()
-        })
-        .await
+        restart_log.contains("services=1 waiting_tasks=0 waiting_for_templates=0"),
+        "{restart_log}"
     );
+    assert!(!restart_log.contains("not loaded"), "{restart_log}");
     let t = client
         .schedule(svc, "note", json!({"what": "back"}))
         .await

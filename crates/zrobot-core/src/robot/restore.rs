@@ -101,7 +101,6 @@ impl Robot {
                     t
                 }
                 None => {
-                    tracing::warn!(service = %record.name, template = %record.template_uid, "template not loaded; the service waits for it");
                     report
                         .missing
                         .push((record.name.clone(), record.template_uid.clone()));

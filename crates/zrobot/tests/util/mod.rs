@@ -24,6 +24,8 @@ pub struct RobotProcess {
     pub url: String,
     pub data_dir: PathBuf,
     pub args: Vec<String>,
+    /// Where its stderr goes (appended, across restarts); inherited if none.
+    pub log: Option<PathBuf>,
 }
 
 impl RobotProcess {
@@ -31,17 +33,42 @@ impl RobotProcess {
     /// waits for the line that gives its address.
     pub fn start(data_dir: &Path, args: &[&str]) -> RobotProcess {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        Self::spawn(data_dir, args, "127.0.0.1:0")
+        Self::spawn(data_dir, args, "127.0.0.1:0", None)
     }
 
-    fn spawn(data_dir: &Path, args: Vec<String>, listen: &str) -> RobotProcess {
+    /// Like [`RobotProcess::start`], its log (`info` and up) appended to
+    /// `log`, this start's and those of its restarts.
+    pub fn start_logged(data_dir: &Path, args: &[&str], log: &Path) -> RobotProcess {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        Self::spawn(data_dir, args, "127.0.0.1:0", Some(log.to_path_buf()))
+    }
+
+    fn spawn(
+        data_dir: &Path,
+        args: Vec<String>,
+        listen: &str,
+        log: Option<PathBuf>,
+    ) -> RobotProcess {
+        let (stderr, level) = match &log {
+            Some(path) => (
+                Stdio::from(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                        .unwrap(),
+                ),
+                "info",
+            ),
+            None => (Stdio::inherit(), "warn"),
+        };
         let mut child = Command::new(zrobot_bin())
             .args(["server", "start", "-L", listen, "--data-dir"])
             .arg(data_dir)
             .args(&args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", level)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
@@ -66,6 +93,7 @@ impl RobotProcess {
             url,
             data_dir: data_dir.to_path_buf(),
             args,
+            log,
         }
     }
 
@@ -83,7 +111,7 @@ impl RobotProcess {
         // The port may take a moment to be free again.
         loop {
             let attempt = std::panic::catch_unwind(|| {
-                Self::spawn(&self.data_dir, self.args.clone(), &listen)
+                Self::spawn(&self.data_dir, self.args.clone(), &listen, self.log.clone())
             });
             match attempt {
                 Ok(p) => {
