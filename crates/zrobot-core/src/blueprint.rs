@@ -4,13 +4,18 @@
 
 use serde_json::{Map, Value};
 
-/// A blueprint that failed, naming the block at fault.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{block}: {message}")]
+/// A blueprint that failed, naming the block at fault, and the other
+/// blocks at fault found by the same check (each on a line of its own).
+#[derive(Debug, Clone, PartialEq)]
 pub struct BlueprintError {
     /// e.g. `services[1] (vm__vm1)` or `actions[0]`.
     pub block: String,
     pub message: String,
+    /// Further problems, `(block, message)`: at most
+    /// [`crate::schema::MAX_PROBLEMS`] in all.
+    pub others: Vec<(String, String)>,
+    /// Problems found past that bound, counted only.
+    pub left_out: usize,
 }
 
 impl BlueprintError {
@@ -18,6 +23,48 @@ impl BlueprintError {
         BlueprintError {
             block: block.into(),
             message: message.into(),
+            others: Vec::new(),
+            left_out: 0,
+        }
+    }
+}
+
+impl std::fmt::Display for BlueprintError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.block, self.message)?;
+        for (block, message) in &self.others {
+            write!(f, "\n{block}: {message}")?;
+        }
+        if self.left_out > 0 {
+            write!(f, "\n(and {} more problem(s))", self.left_out)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for BlueprintError {}
+
+/// The problems of one check of a blueprint, gathered so that all of them
+/// (up to a bound) are told at once.
+#[derive(Default)]
+pub(crate) struct Problems(Option<BlueprintError>);
+
+impl Problems {
+    pub fn push(&mut self, e: BlueprintError) {
+        match &mut self.0 {
+            None => self.0 = Some(e),
+            Some(first) if first.others.len() + 1 < crate::schema::MAX_PROBLEMS => {
+                first.others.push((e.block, e.message))
+            }
+            Some(first) => first.left_out += 1,
+        }
+    }
+
+    /// `Ok` when nothing was pushed.
+    pub fn into_result(self) -> Result<(), BlueprintError> {
+        match self.0 {
+            None => Ok(()),
+            Some(e) => Err(e),
         }
     }
 }
@@ -78,9 +125,10 @@ impl Blueprint {
                 ),
             ));
         };
+        let mut problems = Problems::default();
         for k in top.keys() {
             if k != "services" && k != "actions" {
-                return Err(BlueprintError::new(
+                problems.push(BlueprintError::new(
                     "blueprint",
                     format!("unknown key `{k}`; a blueprint has `services` and `actions`"),
                 ));
@@ -91,38 +139,43 @@ impl Blueprint {
             None | Some(Value::Null) => {}
             Some(Value::Array(items)) => {
                 for (i, item) in items.iter().enumerate() {
-                    bp.services.push(parse_service(i, item)?);
+                    match parse_service(i, item) {
+                        Ok(entry) => bp.services.push(entry),
+                        Err(e) => problems.push(e),
+                    }
                 }
             }
-            Some(other) => {
-                return Err(BlueprintError::new(
-                    "services",
-                    format!(
-                        "must be a list of `template__name: data` entries, got {}",
-                        kind(other)
-                    ),
-                ))
-            }
+            Some(other) => problems.push(BlueprintError::new(
+                "services",
+                format!(
+                    "must be a list of `template__name: data` entries, got {}",
+                    kind(other)
+                ),
+            )),
         }
         match top.get("actions") {
             None | Some(Value::Null) => {}
             Some(Value::Array(items)) => {
                 for (i, item) in items.iter().enumerate() {
-                    bp.actions
-                        .push(parse_block(&format!("actions[{i}]"), item)?);
+                    match parse_block(&format!("actions[{i}]"), item) {
+                        Ok(block) => bp.actions.push(block),
+                        Err(e) => problems.push(e),
+                    }
                 }
             }
-            Some(block @ Value::Object(_)) => bp.actions.push(parse_block("actions", block)?),
-            Some(other) => {
-                return Err(BlueprintError::new(
-                    "actions",
-                    format!(
-                        "must be an action block or a list of them, got {}",
-                        kind(other)
-                    ),
-                ))
-            }
+            Some(block @ Value::Object(_)) => match parse_block("actions", block) {
+                Ok(block) => bp.actions.push(block),
+                Err(e) => problems.push(e),
+            },
+            Some(other) => problems.push(BlueprintError::new(
+                "actions",
+                format!(
+                    "must be an action block or a list of them, got {}",
+                    kind(other)
+                ),
+            )),
         }
+        problems.into_result()?;
         if bp.services.is_empty() && bp.actions.is_empty() {
             return Err(BlueprintError::new(
                 "blueprint",

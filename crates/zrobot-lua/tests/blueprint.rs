@@ -200,6 +200,78 @@ async fn a_failing_blueprint_leaves_nothing_behind() {
     fails_and_leaves_nothing("services:\n  - noname: {}\n", "the key must be").await;
 }
 
+/// Every problem of a blueprint is told at once, each naming its block, up
+/// to ten; nothing is made.
+#[tokio::test]
+async fn a_blueprint_with_several_problems_names_each() {
+    let three = "services:\n  - node__n1: {hostname: 5}\n  - nosuch__x: {}\n  - node__n3: {hostname: h, }\n  - node__bad/name: {hostname: h}\n";
+    let robot = robot();
+    let r = repo();
+    load(&robot, &r);
+    let bp = Blueprint::from_yaml(three).unwrap();
+    let err = robot
+        .execute_blueprint(&bp, &CALLER)
+        .await
+        .unwrap_err()
+        .to_string();
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 3, "{err}");
+    assert!(
+        lines[0].starts_with("services[0] (node__n1): invalid data"),
+        "{err}"
+    );
+    assert!(
+        lines[1].starts_with("services[1] (nosuch__x): no template matches"),
+        "{err}"
+    );
+    assert!(
+        lines[2].starts_with("services[3] (node__bad/name): invalid service name"),
+        "{err}"
+    );
+    assert!(robot.find_services(&Default::default()).is_empty());
+
+    // Action blocks too, once the services are right.
+    let actions = "services:\n  - node__n1: {hostname: h}\nactions:\n  - {service: n1, actions: [instal]}\n  - {service: nobody, actions: [install]}\n";
+    let err = robot
+        .execute_blueprint(&Blueprint::from_yaml(actions).unwrap(), &CALLER)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("actions[0]: service `n1`: template"), "{err}");
+    assert!(err.contains("\nactions[1]: matches no service"), "{err}");
+    assert!(robot.find_services(&Default::default()).is_empty());
+
+    // Past ten, the rest are counted.
+    let many: String = (0..14)
+        .map(|i| format!("  - nosuch__s{i}: {{}}\n"))
+        .collect();
+    let err = robot
+        .execute_blueprint(
+            &Blueprint::from_yaml(&format!("services:\n{many}")).unwrap(),
+            &CALLER,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err.lines().count(), 11, "{err}");
+    assert!(err.ends_with("(and 4 more problem(s))"), "{err}");
+
+    // Parsing gathers its problems the same way.
+    let err = Blueprint::from_yaml("services:\n  - noname: {}\n  - a__b: 5\nactoins: []\n")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err.lines().count(), 3, "{err}");
+    assert!(err.contains("unknown key `actoins`"), "{err}");
+    assert!(
+        err.contains("services[0] (noname): the key must be"),
+        "{err}"
+    );
+    assert!(
+        err.contains("services[1] (a__b): the service data must be a mapping"),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn services_the_caller_may_not_manage_are_not_touched() {
     let robot = robot();

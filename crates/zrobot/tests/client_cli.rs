@@ -640,6 +640,46 @@ fn exit_codes_say_what_went_wrong() {
     let (code, _, _) = cli.code(&["task", "get", "s", "not-a-guid"]);
     assert_eq!(code, 2);
 
+    // A blueprint file: a YAML error names the file and line; the robot's
+    // problems come all at once, each at the line of its block; nothing is made.
+    let bp = tmp.path().join("bp.yaml");
+    std::fs::write(
+        &bp,
+        "services:\n  - echo__b1:\n      port: 1\n     tags: []\n",
+    )
+    .unwrap();
+    let (code, _, err) = cli.code(&["blueprint", "execute", bp.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("--> {}:4:6", bp.display()))
+            && err.contains("line 4 is not indented"),
+        "{err}"
+    );
+    std::fs::write(
+        &bp,
+        "services:\n  - echo__b1:\n      port: one\n  - echo__b2:\n      tags: [1]\nactions:\n  - service: b1\n    actions: [hello]\n",
+    )
+    .unwrap();
+    let (code, _, err) = cli.code(&["blueprint", "execute", bp.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("answered 400: 2 problems:"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}:2: services[0] (echo__b1): invalid data",
+            bp.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{}:4: services[1] (echo__b2): invalid data",
+            bp.display()
+        )),
+        "{err}"
+    );
+    let (code, _, _) = cli.code(&["service", "get", "b1"]);
+    assert_eq!(code, 1, "nothing was made");
+
     // Completions for each shell.
     assert!(cli.ok(&["completions", "bash"]).contains("_zrobot"));
     assert!(cli.ok(&["completions", "zsh"]).contains("#compdef zrobot"));

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::{NewService, Robot};
-use crate::blueprint::{Blueprint, BlueprintError};
+use crate::blueprint::{Blueprint, BlueprintError, Problems};
 use crate::engine::Hook;
 use crate::service::Service;
 use crate::store::StoreOp;
@@ -71,45 +71,46 @@ impl Robot {
         // or the robot grows: a blueprint of 1,000 services costs the same in
         // a robot of 1,000,000 as in an empty one.
         let mut listed: HashMap<&str, usize> = HashMap::new();
+        let mut problems = Problems::default();
         for e in &bp.services {
-            let template = self
-                .templates()
-                .resolve(&e.template)
-                .map_err(|err| BlueprintError::new(&e.block, err.to_string()))?;
+            let template = match self.templates().resolve(&e.template) {
+                Ok(t) => t,
+                Err(err) => {
+                    problems.push(BlueprintError::new(&e.block, err.to_string()));
+                    continue;
+                }
+            };
             if listed.insert(e.name.as_str(), entries.len()).is_some() {
-                return Err(BlueprintError::new(
+                problems.push(BlueprintError::new(
                     &e.block,
                     format!("service `{}` is listed twice", e.name),
                 ));
+                continue;
             }
             let existing = self.service_by_name(&e.name);
             if let Some(svc) = &existing {
                 let have = svc.template();
                 if have.uid.repo != template.uid.repo || have.uid.name != template.uid.name {
-                    return Err(BlueprintError::new(
+                    problems.push(BlueprintError::new(
                         &e.block,
                         format!(
                             "service `{}` exists already, from template {}",
                             e.name, have.uid
                         ),
                     ));
-                }
-                if !(caller.may_manage)(svc) {
-                    return Err(BlueprintError::new(
+                } else if !(caller.may_manage)(svc) {
+                    problems.push(BlueprintError::new(
                         &e.block,
                         format!("you may not manage the existing service `{}`", e.name),
                     ));
                 }
-            } else {
-                if !super::valid_name(&e.name) {
-                    return Err(BlueprintError::new(
-                        &e.block,
-                        crate::CoreError::InvalidName(e.name.clone()).to_string(),
-                    ));
-                }
-                template
-                    .prepare_data(e.data.clone())
-                    .map_err(|err| BlueprintError::new(&e.block, err.to_string()))?;
+            } else if !super::valid_name(&e.name) {
+                problems.push(BlueprintError::new(
+                    &e.block,
+                    crate::CoreError::InvalidName(e.name.clone()).to_string(),
+                ));
+            } else if let Err(err) = template.prepare_data(e.data.clone()) {
+                problems.push(BlueprintError::new(&e.block, err.to_string()));
             }
             entries.push((
                 Target {
@@ -120,6 +121,7 @@ impl Robot {
                 e.data.clone(),
             ));
         }
+        problems.into_result()?;
 
         Ok((entries, listed))
     }
@@ -138,6 +140,7 @@ impl Robot {
                                                               // a block that names no service (it reaches every match, so its cost
                                                               // is the robot's size); a block naming one looks it up.
         let mut others: Option<Vec<Arc<Service>>> = None;
+        let mut problems = Problems::default();
         for (bi, block) in bp.actions.iter().enumerate() {
             let template_ref: Option<Vec<&str>> = block
                 .template
@@ -170,6 +173,7 @@ impl Robot {
                         .collect()
                 }
             };
+            let mut refused = false;
             for (name, template) in candidates {
                 if template_ref
                     .as_ref()
@@ -178,22 +182,26 @@ impl Robot {
                     continue;
                 }
                 for action in &block.actions {
-                    template
-                        .prepare_args(action, block.args.clone())
-                        .map_err(|err| {
-                            BlueprintError::new(&block.block, format!("service `{name}`: {err}"))
-                        })?;
+                    if let Err(err) = template.prepare_args(action, block.args.clone()) {
+                        problems.push(BlueprintError::new(
+                            &block.block,
+                            format!("service `{name}`: {err}"),
+                        ));
+                        refused = true;
+                    }
                 }
                 names.push(name);
             }
             if names.is_empty() {
-                return Err(BlueprintError::new(
+                problems.push(BlueprintError::new(
                     &block.block,
                     "matches no service you may manage; check its `service` and `template` filters",
                 ));
+            } else if !refused {
+                plan.push((bi, names));
             }
-            plan.push((bi, names));
         }
+        problems.into_result()?;
 
         Ok(plan)
     }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use comfy_table::Cell;
-use zrobot_client::{BlueprintResult, Client};
+use zrobot_client::{BlueprintResult, Client, ClientError};
 
 use super::context::{explain, Ctx, Need, Secrets, Target};
 use super::{follow, output, values};
@@ -69,8 +69,78 @@ pub async fn send(client: &Client, target: &Target, file: &Path) -> Result<Bluep
     client
         .execute_blueprint(content)
         .await
-        .map_err(|e| explain(target, e, Need::User))
+        .map_err(|mut e| {
+            if let ClientError::Api { message, .. } = &mut e {
+                let text = std::fs::read_to_string(file).unwrap_or_default();
+                *message = locate(message, file, &text);
+            }
+            explain(target, e, Need::User)
+        })
         .with_context(|| format!("blueprint {}", file.display()))
+}
+
+/// The robot's answer with each problem that names a block of the
+/// blueprint (`services[1] (vm__web): ...`, `actions[0]: ...`) on a line of
+/// its own, after the file and line of that block.
+fn locate(message: &str, file: &Path, text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let located: Vec<String> = message
+        .lines()
+        .map(|problem| match line_of_block(&lines, problem) {
+            Some(n) => format!("{}:{n}: {problem}", file.display()),
+            None => problem.to_owned(),
+        })
+        .collect();
+    match located.as_slice() {
+        [one] => one.clone(),
+        many => format!(
+            "{} problems:{}",
+            many.iter().filter(|p| !p.starts_with("(and ")).count(),
+            many.iter().map(|p| format!("\n  {p}")).collect::<String>()
+        ),
+    }
+}
+
+/// A list item's text after its `- `, or `None` for a line that starts none.
+fn item(line: &str) -> Option<&str> {
+    line.trim_start().strip_prefix("- ").map(str::trim_start)
+}
+
+/// The 1-based line where the block a problem names starts.
+fn line_of_block(lines: &[&str], problem: &str) -> Option<usize> {
+    let (block, _) = problem.split_once(": ")?;
+    if let Some(rest) = block.strip_prefix("services[") {
+        // `services[1] (vm__web)`: the line of the key `vm__web:`.
+        let key = rest.split_once("] (")?.1.strip_suffix(')')?;
+        let wanted = format!("{key}:");
+        return lines
+            .iter()
+            .position(|l| {
+                let l = item(l).unwrap_or(l.trim_start());
+                l.starts_with(&wanted) || l.starts_with(&format!("\"{key}\":"))
+            })
+            .map(|i| i + 1);
+    }
+    let top = lines.iter().position(|l| l.starts_with("actions:"))?;
+    if block == "actions" {
+        return Some(top + 1);
+    }
+    // `actions[2]`: the third item of the list under `actions:`.
+    let index: usize = block
+        .strip_prefix("actions[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()?;
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let first = lines[top + 1..].iter().find(|l| item(l).is_some())?;
+    lines
+        .iter()
+        .enumerate()
+        .skip(top + 1)
+        .take_while(|(_, l)| l.trim().is_empty() || indent(l) > 0 || l.starts_with('-'))
+        .filter(|(_, l)| item(l).is_some() && indent(l) == indent(first))
+        .nth(index)
+        .map(|(i, _)| i + 1)
 }
 
 fn show_created(result: &BlueprintResult) {
@@ -92,4 +162,29 @@ fn show_created(result: &BlueprintResult) {
         result.services.len(),
         result.tasks.len()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BLUEPRINT: &str = "services:\n  - node__n1:\n      hostname: n1\n  - vm__web:\n      node: n1\nactions:\n  - service: n1\n    actions: [install]\n  - template: vm\n    actions: [install]\n";
+
+    #[test]
+    fn problems_are_put_at_the_line_of_their_block() {
+        let got = locate(
+            "services[1] (vm__web): bad data\nactions[1]: no such action",
+            Path::new("bp.yaml"),
+            BLUEPRINT,
+        );
+        assert_eq!(
+            got,
+            "2 problems:\n  bp.yaml:4: services[1] (vm__web): bad data\n  bp.yaml:9: actions[1]: no such action"
+        );
+        // One problem of no block stays as it was.
+        assert_eq!(
+            locate("blueprint: lists nothing", Path::new("bp.yaml"), BLUEPRINT),
+            "blueprint: lists nothing"
+        );
+    }
 }

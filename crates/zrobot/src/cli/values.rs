@@ -53,20 +53,17 @@ fn yaml_value(raw: &str) -> Value {
 pub fn read_file(path: &Path) -> Result<Value> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let is_json = path.extension().is_some_and(|e| e == "json");
-    let value: Value = if is_json {
-        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{e}"))
-    } else {
-        zrobot_core::yaml::from_str(&text).map_err(|e| anyhow::anyhow!("{e}"))
+    if path.extension().is_some_and(|e| e == "json") {
+        return serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))
+            .context("not valid JSON");
     }
-    .with_context(|| {
-        format!(
-            "{} is not valid {}",
-            path.display(),
-            if is_json { "JSON" } else { "YAML" }
+    zrobot_core::yaml::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{}",
+            zrobot_core::yaml::describe_error(&e, &path.display().to_string(), &text)
         )
-    })?;
-    Ok(value)
+    })
 }
 
 /// The object made of `file` (if any) with `pairs` set over it in order.
