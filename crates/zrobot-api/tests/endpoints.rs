@@ -371,10 +371,14 @@ async fn actions_and_logs() {
         ["create_vm", "echo", "fail", "mark", "nothing", "slow"]
     );
     for a in actions {
-        assert_eq!(keys(a), ["arguments", "name"]);
+        assert_eq!(keys(a), ["arguments", "arguments_schema", "name"]);
     }
-    assert_eq!(actions[0]["arguments"]["required"], json!(["name"]));
-    assert_eq!(actions[1]["arguments"], Value::Null);
+    // 0-robot's `string[]`: the names, the required ones first; the schema
+    // beside them.
+    assert_eq!(actions[0]["arguments"], json!(["name", "memory"]));
+    assert_eq!(actions[0]["arguments_schema"]["required"], json!(["name"]));
+    assert_eq!(actions[1]["arguments"], json!([]));
+    assert_eq!(actions[1]["arguments_schema"], Value::Null);
     assert_eq!(
         error_of(t.client.actions(Uuid::new_v4()).await).await.0,
         404

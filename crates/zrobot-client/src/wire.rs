@@ -334,8 +334,39 @@ pub struct OnDeleteFailure {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct Action {
     pub name: String,
+    /// The names of the action's arguments, the required ones first (0-robot's
+    /// `string[]`); empty when the template gives no `args:` schema.
+    #[serde(default)]
+    pub arguments: Vec<String>,
     /// The JSON Schema of the action's arguments, when the template gives one.
-    pub arguments: Option<Value>,
+    #[serde(default)]
+    pub arguments_schema: Option<Value>,
+}
+
+impl Action {
+    /// The action `name` whose arguments follow `schema`: the names are its
+    /// `required` ones, then its other `properties`, in order.
+    pub fn new(name: String, schema: Option<Value>) -> Action {
+        let mut arguments: Vec<String> = Vec::new();
+        if let Some(schema) = &schema {
+            let required = schema.get("required").and_then(Value::as_array);
+            for r in required.into_iter().flatten().filter_map(Value::as_str) {
+                arguments.push(r.to_owned());
+            }
+            if let Some(Value::Object(properties)) = schema.get("properties") {
+                for key in properties.keys() {
+                    if !arguments.contains(key) {
+                        arguments.push(key.clone());
+                    }
+                }
+            }
+        }
+        Action {
+            name,
+            arguments,
+            arguments_schema: schema,
+        }
+    }
 }
 
 /// `POST /services/{guid}/task_list`.

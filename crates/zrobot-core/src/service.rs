@@ -151,6 +151,10 @@ pub(crate) struct ServiceInner {
     /// A restored service waiting for its first `validate` since the start:
     /// the first of the start's pass and a task scheduled on it runs it.
     pub unvalidated: bool,
+    /// A restored service whose stored version is no longer loaded: the UID
+    /// it was stored with, and its version. That first `validate` moves it
+    /// to the version it runs on now (migrate, defaults, validate).
+    pub moving_from: Option<(String, semver::Version)>,
     /// Hashes of the secrets that grant this service.
     pub secrets: Vec<String>,
 }
@@ -185,6 +189,7 @@ impl Service {
                 finishing: Vec::new(),
                 driving: false,
                 unvalidated: false,
+                moving_from: None,
                 secrets: Vec::new(),
             }),
             log: Mutex::new(None),

@@ -243,11 +243,19 @@ async fn missing_template_versions_fall_back_or_wait() {
             "github.com/acme/templates/other/1.0.0".to_string()
         )]
     );
+    // Its version is gone: it moves to the loaded one, as a checkout would.
     let svc = robot.service_by_name("old").unwrap();
-    assert!(svc
-        .log_lines()
-        .iter()
-        .any(|l| l.message.contains("is not loaded; running on")));
+    assert!(
+        eventually(Duration::from_secs(10), || svc.log_lines().iter().any(
+            |l| l
+                .message
+                .contains("moved from github.com/acme/templates/rec/0.9.0 (no longer loaded)")
+        ))
+        .await,
+        "{:?}",
+        svc.log_lines()
+    );
+    assert_eq!(svc.status(), ServiceStatus::Ok);
     assert!(robot.service_by_name("gone").is_none());
     assert_eq!(robot.missing_services().len(), 1);
 

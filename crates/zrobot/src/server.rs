@@ -435,7 +435,7 @@ async fn bring_back(
     for (template, names) in by_template(report.fallbacks.iter().map(|(n, s, u)| ((s, u), n))) {
         let (stored, used) = template;
         tracing::warn!(
-            "template {stored} is not loaded: {} run on {used} instead",
+            "template {stored} is not loaded: {} move to {used} (its migrate, defaults and validate)",
             some_of(&names)
         );
     }

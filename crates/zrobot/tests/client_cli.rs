@@ -282,7 +282,11 @@ fn every_client_command_against_an_open_robot() {
         .iter()
         .find(|a| a["name"] == "hello")
         .unwrap();
-    assert_eq!(hello["arguments"]["properties"]["x"]["type"], "integer");
+    assert_eq!(hello["arguments"], json!(["x"]));
+    assert_eq!(
+        hello["arguments_schema"]["properties"]["x"]["type"],
+        "integer"
+    );
     assert!(actions
         .as_array()
         .unwrap()

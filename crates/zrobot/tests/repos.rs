@@ -444,3 +444,131 @@ async fn a_fix_without_a_new_version_runs_after_the_checkout() {
         "{again:?}"
     );
 }
+
+/// A start whose `-T` revision no longer has a service's version moves the
+/// service to the version it has, as a checkout would: the new code's
+/// `migrate`, the new defaults, `validate`. A move that fails leaves the
+/// service running nothing, and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_on_a_newer_revision_migrates_the_services() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = template_repo(
+        &tmp.path().join("things"),
+        &[
+            ("templates/thing/template.yaml", THING_V1),
+            ("templates/thing/thing.lua", THING_LUA_V1),
+        ],
+    );
+    tag_head(&repo, "v1");
+    let url = format!("file://{}", repo.display());
+    let mut robot = RobotProcess::start(
+        &tmp.path().join("data"),
+        &["--god", "-T", &format!("{url}#v1")],
+    );
+    let client = robot.god_client();
+    let svc = new_service(&client, "thing", "a").await;
+    let t = client
+        .schedule(svc, "note", json!({"what": "x"}))
+        .await
+        .unwrap();
+    client
+        .wait_done(svc, t.guid, Duration::from_secs(30))
+        .await
+        .unwrap();
+
+    // 1.1.0 replaces 1.0.0 in the repository, with a migrate and a default.
+    // `colour` is required: its default fills it after migrate, which
+    // leaves it out.
+    let v2 = "version: 1.1.0\ndata: {type: object, required: [colour], properties: {notes: {type: array, default: []}, from: {type: string}, colour: {type: string, default: blue}}}\n";
+    commit_files(
+        &repo,
+        &[
+            ("templates/thing/template.yaml", v2),
+            ("templates/thing/thing.lua", THING_LUA_V2),
+        ],
+        Some("v2"),
+    );
+    robot.args = vec!["--god".into(), "-T".into(), format!("{url}#v2")];
+    robot.restart();
+    let client = robot.god_client();
+    assert!(
+        eventually_async(Duration::from_secs(30), || async {
+            client
+                .service(svc)
+                .await
+                .is_ok_and(|s| s.data.is_some_and(|d| d["from"] == "1.0.0"))
+        })
+        .await,
+        "{:?}",
+        client.service(svc).await
+    );
+    let s = client.service(svc).await.unwrap();
+    assert_eq!(s.version, "1.1.0");
+    let data = s.data.unwrap();
+    assert_eq!(data["notes"], json!(["v1:x"]));
+    assert_eq!(data["colour"], "blue");
+    let logs = client.logs(svc).await.unwrap().logs;
+    assert!(logs.contains("moved from"), "{logs}");
+    let t = client
+        .schedule(svc, "note", json!({"what": "y"}))
+        .await
+        .unwrap();
+    let done = client
+        .wait_done(svc, t.guid, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(done.state, TaskState::Ok);
+    // Stored: a plain restart keeps it on 1.1.0, moved once.
+    robot.restart();
+    let client = robot.god_client();
+    assert!(
+        eventually_async(Duration::from_secs(30), || async {
+            client
+                .service(svc)
+                .await
+                .is_ok_and(|s| s.version == "1.1.0")
+        })
+        .await
+    );
+
+    // 1.2.0's migrate fails: the service stays as it was, runs nothing, and
+    // its state table and log say why.
+    let v3_lua = "local t = {}\nfunction t.migrate(self, from) error('cannot move from ' .. from) end\nfunction t.note(self, args) end\nreturn t\n";
+    commit_files(
+        &repo,
+        &[
+            ("templates/thing/template.yaml", "version: 1.2.0\n"),
+            ("templates/thing/thing.lua", v3_lua),
+        ],
+        Some("v3"),
+    );
+    robot.args = vec!["--god".into(), "-T".into(), format!("{url}#v3")];
+    robot.restart();
+    let client = robot.god_client();
+    assert!(
+        eventually_async(Duration::from_secs(30), || async {
+            client.service(svc).await.is_ok_and(|s| {
+                s.state
+                    .iter()
+                    .any(|st| st.category == "upgrade" && st.tag == "1.2.0")
+            })
+        })
+        .await
+    );
+    let logs = client.logs(svc).await.unwrap().logs;
+    assert!(
+        logs.contains("no longer loaded and moving to") && logs.contains("cannot move from 1.1.0"),
+        "{logs}"
+    );
+    let t = client
+        .schedule(svc, "note", json!({"what": "z"}))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let waiting = client.task(svc, t.guid).await.unwrap();
+    assert_eq!(
+        waiting.state,
+        TaskState::New,
+        "no task runs on unmoved data"
+    );
+}

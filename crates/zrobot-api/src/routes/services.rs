@@ -158,9 +158,11 @@ pub async fn actions(
     let actions = template
         .actions()
         .iter()
-        .map(|name| Action {
-            name: name.clone(),
-            arguments: template.policy(name).args.as_ref().map(|s| s.raw().clone()),
+        .map(|name| {
+            Action::new(
+                name.clone(),
+                template.policy(name).args.as_ref().map(|s| s.raw().clone()),
+            )
         })
         .collect();
     Ok(axum::Json(actions))

@@ -118,6 +118,8 @@ impl Robot {
         outcome.result.map_err(|e| e.message)?;
         match outcome.data {
             None => Ok(None),
+            // The move checks it, once the new version's defaults are in.
+            Some(data) if hook == Hook::Migrate => Ok(Some(data)),
             Some(mut data) => {
                 template.check_data(&mut data).map_err(|e| {
                     format!(

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::{RestoreReport, Robot};
 use crate::engine::Hook;
 use crate::error::CoreError;
-use crate::service::{LogLevel, Service, ServiceStatus};
+use crate::service::{LogLevel, Service, ServiceStatus, TagState};
 use crate::store::ServiceRecord;
 use crate::task::{Task, TaskRecord, TaskState};
 
@@ -128,15 +128,11 @@ impl Robot {
             inner.state = record.state;
             inner.secrets = record.secrets;
             inner.unvalidated = true;
-        }
-        if template.uid.to_string() != record.template_uid {
-            svc.log(
-                LogLevel::Warning,
-                format!(
-                    "template {} is not loaded; running on {} instead",
-                    record.template_uid, template.uid
-                ),
-            );
+            if template.uid.to_string() != record.template_uid {
+                inner.moving_from = exact
+                    .as_ref()
+                    .map(|u| (record.template_uid.clone(), u.version.clone()));
+            }
         }
         report.waiting_tasks += tasks.len();
         for mut t in tasks {
@@ -172,6 +168,13 @@ impl Robot {
 
     pub(super) async fn validate_restored(&self, svc: Arc<Service>) {
         let template = svc.template();
+        let moving = svc.lock().moving_from.take();
+        if let Some((stored, version)) = moving {
+            // Its own version is gone: it moves to the one it runs on now, as
+            // a checkout would move it (the move runs `validate`).
+            self.move_restored(svc, &stored, &version, &template).await;
+            return;
+        }
         if template.has_hook(Hook::Validate) {
             if let Err(message) = self.run_hook(&svc, Hook::Validate, Value::Null).await {
                 svc.lock().status = ServiceStatus::Invalid(message.clone());
@@ -185,6 +188,51 @@ impl Robot {
             }
         }
         self.mark_valid(&svc);
+    }
+
+    /// Moves a restored service stored on `stored` (no longer loaded) to
+    /// `target`. If the move fails it runs no task: its data are those of a
+    /// version whose code is gone.
+    async fn move_restored(
+        &self,
+        svc: Arc<Service>,
+        stored: &str,
+        version: &semver::Version,
+        target: &Arc<crate::template::Template>,
+    ) {
+        match self.migrate(&svc, version, target).await {
+            Ok(()) => {
+                svc.state_delete("upgrade", None);
+                self.0.events.publish(
+                    &svc,
+                    crate::events::What::ServiceUpgraded {
+                        from: stored.to_owned(),
+                        to: target.uid_text.clone(),
+                    },
+                );
+                svc.log(
+                    LogLevel::Info,
+                    format!("moved from {stored} (no longer loaded) to {}", target.uid),
+                );
+                if let Err(e) = self.save_state(&svc).await {
+                    tracing::warn!(service = %svc.name, "the state after a move is not stored: {e}");
+                }
+                self.mark_valid(&svc);
+            }
+            Err(why) => {
+                let message = format!(
+                    "{stored} is no longer loaded and moving to {} failed: {why}; no task runs until a version it can move to is loaded (fix the template, check it out, restart)",
+                    target.uid
+                );
+                svc.state_set("upgrade", &target.uid.version.to_string(), TagState::Error);
+                svc.lock().status = ServiceStatus::Invalid(message.clone());
+                svc.log(LogLevel::Error, message.clone());
+                tracing::error!(service = %svc.name, "{message}");
+                if let Err(e) = self.save_state(&svc).await {
+                    tracing::warn!(service = %svc.name, "the state after a move is not stored: {e}");
+                }
+            }
+        }
     }
 
     fn mark_valid(&self, svc: &Arc<Service>) {

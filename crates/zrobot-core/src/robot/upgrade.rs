@@ -68,7 +68,7 @@ impl Robot {
         self.pause(svc, &format!("moving to {}", target.uid), bound)
             .await
             .map_err(|e| e.to_string())?;
-        let result = self.migrate(svc, &from, target).await;
+        let result = self.migrate(svc, &from.uid.version, target).await;
         let tag = target.uid.version.to_string();
         match &result {
             Ok(()) => {
@@ -108,15 +108,17 @@ impl Robot {
         result
     }
 
-    async fn migrate(
+    /// Moves the data of `svc`, on version `from` until now, to `target`:
+    /// its `migrate`, its defaults and its `validate`, then stores the move.
+    pub(super) async fn migrate(
         &self,
         svc: &Arc<Service>,
-        from: &Arc<Template>,
+        from: &semver::Version,
         target: &Arc<Template>,
     ) -> Result<(), String> {
         let mut data = (*svc.data()).clone();
         if target.has_hook(Hook::Migrate) {
-            let from_version = Value::String(from.uid.version.to_string());
+            let from_version = Value::String(from.to_string());
             if let Some(d) = self
                 .run_hook_on(target, svc, Hook::Migrate, from_version)
                 .await?

@@ -202,7 +202,7 @@ async fn actions(ctx: &Ctx, target: &Target, service: &str) -> Result<()> {
     for a in &actions {
         t.add_row(vec![
             a.name.clone(),
-            a.arguments
+            a.arguments_schema
                 .as_ref()
                 .map(describe_schema)
                 .unwrap_or_else(|| "-".to_owned()),
