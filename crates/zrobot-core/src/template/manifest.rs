@@ -206,6 +206,27 @@ impl Manifest {
                 },
             );
         }
+        // The robot runs these with no arguments: a schema that refuses
+        // none would keep them from ever running, silently.
+        let on_delete = raw.on_delete.clone().unwrap_or_default();
+        for (name, policy) in &actions {
+            let why = if policy.recurring.is_some() {
+                "a recurring action is queued with no arguments"
+            } else if on_delete.contains(name) {
+                "an `on_delete` action runs with no arguments"
+            } else {
+                continue;
+            };
+            if let Some(schema) = &policy.args {
+                if let Err(e) = schema.prepare(Value::Object(Default::default())) {
+                    return Err(TemplateError::new(
+                        path,
+                        Some(&format!("actions.{name}.args")),
+                        format!("{why}, but this schema refuses none ({e}): give each required argument a default, or drop `required`"),
+                    ));
+                }
+            }
+        }
         Ok(Manifest {
             version,
             description: raw.description.unwrap_or_default(),
@@ -271,6 +292,18 @@ mod tests {
         assert!(!typo.contains("the known keys are: version"), "{typo}");
         assert!(typo.contains("t/template.yaml:4:5"), "{typo}");
         assert!(!typo.contains("<input>"), "{typo}");
+        let refused = err("version: 1.0.0\nactions:\n  go:\n    recurring: 5\n    args: {type: object, required: [who]}\n");
+        assert!(
+            refused.contains("actions.go.args")
+                && refused.contains("a recurring action is queued with no arguments")
+                && refused.contains("give each required argument a default"),
+            "{refused}"
+        );
+        let refused = err("version: 1.0.0\nactions:\n  bye:\n    args: {type: object, required: [who]}\non_delete: [bye]\n");
+        assert!(
+            refused.contains("an `on_delete` action runs with no arguments"),
+            "{refused}"
+        );
         let unit = err("version: 1.0.0\nactions:\n  go:\n    recurring: 5s\n");
         assert!(unit.contains("`recurring` takes a number"), "{unit}");
         let dup = err("version: 1.0.0\nversion: 1.0.1\n");
