@@ -414,12 +414,17 @@ pub struct Task {
     /// When the task was scheduled: unix seconds.
     #[serde(deserialize_with = "whole_seconds")]
     pub created: i64,
-    /// How long the task ran, in seconds; null until it is done.
+    /// How long the task ran, in seconds; absent until it is done. (0-robot's
+    /// RAML makes `duration`, `result` and `eco` optional numbers, strings
+    /// and objects: absent, never null.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<f64>,
     /// The action's return value encoded as a JSON string (as 0-robot did);
-    /// null if the task has no result.
+    /// absent if the task has no result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<String>,
-    /// Why the task failed; null unless it did.
+    /// Why the task failed; absent unless it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eco: Option<Eco>,
     /// How many runs started (retries, and runs again after a restart).
     #[serde(default)]
