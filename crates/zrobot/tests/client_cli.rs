@@ -684,6 +684,32 @@ fn exit_codes_say_what_went_wrong() {
     let (code, _, _) = cli.code(&["service", "get", "b1"]);
     assert_eq!(code, 1, "nothing was made");
 
+    // The current robot, and forgetting one.
+    assert_eq!(
+        cli.ok(&["robot", "current"]).trim(),
+        format!("local {}", robot.url)
+    );
+    assert!(cli
+        .ok(&["robot", "delete", "gone"])
+        .contains("robot `gone` forgotten"));
+    assert!(!cli.ok(&["robot", "list"]).contains("gone"));
+    let (code, _, err) = cli.code(&["robot", "delete", "gone"]);
+    assert_eq!(code, 2, "{err}");
+    cli.ok(&["service", "create", "echo", "kept"]);
+    let (code, _, err) = cli.code(&["robot", "delete", "local"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("holds the secrets of 1 service(s)") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(
+        cli.json(&["robot", "delete", "local", "--force"]),
+        json!({"deleted": "local", "secrets_lost": 1})
+    );
+    let (code, _, err) = cli.code(&["robot", "current"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no robot is current"), "{err}");
+
     // Completions for each shell.
     assert!(cli.ok(&["completions", "bash"]).contains("_zrobot"));
     assert!(cli.ok(&["completions", "zsh"]).contains("#compdef zrobot"));

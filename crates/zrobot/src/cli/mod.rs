@@ -172,6 +172,17 @@ pub enum RobotCommand {
     List,
     /// Make a known robot the current one.
     Use { name: String },
+    /// Print the name of the current robot (and its URL).
+    Current,
+    /// Forget a robot: its URL, credentials and the service secrets kept for
+    /// it. The robot and its services are untouched.
+    Delete {
+        name: String,
+        /// Forget it even if secrets of its services are kept (they are lost:
+        /// only their creator ever had them).
+        #[arg(long)]
+        force: bool,
+    },
     /// The current robot: address, repositories, storage, host figures.
     Info,
 }

@@ -36,8 +36,75 @@ pub async fn run(ctx: &mut Ctx, command: RobotCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        RobotCommand::Current => current(ctx),
+        RobotCommand::Delete { name, force } => delete(ctx, &name, force),
         RobotCommand::Info => info(ctx).await,
     }
+}
+
+/// `robot current`: the name (and URL) commands go to when none is given.
+fn current(ctx: &Ctx) -> Result<ExitCode> {
+    let Some(name) = ctx.config.current.clone() else {
+        return Err(failure(
+            EXIT_USAGE,
+            "no robot is current: `zrobot robot connect NAME URL` adds one and makes it current",
+        ));
+    };
+    let url = ctx
+        .config
+        .robots
+        .get(&name)
+        .map(|e| e.url.clone())
+        .unwrap_or_default();
+    if ctx.json {
+        output::json(&json!({"current": name, "url": url}))?;
+    } else {
+        println!("{name} {url}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `robot delete NAME`: forgets a connection. Secrets of services are kept
+/// only here, so forgetting them needs `--force`.
+fn delete(ctx: &mut Ctx, name: &str, force: bool) -> Result<ExitCode> {
+    let Some(entry) = ctx.config.robots.get(name) else {
+        return Err(unknown(ctx, name));
+    };
+    let kept = entry.secrets.len();
+    if kept > 0 && !force {
+        return Err(failure(
+            EXIT_USAGE,
+            format!(
+                "robot `{name}` holds the secrets of {kept} service(s), kept nowhere else: deleting it loses them; \
+                 pass --force to delete it anyway, or keep it"
+            ),
+        ));
+    }
+    ctx.config = ctx.file.update(|c| {
+        c.robots.remove(name);
+        if c.current.as_deref() == Some(name) {
+            c.current = None;
+        }
+        Ok(c.clone())
+    })?;
+    if ctx.json {
+        output::json(&json!({"deleted": name, "secrets_lost": kept}))?;
+    } else {
+        println!(
+            "robot `{name}` forgotten{}{}",
+            if kept > 0 {
+                format!(", with the secrets of {kept} service(s)")
+            } else {
+                String::new()
+            },
+            if ctx.config.current.is_none() && !ctx.config.robots.is_empty() {
+                "; no robot is current now: `zrobot robot use NAME`"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn connect(
