@@ -124,6 +124,7 @@ pub(crate) fn install(
 
     robot.set("json", json_table(lua)?)?;
     robot.set("yaml", yaml_table(lua)?)?;
+    robot.set("wait_all", crate::handles::wait_all_function(lua)?)?;
     g.set("robot", robot)?;
 
     g.set(

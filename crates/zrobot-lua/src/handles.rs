@@ -266,6 +266,61 @@ impl TaskHandle {
     }
 }
 
+/// `robot.wait_all(tasks[, timeout_s])`: waits for every task of the list
+/// (local and remote mixed) within one timeout, and returns, in the same
+/// order, `{ok = true, result = ...}` or `{ok = false, error = "..."}` for
+/// each. A failed task, or one still running at the timeout, is a row, not
+/// an error; bad arguments raise. The tasks run side by side whatever the
+/// order of the waits, so waiting on each in turn until one deadline takes
+/// as long as the slowest.
+pub(crate) fn wait_all_function(lua: &Lua) -> mlua::Result<mlua::Function> {
+    lua.create_async_function(
+        |lua, (tasks, timeout): (mlua::Table, Option<f64>)| async move {
+            let limit = wait_limit(timeout)
+                .map_err(|_| rt("robot.wait_all: the timeout must be a positive number of seconds"))?;
+            let deadline = limit.map(|l| tokio::time::Instant::now() + l);
+            let mut handles = Vec::new();
+            for (i, item) in tasks.sequence_values::<LuaValue>().enumerate() {
+                let handle = match item? {
+                    LuaValue::UserData(ud) => ud.borrow::<TaskHandle>().ok(),
+                    _ => None,
+                };
+                handles.push(handle.ok_or_else(|| {
+                    rt(format!(
+                        "robot.wait_all: item {} of the list is not a task (give the tasks schedule_action returned)",
+                        i + 1
+                    ))
+                })?);
+            }
+            let rows = lua.create_table()?;
+            for (i, handle) in handles.iter().enumerate() {
+                let left = deadline.map(|d| {
+                    d.saturating_duration_since(tokio::time::Instant::now())
+                        .max(Duration::from_millis(1))
+                });
+                let row = lua.create_table()?;
+                match handle.wait(&lua, left).await {
+                    Ok(Ok(v)) => {
+                        row.set("ok", true)?;
+                        row.set("result", lua.to_value(&v)?)?;
+                    }
+                    Ok(Err(msg)) => {
+                        row.set("ok", false)?;
+                        row.set("error", format!("task {} failed: {msg}", handle.describe()))?;
+                    }
+                    Err(mlua::Error::RuntimeError(message)) => {
+                        row.set("ok", false)?;
+                        row.set("error", message)?;
+                    }
+                    Err(other) => return Err(other),
+                }
+                rows.set(i + 1, row)?;
+            }
+            Ok(rows)
+        },
+    )
+}
+
 /// `task:wait`'s timeout: none, or a positive number of seconds.
 fn wait_limit(timeout: Option<f64>) -> mlua::Result<Option<Duration>> {
     match timeout {

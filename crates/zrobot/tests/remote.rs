@@ -88,6 +88,22 @@ function vm.alike(self, args)
   table.sort(list, function(x, y) return #x:actions() < #y:actions() end)
   return {here = use(here), there = use(there)}
 end
+function vm.wait_all(self, args)
+  -- Tasks here and on robot b, waited on at once: results and errors by row.
+  local here = robot.services:find_or_create("node", "local-node", {})
+  local there = robot.robots[args.robot].services:find_or_create("node", "far-node", {})
+  local tasks = {
+    here:schedule_action("create_vm", {name = self.name}),
+    there:schedule_action("create_vm", {name = self.name}),
+    there:schedule_action("fail", {}),
+    here:schedule_action("slow", {s = 10}),
+    there:schedule_action("slow", {s = 0.2}),
+  }
+  local started = robot.now()
+  local rows = robot.wait_all(tasks, args.timeout)
+  local ok, err = pcall(robot.wait_all, {tasks[1], "nope"})
+  return {rows = rows, took = robot.now() - started, bad = tostring(err)}
+end
 function vm.drop(self, args)
   robot.robots[args.robot].services:get({name = args.node}):delete()
 end
@@ -290,6 +306,56 @@ async fn local_and_remote_handles_answer_alike() {
     assert_eq!(here["waited"], json!("n1"));
     assert_eq!(here["task"], json!("ok"));
     assert_eq!(here["text"], json!("n1"));
+}
+
+/// `robot.wait_all` waits on local and remote tasks at once, within one
+/// timeout, and gives each its result or its error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_all_waits_on_local_and_remote_tasks_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let url = repo(&tmp.path().join("acme/templates"));
+    let b = RobotProcess::start(&tmp.path().join("b"), &["--god", "-T", &url]);
+    let a = RobotProcess::start(
+        &tmp.path().join("a"),
+        &["--god", "-T", &url, "--robot", &format!("b={}", b.url)],
+    );
+    vm(&a, "vm1").await;
+    let t = run(&a, "vm1", "wait_all", json!({"robot": "b", "timeout": 1.5})).await;
+    assert_eq!(t.state, TaskState::Ok, "{:?}", t.eco);
+    let r = t.result_value().unwrap();
+    let rows = r["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 5, "{r}");
+    assert_eq!(
+        rows[0],
+        json!({"ok": true, "result": {"ip": "10.0.0.1", "by": "local-node"}})
+    );
+    assert_eq!(
+        rows[1],
+        json!({"ok": true, "result": {"ip": "10.0.0.1", "by": "far-node"}})
+    );
+    assert_eq!(rows[2]["ok"], json!(false));
+    let failed = rows[2]["error"].as_str().unwrap();
+    assert!(
+        failed.contains("`fail` of service `far-node` on robot `b` failed")
+            && failed.contains("node refuses"),
+        "{failed}"
+    );
+    assert_eq!(rows[3]["ok"], json!(false));
+    assert!(
+        rows[3]["error"].as_str().unwrap().contains("timed out"),
+        "{r}"
+    );
+    assert_eq!(rows[4], json!({"ok": true, "result": "slept"}));
+    // One timeout for all: the 10 s task did not hold it past 1.5 s.
+    let took = r["took"].as_f64().unwrap();
+    assert!((1.4..5.0).contains(&took), "{took}");
+    assert!(
+        r["bad"]
+            .as_str()
+            .unwrap()
+            .contains("item 2 of the list is not a task"),
+        "{r}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
