@@ -1,7 +1,9 @@
-//! Figures of the host for `GET /robot/metrics`, read from `/proc` as 0-robot
-//! did: the CPU share of each mode and the memory counters its API names
-//! (`nice`, `iowait`, `active`, `cached`... which portable libraries do not
-//! give). On a host without `/proc` they are zeros.
+//! Figures of the host for `GET /robot/metrics` and `/metrics`, read from
+//! `/proc` as 0-robot did: the CPU share of each mode and the memory
+//! counters its API names (`nice`, `iowait`, `active`, `cached`... which
+//! portable libraries do not give), the bytes of each network interface,
+//! and the filesystem of a folder. On a host without `/proc` they are
+//! zeros, or absent.
 
 use std::sync::Mutex;
 
@@ -50,6 +52,47 @@ impl HostFigures {
             .map(|s| parse_meminfo(&s))
             .unwrap_or_default()
     }
+}
+
+/// The size of a filesystem, in bytes.
+pub struct Filesystem {
+    pub size: u64,
+    pub free: u64,
+    /// Free to an unprivileged process (the robot).
+    pub available: u64,
+}
+
+/// The filesystem `path` is on; `None` if it cannot be read.
+pub fn filesystem(path: &std::path::Path) -> Option<Filesystem> {
+    let s = rustix::fs::statvfs(path).ok()?;
+    let block = s.f_frsize;
+    Some(Filesystem {
+        size: s.f_blocks.saturating_mul(block),
+        free: s.f_bfree.saturating_mul(block),
+        available: s.f_bavail.saturating_mul(block),
+    })
+}
+
+/// `(interface, received, sent)` bytes of every network interface.
+pub fn network() -> Vec<(String, u64, u64)> {
+    std::fs::read_to_string("/proc/net/dev")
+        .map(|s| parse_net_dev(&s))
+        .unwrap_or_default()
+}
+
+fn parse_net_dev(text: &str) -> Vec<(String, u64, u64)> {
+    text.lines()
+        .filter_map(|line| {
+            let (name, counters) = line.split_once(':')?;
+            let f: Vec<u64> = counters
+                .split_whitespace()
+                .map(|n| n.parse().unwrap_or(0))
+                .collect();
+            // Received: bytes packets errs drop fifo frame compressed
+            // multicast; then sent: bytes ...
+            Some((name.trim().to_owned(), *f.first()?, *f.get(8)?))
+        })
+        .collect()
 }
 
 fn parse_stat(text: &str) -> Option<CpuTimes> {
@@ -134,6 +177,24 @@ mod tests {
         assert_eq!(p.iowait, 5.0);
         assert_eq!(p.irq, 3.0);
         assert_eq!(p.softirq, 2.0);
+    }
+
+    #[test]
+    fn network_bytes_by_interface() {
+        let text = "Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    lo:  1234      10    0    0    0     0          0         0     1234      10    0    0    0     0       0          0\n  eth0: 98765     100    0    0    0     0          0         0    4321      50    0    0    0     0       0          0\n";
+        assert_eq!(
+            parse_net_dev(text),
+            vec![
+                ("lo".to_owned(), 1234, 1234),
+                ("eth0".to_owned(), 98765, 4321)
+            ]
+        );
+    }
+
+    #[test]
+    fn the_filesystem_of_a_folder_has_a_size() {
+        let fs = filesystem(std::path::Path::new(".")).unwrap();
+        assert!(fs.size > 0 && fs.free <= fs.size && fs.available <= fs.free);
     }
 
     #[test]

@@ -75,6 +75,8 @@ pub struct ApiConfig {
     /// Web origins (`scheme://host[:port]`) allowed to send changing
     /// requests and to read answers (CORS). None by default.
     pub allowed_origins: Vec<String>,
+    /// The robot's data directory, whose filesystem `/metrics` tells.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ApiConfig {
@@ -87,6 +89,7 @@ impl Default for ApiConfig {
             tls: None,
             repos: repos::Repos::default(),
             allowed_origins: Vec::new(),
+            data_dir: None,
         }
     }
 }
@@ -189,7 +192,7 @@ pub async fn serve(
     let (auth, guard, tls) = config
         .prepare(listener.local_addr()?)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let metrics = metrics::Metrics::new();
+    let metrics = metrics::Metrics::new(config.data_dir.clone());
     robot.add_observer(Arc::new(metrics.clone()));
     let (webhooks, deliveries) = webhooks::Webhooks::start(&robot);
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -1,7 +1,11 @@
 //! Prometheus figures for `GET /metrics`: tasks (fed by a core observer),
-//! services and task queues (read at scrape time), and HTTP requests (a
-//! middleware).
+//! services and task queues (read at scrape time), HTTP requests (a
+//! middleware), and the host as 0-robot exported it (CPU, memory, the data
+//! directory's filesystem, network bytes; read at scrape time). `name[]`
+//! keeps only the metrics named.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -9,11 +13,12 @@ use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus::{
-    exponential_buckets, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    exponential_buckets, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use zrobot_core::{Observer, Robot, Service, TaskRecord, TaskState};
 
+use crate::host::HostFigures;
 use crate::AppState;
 
 /// The robot's metrics. Cheap to clone: the prometheus types are shared handles.
@@ -27,10 +32,19 @@ pub struct Metrics {
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     http_in_flight: IntGauge,
+    host_cpu: GaugeVec,
+    host_memory: IntGaugeVec,
+    data_dir_disk: IntGaugeVec,
+    host_network: IntGaugeVec,
+    /// Its own CPU samples: a scrape covers the time since the last scrape,
+    /// whatever `GET /robot/metrics` is asked meanwhile.
+    host: Arc<HostFigures>,
+    /// Whose filesystem `zrobot_data_dir_filesystem_bytes` tells.
+    data_dir: Option<PathBuf>,
 }
 
 impl Metrics {
-    pub fn new() -> Metrics {
+    pub fn new(data_dir: Option<PathBuf>) -> Metrics {
         let services =
             IntGauge::new("zrobot_services", "Services of the robot").expect("valid metric");
         let tasks_waiting = IntGaugeVec::new(
@@ -80,6 +94,35 @@ impl Metrics {
             "HTTP requests being answered (long polls included)",
         )
         .expect("valid metric");
+        let host_cpu = GaugeVec::new(
+            Opts::new(
+                "zrobot_host_cpu_percent",
+                "Share of the host's CPU time in each mode since the previous scrape",
+            ),
+            &["mode"],
+        )
+        .expect("valid metric");
+        let host_memory = IntGaugeVec::new(
+            Opts::new("zrobot_host_memory_bytes", "The host's memory, by kind"),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let data_dir_disk = IntGaugeVec::new(
+            Opts::new(
+                "zrobot_data_dir_filesystem_bytes",
+                "The filesystem of the robot's data directory: size, free, available to the robot",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let host_network = IntGaugeVec::new(
+            Opts::new(
+                "zrobot_host_network_bytes",
+                "Bytes each network interface of the host received and sent since boot",
+            ),
+            &["interface", "direction"],
+        )
+        .expect("valid metric");
         let registry = Registry::new();
         for c in [
             Box::new(services.clone()) as Box<dyn prometheus::core::Collector>,
@@ -89,6 +132,10 @@ impl Metrics {
             Box::new(http_requests.clone()),
             Box::new(http_duration.clone()),
             Box::new(http_in_flight.clone()),
+            Box::new(host_cpu.clone()),
+            Box::new(host_memory.clone()),
+            Box::new(data_dir_disk.clone()),
+            Box::new(host_network.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -101,11 +148,19 @@ impl Metrics {
             http_requests,
             http_duration,
             http_in_flight,
+            host_cpu,
+            host_memory,
+            data_dir_disk,
+            host_network,
+            host: Arc::new(HostFigures::default()),
+            data_dir,
         }
     }
 
-    /// The Prometheus text of every metric, with the robot's gauges read now.
-    pub fn render(&self, robot: &Robot) -> String {
+    /// The Prometheus text of the metrics named in `names` (all when it is
+    /// empty), with the robot's and the host's gauges read now.
+    pub fn render(&self, robot: &Robot, names: &[String]) -> String {
+        self.read_host();
         let services = robot.find_services(&Default::default());
         self.services.set(services.len() as i64);
         // By template, never by service: `/metrics` is anonymous, and names
@@ -121,10 +176,62 @@ impl Metrics {
                 .with_label_values(&[template.as_str()])
                 .set(*n);
         }
+        let mut families = self.registry.gather();
+        if !names.is_empty() {
+            families.retain(|f| names.iter().any(|n| n == f.name()));
+        }
         let mut out = Vec::new();
         // Encoding into a Vec cannot fail but for invalid metrics, which `new` rules out.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        let _ = TextEncoder::new().encode(&families, &mut out);
         String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Reads the host's figures into their gauges.
+    fn read_host(&self) {
+        let cpu = self.host.cpu();
+        for (mode, share) in [
+            ("user", cpu.user),
+            ("nice", cpu.nice),
+            ("system", cpu.system),
+            ("idle", cpu.idle),
+            ("iowait", cpu.iowait),
+            ("irq", cpu.irq),
+            ("softirq", cpu.softirq),
+        ] {
+            self.host_cpu.with_label_values(&[mode]).set(share);
+        }
+        let memory = self.host.memory();
+        for (kind, bytes) in [
+            ("total", memory.total),
+            ("active", memory.active),
+            ("free", memory.free),
+            ("cached", memory.cached),
+            ("swap_total", memory.swap_total),
+            ("swap_free", memory.swap_free),
+        ] {
+            self.host_memory
+                .with_label_values(&[kind])
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+        if let Some(disk) = self.data_dir.as_deref().and_then(crate::host::filesystem) {
+            for (kind, bytes) in [
+                ("size", disk.size),
+                ("free", disk.free),
+                ("available", disk.available),
+            ] {
+                self.data_dir_disk
+                    .with_label_values(&[kind])
+                    .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+            }
+        }
+        self.host_network.reset();
+        for (interface, received, sent) in crate::host::network() {
+            for (direction, bytes) in [("received", received), ("sent", sent)] {
+                self.host_network
+                    .with_label_values(&[interface.as_str(), direction])
+                    .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+            }
+        }
     }
 }
 

@@ -801,6 +801,68 @@ async fn body_limits_and_unknown_routes() {
     assert_eq!(body["code"], 405);
 }
 
+/// The value of the series `series` (name and labels, as printed).
+fn series(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// The host as 0-robot's `/metrics` gave it, and its `name[]` filter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_metrics_tell_the_host_and_filter_by_name() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_path_buf();
+    let t = TestRobot::start_with(Auth::Open, |c| c.data_dir = Some(dir)).await;
+    let (status, _, body) = t.raw("GET", "/metrics", &[], None).await;
+    assert_eq!(status, 200);
+    let text = body.as_str().unwrap().to_owned();
+    let cpu: f64 = ["user", "nice", "system", "idle", "iowait", "irq", "softirq"]
+        .iter()
+        .map(|m| {
+            series(&text, &format!("zrobot_host_cpu_percent{{mode=\"{m}\"}}"))
+                .unwrap_or_else(|| panic!("no cpu mode {m} in:\n{text}"))
+        })
+        .sum();
+    assert!(cpu > 90.0 && cpu < 110.0, "{cpu}\n{text}");
+    let total = series(&text, "zrobot_host_memory_bytes{kind=\"total\"}").unwrap();
+    let free = series(&text, "zrobot_host_memory_bytes{kind=\"free\"}").unwrap();
+    assert!(total > 1e8 && free <= total, "{text}");
+    let size = series(&text, "zrobot_data_dir_filesystem_bytes{kind=\"size\"}").unwrap();
+    let available = series(
+        &text,
+        "zrobot_data_dir_filesystem_bytes{kind=\"available\"}",
+    )
+    .unwrap();
+    assert!(size > 0.0 && available <= size, "{text}");
+    // Loopback carried this very scrape's request, before it was answered.
+    let lo = series(
+        &text,
+        "zrobot_host_network_bytes{direction=\"received\",interface=\"lo\"}",
+    )
+    .unwrap();
+    assert!(lo > 0.0, "{text}");
+
+    // `name[]`, repeated, as 0-robot's clients send it (encoded or not).
+    for query in [
+        "name[]=zrobot_services&name[]=zrobot_host_memory_bytes",
+        "name%5B%5D=zrobot_services&name%5B%5D=zrobot_host_memory_bytes",
+    ] {
+        let (status, _, body) = t.raw("GET", &format!("/metrics?{query}"), &[], None).await;
+        assert_eq!(status, 200);
+        let text = body.as_str().unwrap();
+        let names: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.split(['{', ' ']).next().unwrap())
+            .collect();
+        assert_eq!(
+            names.into_iter().collect::<Vec<_>>(),
+            ["zrobot_host_memory_bytes", "zrobot_services"],
+            "{text}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_metrics_and_openapi() {
     let t = TestRobot::start(Auth::Open).await;

@@ -245,6 +245,7 @@ impl ServerConfig {
                 }),
                 _ => None,
             },
+            data_dir: Some(data_dir.clone()),
             ..Default::default()
         };
         api.check(addr)?;
