@@ -104,17 +104,13 @@ pub fn template(t: &zrobot_core::Template) -> Template {
 
 /// A service's log as one text: a line per entry, `time level message`.
 pub fn logs(lines: &[LogLine]) -> Logs {
-    let mut logs = String::new();
-    for l in lines {
-        logs.push_str(&iso8601(l.time));
-        logs.push(' ');
-        logs.push_str(l.level.as_str());
-        logs.push(' ');
-        logs.push_str(&l.task_tag());
-        logs.push_str(&l.message);
-        logs.push('\n');
+    Logs {
+        logs: zrobot_client::wire::log_text(
+            lines
+                .iter()
+                .map(|l| (l.time, l.level.as_str(), l.task_tag(), l.message.as_str())),
+        ),
     }
-    Logs { logs }
 }
 
 pub use zrobot_client::wire::iso8601;

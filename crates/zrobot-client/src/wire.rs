@@ -548,6 +548,23 @@ mod tests {
 }
 
 /// Unix seconds as ISO 8601 (RFC 3339, UTC, to the millisecond).
+/// The text of `GET /services/{guid}/logs`: a line per log line, oldest
+/// first, `TIME LEVEL [action guid8] MESSAGE` (the tag is empty for a line
+/// of the robot's own).
+pub fn log_text<'a>(lines: impl IntoIterator<Item = (f64, &'a str, String, &'a str)>) -> String {
+    let mut logs = String::new();
+    for (time, level, tag, message) in lines {
+        logs.push_str(&iso8601(time));
+        logs.push(' ');
+        logs.push_str(level);
+        logs.push(' ');
+        logs.push_str(&tag);
+        logs.push_str(message);
+        logs.push('\n');
+    }
+    logs
+}
+
 pub fn iso8601(unix: f64) -> String {
     let millis = (unix * 1000.0).round() as i128;
     time::OffsetDateTime::from_unix_timestamp_nanos(millis * 1_000_000)

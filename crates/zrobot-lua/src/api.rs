@@ -24,6 +24,8 @@ pub(crate) struct Shared {
     pub http: OnceLock<Result<reqwest::Client, String>>,
     /// Clients of remote robots.
     pub clients: crate::remote::Clients,
+    /// [`crate::LuaConfig::god_data`].
+    pub god_data: bool,
 }
 
 impl Shared {

@@ -38,6 +38,9 @@ pub struct LuaConfig {
     /// Bytes of a response body `robot.http.request` reads; past them the
     /// request is dropped and the action fails. `--http-body-limit`.
     pub http_body_limit: usize,
+    /// Whether template code may read the data of other services of this
+    /// robot (`svc:data()`): a robot started with `--god`, for development.
+    pub god_data: bool,
 }
 
 impl Default for LuaConfig {
@@ -51,6 +54,7 @@ impl Default for LuaConfig {
             remote_unreachable: std::time::Duration::from_secs(30),
             exec_output_limit: 16 * 1024 * 1024,
             http_body_limit: 16 * 1024 * 1024,
+            god_data: false,
         }
     }
 }
@@ -66,6 +70,7 @@ impl LuaEngine {
     pub fn new(config: LuaConfig) -> LuaEngine {
         let shared = api::Shared {
             clients: crate::remote::Clients::new(config.remote_timeout, config.remote_unreachable),
+            god_data: config.god_data,
             ..Default::default()
         };
         LuaEngine {

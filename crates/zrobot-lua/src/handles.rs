@@ -35,6 +35,34 @@ pub(crate) enum TaskHandle {
 /// A service's state table as rows: category, tag, state.
 pub(crate) type StateRows = Vec<(String, String, String)>;
 
+/// A task as `svc:tasks()` lists it.
+pub(crate) struct TaskRow {
+    pub guid: String,
+    pub action: String,
+    pub state: &'static str,
+    pub created: f64,
+    pub duration: Option<f64>,
+    pub result: Option<Value>,
+    /// The eco message of a failed task.
+    pub error: Option<String>,
+}
+
+impl TaskRow {
+    fn to_lua(&self, lua: &Lua) -> mlua::Result<Table> {
+        let t = lua.create_table()?;
+        t.set("guid", self.guid.as_str())?;
+        t.set("action", self.action.as_str())?;
+        t.set("state", self.state)?;
+        t.set("created", self.created)?;
+        t.set("duration", self.duration)?;
+        if let Some(r) = &self.result {
+            t.set("result", lua.to_value(r)?)?;
+        }
+        t.set("error", self.error.as_deref())?;
+        Ok(t)
+    }
+}
+
 /// How a task ended, seen by `task:wait`: its result, or its eco message.
 pub(crate) type Ended = Result<Value, String>;
 
@@ -87,6 +115,64 @@ impl ServiceHandle {
             ServiceHandle::Remote(s) => Ok(TaskHandle::Remote(
                 Box::pin(s.schedule(lua, action, args)).await?,
             )),
+        }
+    }
+
+    /// Its log, as `GET /services/{guid}/logs` gives it.
+    async fn logs(&self, lua: &Lua) -> mlua::Result<String> {
+        match self {
+            ServiceHandle::Local(s) => {
+                Ok(zrobot_client::wire::log_text(s.log_lines().iter().map(
+                    |l| (l.time, l.level.as_str(), l.task_tag(), l.message.as_str()),
+                )))
+            }
+            ServiceHandle::Remote(s) => Box::pin(s.logs(lua)).await,
+        }
+    }
+
+    /// Its tasks: waiting and running, and with `all` the finished ones too.
+    async fn tasks(&self, lua: &Lua, all: bool) -> mlua::Result<Vec<TaskRow>> {
+        match self {
+            ServiceHandle::Local(s) => {
+                let robot = ctx(lua, |c| c.robot.clone())?;
+                let records = robot
+                    .tasks(s, all)
+                    .await
+                    .map_err(|e| rt(format!("tasks of service `{}`: {e}", s.name)))?;
+                Ok(records
+                    .into_iter()
+                    .map(|r| TaskRow {
+                        guid: r.guid.to_string(),
+                        action: r.action_name,
+                        state: r.state.as_str(),
+                        created: r.created,
+                        duration: r.duration,
+                        result: r.result,
+                        error: r.eco.map(|e| e.message),
+                    })
+                    .collect())
+            }
+            ServiceHandle::Remote(s) => Box::pin(s.tasks(lua, all)).await,
+        }
+    }
+
+    /// Its data, for a robot in god mode (here: `--god`; there: this
+    /// robot holds the other's god token).
+    async fn data(&self, lua: &Lua) -> mlua::Result<Value> {
+        match self {
+            ServiceHandle::Local(s) => {
+                let god = lua
+                    .app_data_ref::<Arc<crate::api::Shared>>()
+                    .is_some_and(|shared| shared.god_data);
+                if !god {
+                    return Err(rt(format!(
+                        "the data of service `{}` are its own: other services read them only on a robot started with --god (development); ask one of its actions instead",
+                        s.name
+                    )));
+                }
+                Ok((*s.data()).clone())
+            }
+            ServiceHandle::Remote(s) => Box::pin(s.data(lua)).await,
         }
     }
 
@@ -146,6 +232,19 @@ impl UserData for ServiceHandle {
                 this.schedule(&lua, action, args).await
             },
         );
+        m.add_async_method("logs", |lua, this, ()| async move { this.logs(&lua).await });
+        m.add_async_method("tasks", |lua, this, all: Option<bool>| async move {
+            let rows = this.tasks(&lua, all.unwrap_or(false)).await?;
+            let list = lua.create_table()?;
+            for (i, row) in rows.iter().enumerate() {
+                list.set(i + 1, row.to_lua(&lua)?)?;
+            }
+            Ok(list)
+        });
+        m.add_async_method("data", |lua, this, ()| async move {
+            let data = this.data(&lua).await?;
+            lua.to_value(&data)
+        });
         m.add_async_method(
             "delete",
             |lua, this, ()| async move { this.delete(&lua).await },

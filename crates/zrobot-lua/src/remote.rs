@@ -516,6 +516,60 @@ impl RemoteService {
             .collect())
     }
 
+    pub(crate) async fn logs(&self, lua: &Lua) -> mlua::Result<String> {
+        let (remote, robot) = client(lua, &self.robot).await?;
+        let c = remote.about(self.guid);
+        let what = format!("log of service `{}`", self.name);
+        let gone = Some((&robot, self.guid));
+        let logs =
+            retried_about(&self.robot, &remote.url, &what, gone, || c.logs(self.guid)).await?;
+        Ok(logs.logs)
+    }
+
+    pub(crate) async fn tasks(
+        &self,
+        lua: &Lua,
+        all: bool,
+    ) -> mlua::Result<Vec<crate::handles::TaskRow>> {
+        let (remote, robot) = client(lua, &self.robot).await?;
+        let c = remote.about(self.guid);
+        let what = format!("tasks of service `{}`", self.name);
+        let gone = Some((&robot, self.guid));
+        let tasks = retried_about(&self.robot, &remote.url, &what, gone, || {
+            c.tasks(self.guid, all)
+        })
+        .await?;
+        Ok(tasks
+            .into_iter()
+            .map(|t| crate::handles::TaskRow {
+                guid: t.guid.to_string(),
+                result: t.result_value(),
+                action: t.action_name,
+                state: state_name(t.state),
+                created: t.created as f64,
+                duration: t.duration,
+                error: t.eco.map(|e| e.message),
+            })
+            .collect())
+    }
+
+    pub(crate) async fn data(&self, lua: &Lua) -> mlua::Result<Value> {
+        let (remote, robot) = client(lua, &self.robot).await?;
+        let c = remote.about(self.guid);
+        let what = format!("data of service `{}`", self.name);
+        let gone = Some((&robot, self.guid));
+        let s = retried_about(&self.robot, &remote.url, &what, gone, || {
+            c.service(self.guid)
+        })
+        .await?;
+        s.data.ok_or_else(|| {
+            rt(format!(
+                "robot `{}` shows the data of service `{}` only to its god token: give this robot that token for it (`--robot {}=URL,TOKEN_FILE`), or ask one of its actions",
+                self.robot, self.name, self.robot
+            ))
+        })
+    }
+
     pub(crate) async fn actions(&self, lua: &Lua) -> mlua::Result<Vec<String>> {
         let (remote, robot) = client(lua, &self.robot).await?;
         let c = remote.about(self.guid);

@@ -475,3 +475,44 @@ async fn a_top_level_that_loops_in_an_action_is_stopped_by_its_timeout() {
     let t = run(&robot, &svc, "go", json!({})).await;
     assert_eq!(t.eco.unwrap().category, "action.timeout");
 }
+
+/// Another service's data are its own: a handle reads them only on a
+/// robot in god mode (`LuaConfig::god_data`, set by `--god`).
+#[tokio::test]
+async fn another_services_data_need_god_mode() {
+    let lua = r#"
+local t = {}
+function t.peek(self, args)
+  return robot.services:get({name = args.name}):data()
+end
+return t
+"#;
+    let data = serde_json::json!({"secret": "s3"});
+    for (god, want) in [(false, None), (true, Some(data.clone()))] {
+        let robot = robot_with(
+            zrobot_core::RobotConfig::default(),
+            zrobot_lua::LuaConfig {
+                god_data: god,
+                ..Default::default()
+            },
+        );
+        let repo = Repo::new();
+        repo.template("peeker", "version: 1.0.0\n", lua);
+        load(&robot, &repo);
+        create(&robot, "peeker", "other", data.clone()).await;
+        let me = create(&robot, "peeker", "me", serde_json::json!({})).await;
+        let r = run(&robot, &me, "peek", serde_json::json!({"name": "other"})).await;
+        match want {
+            Some(d) => assert_eq!(r.result, Some(d), "{r:?}"),
+            None => {
+                let eco = r.eco.expect("refused");
+                assert!(
+                    eco.message
+                        .contains("the data of service `other` are its own"),
+                    "{}",
+                    eco.message
+                );
+            }
+        }
+    }
+}

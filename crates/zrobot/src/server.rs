@@ -213,6 +213,8 @@ impl ServerConfig {
                 "--remote-unreachable-after",
                 args.remote_unreachable_after,
             )?,
+            // God mode shows data to the god token, and to template code.
+            god_data: args.god,
             ..Default::default()
         };
         let mut template_repos = Vec::new();

@@ -104,6 +104,25 @@ function vm.wait_all(self, args)
   local ok, err = pcall(robot.wait_all, {tasks[1], "nope"})
   return {rows = rows, took = robot.now() - started, bad = tostring(err)}
 end
+function vm.inspect(self, args)
+  -- Log, tasks and data of a service here and of one on robot b, alike.
+  local here = robot.services:find_or_create("node", "near", {})
+  local there = robot.robots[args.robot].services:find_or_create("node", "far", {})
+  local out = {}
+  for _, svc in ipairs({here, there}) do
+    svc:schedule_action("create_vm", {name = self.name}):wait(30)
+    pcall(function() svc:schedule_action("fail", {}):wait(30) end)
+    local ok, data = pcall(function() return svc:data() end)
+    local tasks = svc:tasks(true)
+    out[#out + 1] = {
+      logs = svc:logs(),
+      waiting = #svc:tasks(),
+      tasks = tasks,
+      data = ok and data or tostring(data),
+    }
+  end
+  return out
+end
 function vm.drop(self, args)
   robot.robots[args.robot].services:get({name = args.node}):delete()
 end
@@ -306,6 +325,52 @@ async fn local_and_remote_handles_answer_alike() {
     assert_eq!(here["waited"], json!("n1"));
     assert_eq!(here["task"], json!("ok"));
     assert_eq!(here["text"], json!("n1"));
+}
+
+/// A service's log, tasks and (god only) data read through a handle, of
+/// this robot and of another alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handles_read_logs_tasks_and_data_here_and_there() {
+    let tmp = tempfile::tempdir().unwrap();
+    let url = repo(&tmp.path().join("acme/templates"));
+    // b is not in god mode: its data stay private to a's code; a is, so
+    // its own services' data are readable there.
+    let b = RobotProcess::start(&tmp.path().join("b"), &["-T", &url]);
+    let a = RobotProcess::start(
+        &tmp.path().join("a"),
+        &["--god", "-T", &url, "--robot", &format!("b={}", b.url)],
+    );
+    vm(&a, "vm1").await;
+    let t = run(&a, "vm1", "inspect", json!({"robot": "b"})).await;
+    assert_eq!(t.state, TaskState::Ok, "{:?}", t.eco);
+    let r = t.result_value().unwrap();
+    for (side, name) in [(&r[0], "near"), (&r[1], "far")] {
+        assert_eq!(side["waiting"], json!(0), "{side}");
+        let tasks = side["tasks"].as_array().unwrap();
+        let actions: Vec<&str> = tasks
+            .iter()
+            .map(|t| t["action"].as_str().unwrap())
+            .collect();
+        assert_eq!(actions, ["create_vm", "fail"], "{name}: {side}");
+        assert_eq!(tasks[0]["state"], "ok");
+        assert_eq!(tasks[0]["result"], json!({"ip": "10.0.0.1", "by": name}));
+        assert_eq!(tasks[1]["state"], "error");
+        assert!(
+            tasks[1]["error"].as_str().unwrap().contains("node refuses"),
+            "{side}"
+        );
+        let logs = side["logs"].as_str().unwrap();
+        assert!(
+            logs.contains("created from template") && logs.contains("`fail` failed (run 1 of 1)"),
+            "{name}: {side}"
+        );
+    }
+    assert_eq!(r[0]["data"], json!({"vms": ["vm1"]}));
+    let refused = r[1]["data"].as_str().unwrap();
+    assert!(
+        refused.contains("robot `b` shows the data of service `far` only to its god token"),
+        "{refused}"
+    );
 }
 
 /// `robot.wait_all` waits on local and remote tasks at once, within one
