@@ -1,4 +1,7 @@
-//! Webhooks: URLs told about every failed task.
+//! Webhooks: URLs told about every failed task, with its eco as JSON or,
+//! for a chat system (`format: slack | telegram`), as a short message that
+//! names the service and action and gives the error (never the arguments
+//! nor the trace, which may hold what a chat must not see).
 //!
 //! The list is a durable robot setting. An observer on the task path only
 //! queues a delivery (a bounded queue: when it is full the delivery is dropped
@@ -27,11 +30,24 @@ const TRIES: u32 = 4;
 const FIRST_PAUSE: Duration = Duration::from_millis(500);
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// One POST to make.
+/// The POSTs to make for one failed task: a body per URL (shared by the
+/// URLs of one format).
 struct Delivery {
-    urls: Vec<String>,
-    body: Arc<Vec<u8>>,
+    sends: Vec<(String, Arc<Vec<u8>>)>,
 }
+
+/// A webhook's URL fit for logs: its scheme and host only. Chat systems
+/// carry their tokens in the path (Slack's `/services/T/B/SECRET`,
+/// Telegram's `/bot<token>/`) and the query.
+fn where_to(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!("{}://{}/…", u.scheme(), u.host_str().unwrap_or("?")),
+        Err(_) => "(a webhook URL)".to_owned(),
+    }
+}
+
+/// The chat formats a webhook may ask for.
+const FORMATS: [&str; 2] = ["slack", "telegram"];
 
 /// The webhook list and the queue of deliveries.
 pub struct Webhooks {
@@ -86,6 +102,19 @@ impl Webhooks {
             )));
         }
         check_url(&req.url)?;
+        if let Some(format) = &req.format {
+            if !FORMATS.contains(&format.as_str()) {
+                return Err(ApiError::bad_request(format!(
+                    "field `format`: `{format}` is not a webhook format; leave it out for the eco as JSON, or give one of: {}",
+                    FORMATS.join(", ")
+                )));
+            }
+            if format == "telegram" && chat_id(&req.url).is_none() {
+                return Err(ApiError::bad_request(
+                    "field `url`: a telegram webhook names its chat: https://api.telegram.org/bot<token>/sendMessage?chat_id=<chat>",
+                ));
+            }
+        }
         let _edit = self.edit.lock().await;
         let mut list = self.list();
         if let Some(existing) = list.iter().find(|w| w.url == req.url) {
@@ -95,6 +124,7 @@ impl Webhooks {
             id: uuid::Uuid::new_v4().to_string(),
             kind: req.kind,
             url: req.url,
+            format: req.format,
         };
         list.push(hook.clone());
         self.save(list).await?;
@@ -145,32 +175,39 @@ impl Observer for Notifier {
             return;
         }
         let Some(eco) = &task.eco else { return };
-        let urls: Vec<String> = self
+        let hooks: Vec<(String, Option<String>)> = self
             .list
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .map(|w| w.url.clone())
+            .map(|w| (w.url.clone(), w.format.clone()))
             .collect();
-        if urls.is_empty() {
+        if hooks.is_empty() {
             return;
         }
-        let payload = WebhookEco {
-            service: service.guid,
-            service_name: service.name.clone(),
-            template: task.template_uid.clone(),
-            task_guid: task.guid,
-            action_name: task.action_name.clone(),
-            args: task.args.clone(),
-            eco: wire::eco(eco),
-        };
-        let Ok(body) = serde_json::to_vec(&payload) else {
-            return;
-        };
-        match self.queue.try_send(Delivery {
-            urls,
-            body: Arc::new(body),
-        }) {
+        let mut json: Option<Arc<Vec<u8>>> = None;
+        let mut sends = Vec::with_capacity(hooks.len());
+        for (url, format) in hooks {
+            let body = match format.as_deref() {
+                None => json
+                    .get_or_insert_with(|| {
+                        let payload = WebhookEco {
+                            service: service.guid,
+                            service_name: service.name.clone(),
+                            template: task.template_uid.clone(),
+                            task_guid: task.guid,
+                            action_name: task.action_name.clone(),
+                            args: task.args.clone(),
+                            eco: wire::eco(eco),
+                        };
+                        Arc::new(serde_json::to_vec(&payload).unwrap_or_default())
+                    })
+                    .clone(),
+                Some(chat) => Arc::new(chat_body(chat, &url, &chat_text(service, task, eco))),
+            };
+            sends.push((url, body));
+        }
+        match self.queue.try_send(Delivery { sends }) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => tracing::warn!(
                 service = %service.name, task = %task.guid,
@@ -180,6 +217,34 @@ impl Observer for Notifier {
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }
+}
+
+/// The message a chat receives about a failed task.
+fn chat_text(service: &Service, task: &TaskRecord, eco: &zrobot_core::Eco) -> String {
+    format!(
+        "zrobot: task `{}` of service `{}` ({}) failed: [{}] {}",
+        task.action_name, service.name, task.template_uid, eco.category, eco.message
+    )
+}
+
+/// The body of a chat format: Slack's incoming webhooks take `{text}`,
+/// Telegram's `sendMessage` `{chat_id, text}` (its chat from the URL).
+fn chat_body(format: &str, url: &str, text: &str) -> Vec<u8> {
+    let body = match format {
+        "telegram" => serde_json::json!({"chat_id": chat_id(url), "text": text}),
+        _ => serde_json::json!({"text": text}),
+    };
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+/// The `chat_id` of a Telegram URL's query.
+fn chat_id(url: &str) -> Option<String> {
+    let parsed = reqwest::Url::parse(url).ok()?;
+    parsed
+        .query_pairs()
+        .find(|(k, _)| k == "chat_id")
+        .map(|(_, v)| v.into_owned())
+        .filter(|v| !v.is_empty())
 }
 
 /// Sends queued deliveries until shutdown.
@@ -202,11 +267,11 @@ impl DeliveryLoop {
             // Owned here, so that shutdown drops (and aborts) every delivery.
             let mut in_flight = JoinSet::new();
             while let Some(d) = rx.recv().await {
-                for url in d.urls {
+                for (url, body) in d.sends {
                     while in_flight.len() >= IN_FLIGHT {
                         in_flight.join_next().await;
                     }
-                    in_flight.spawn(send(client.clone(), url, d.body.clone()));
+                    in_flight.spawn(send(client.clone(), url, body));
                 }
                 while in_flight.try_join_next().is_some() {}
             }
@@ -234,11 +299,11 @@ async fn send(client: reqwest::Client, url: String, body: Arc<Vec<u8>>) {
             Err(e) => e.without_url().to_string(),
         };
         if attempt == TRIES {
-            let url = crate::url_without_credentials(&url);
+            let url = where_to(&url);
             tracing::warn!(%url, "webhook delivery failed after {TRIES} tries: {why}");
             return;
         }
-        tracing::debug!(url = %crate::url_without_credentials(&url), attempt, "webhook delivery failed, retrying: {why}");
+        tracing::debug!(url = %where_to(&url), attempt, "webhook delivery failed, retrying: {why}");
         tokio::time::sleep(pause).await;
         pause *= 2;
     }

@@ -929,6 +929,56 @@ async fn prometheus_metrics_and_openapi() {
     assert_eq!(zrobot_api::openapi().paths.paths.len(), paths.len());
 }
 
+/// Chat formats: Slack's `{text}`, Telegram's `{chat_id, text}` (the chat
+/// from the URL), naming the service and the error, never the arguments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_in_chat_formats_carry_a_message() {
+    let t = TestRobot::start(Auth::Open).await;
+    let mut slack = WebhookReceiver::start(0).await;
+    let mut telegram = WebhookReceiver::start(0).await;
+    let god = t.god();
+    let hook = god.add_webhook_as(&slack.url, Some("slack")).await.unwrap();
+    assert_eq!(hook.format.as_deref(), Some("slack"));
+    god.add_webhook_as(&format!("{}?chat_id=-1001", telegram.url), Some("telegram"))
+        .await
+        .unwrap();
+    for (url, format, why) in [
+        (slack.url.clone(), "sms", "format"),
+        (telegram.url.clone(), "telegram", "chat_id"),
+    ] {
+        let err = god
+            .add_webhook_as(&format!("{url}/x"), Some(format))
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), Some(400), "{err}");
+        assert!(err.to_string().contains(why), "{err}");
+    }
+    let listed = god.webhooks().await.unwrap();
+    assert_eq!(listed.len(), 2);
+    let guid = t
+        .client
+        .create_service(&node("n"))
+        .await
+        .unwrap()
+        .service
+        .guid;
+    t.client
+        .schedule(guid, "fail", json!({"password": "hunter2"}))
+        .await
+        .unwrap();
+    let said = slack.next(Duration::from_secs(30)).await;
+    let text = said["text"].as_str().unwrap();
+    assert!(
+        text.contains("task `fail` of service `n`") && text.contains("boom on purpose"),
+        "{said}"
+    );
+    assert!(!text.contains("hunter2"), "{said}");
+    assert_eq!(said.as_object().unwrap().len(), 1, "{said}");
+    let sent = telegram.next(Duration::from_secs(30)).await;
+    assert_eq!(sent["chat_id"], "-1001");
+    assert_eq!(sent["text"], said["text"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_are_kept_and_told_about_failed_tasks() {
     let t = TestRobot::start(Auth::Open).await;

@@ -475,9 +475,16 @@ impl Client {
 
     /// `POST /robot/webhooks`: an `eco` webhook; the existing one if the URL is known.
     pub async fn add_webhook(&self, url: &str) -> Result<Webhook> {
+        self.add_webhook_as(url, None).await
+    }
+
+    /// `POST /robot/webhooks` with a chat `format` (`slack`, `telegram`), or
+    /// none for the eco as JSON.
+    pub async fn add_webhook_as(&self, url: &str, format: Option<&str>) -> Result<Webhook> {
         let body = WebhookCreate {
             kind: "eco".to_owned(),
             url: url.to_owned(),
+            format: format.map(str::to_owned),
         };
         self.call(Method::POST, "robot/webhooks", &[], Some(&body))
             .await

@@ -96,6 +96,10 @@ pub struct Webhook {
     /// Always `eco`: the webhook receives the eco of every failed task.
     pub kind: String,
     pub url: String,
+    /// The body's shape: absent for the eco as JSON ([`WebhookEco`]);
+    /// `slack` or `telegram` for a chat message (an addition to 0-robot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
 }
 
 /// `POST /robot/webhooks`.
@@ -108,6 +112,12 @@ pub struct WebhookCreate {
     pub kind: String,
     /// An `http://` or `https://` URL.
     pub url: String,
+    /// `slack` (an incoming webhook's URL: `{"text": ...}`) or `telegram`
+    /// (the Bot API's `.../bot<token>/sendMessage?chat_id=<chat>`:
+    /// `{"chat_id": ..., "text": ...}`) to receive a chat message instead of
+    /// the eco as JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
 }
 
 fn eco_kind() -> String {

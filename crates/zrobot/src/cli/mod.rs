@@ -375,8 +375,14 @@ pub enum BlueprintCommand {
 
 #[derive(Subcommand)]
 pub enum WebhookCommand {
-    /// Tell this URL about every failed task (admin).
-    Add { url: String },
+    /// Tell this URL about every failed task (admin): its eco as JSON, or a
+    /// chat message with `--format slack` (an incoming webhook's URL) or
+    /// `--format telegram` (`https://api.telegram.org/bot<token>/sendMessage?chat_id=<chat>`).
+    Add {
+        url: String,
+        #[arg(long, value_parser = ["slack", "telegram"])]
+        format: Option<String>,
+    },
     /// The webhooks of the robot (admin).
     List,
     /// Remove a webhook (admin).

@@ -14,15 +14,19 @@ pub async fn run(ctx: &Ctx, command: WebhookCommand) -> Result<ExitCode> {
     let client = ctx.client(&target, Secrets::None)?;
     let admin = |e| explain(&target, e, Need::Admin);
     match command {
-        WebhookCommand::Add { url } => {
-            let hook = client.add_webhook(&url).await.map_err(admin)?;
+        WebhookCommand::Add { url, format } => {
+            let hook = client
+                .add_webhook_as(&url, format.as_deref())
+                .await
+                .map_err(admin)?;
             if ctx.json {
                 output::json(&hook)?;
             } else {
-                println!(
-                    "webhook {} added: {} receives the eco of every failed task",
-                    hook.id, hook.url
-                );
+                let what = match hook.format.as_deref() {
+                    Some(chat) => format!("a {chat} message about every failed task"),
+                    None => "the eco of every failed task".to_owned(),
+                };
+                println!("webhook {} added: {} receives {what}", hook.id, hook.url);
             }
         }
         WebhookCommand::List => {
@@ -48,9 +52,14 @@ pub async fn run(ctx: &Ctx, command: WebhookCommand) -> Result<ExitCode> {
 }
 
 fn table(hooks: &[Webhook]) {
-    let mut t = output::table(&["ID", "KIND", "URL"]);
+    let mut t = output::table(&["ID", "KIND", "FORMAT", "URL"]);
     for h in hooks {
-        t.add_row(vec![h.id.clone(), h.kind.clone(), h.url.clone()]);
+        t.add_row(vec![
+            h.id.clone(),
+            h.kind.clone(),
+            h.format.clone().unwrap_or_else(|| "json".to_owned()),
+            h.url.clone(),
+        ]);
     }
     println!("{t}");
 }
