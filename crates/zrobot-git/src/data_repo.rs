@@ -10,6 +10,10 @@
 //!     state.yaml     the state table: category -> tag -> state
 //! ```
 //!
+//! Read back ([`DataRepo::read_services`]) when a robot starts on an empty
+//! data directory: its services come back from the repository, without
+//! their secrets.
+//!
 //! Secrets (even their hashes) are never written. The export is a snapshot:
 //! folders of deleted services go, files that are not service folders (a
 //! README) stay. When the remote moved ahead (another writer, or an export
@@ -89,6 +93,24 @@ struct ServiceFile<'a> {
     public: bool,
 }
 
+/// `service.yaml` as read back.
+#[derive(serde::Deserialize)]
+struct ServiceFileRead {
+    guid: uuid::Uuid,
+    name: String,
+    template: String,
+    #[serde(default)]
+    public: bool,
+}
+
+/// What [`DataRepo::read_services`] found.
+#[derive(Debug, Default)]
+pub struct ReadBack {
+    pub services: Vec<zrobot_core::store::ServiceRecord>,
+    /// Service folders that could not be read: `(folder, why)`.
+    pub skipped: Vec<(String, String)>,
+}
+
 impl std::fmt::Debug for DataRepo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DataRepo")
@@ -129,6 +151,28 @@ impl DataRepo {
         }));
         data_repo.recall_last_push();
         Ok(data_repo)
+    }
+
+    /// The services the working clone holds (as the last export left them):
+    /// identity, template, data and state. They have no secrets: an admin or
+    /// the god token manages them.
+    pub fn read_services(&self) -> ReadBack {
+        let mut out = ReadBack::default();
+        let mut folders = Vec::new();
+        find_service_folders(&self.0.dir, 0, &mut folders);
+        folders.sort();
+        for dir in folders {
+            let shown = dir
+                .strip_prefix(&self.0.dir)
+                .unwrap_or(&dir)
+                .display()
+                .to_string();
+            match read_service(&dir) {
+                Ok(record) => out.services.push(record),
+                Err(why) => out.skipped.push((shown, why)),
+            }
+        }
+        out
     }
 
     /// The remote, with any password hidden.
@@ -525,6 +569,62 @@ fn write_snapshot(root: &Path, robot: &Robot) -> std::io::Result<usize> {
     }
     remove_gone(root, Path::new(""), 0, &keep, &keep_names)?;
     Ok(count)
+}
+
+/// The `<guid>` folders below `dir` that hold a `service.yaml`: six
+/// levels down (`host/account/repo/template/name/guid`).
+fn find_service_folders(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+    if depth == 6 {
+        if dir.join("service.yaml").is_file() {
+            out.push(dir.to_path_buf());
+        }
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.filter_map(Result::ok) {
+        let path = e.path();
+        let hidden = e.file_name().to_string_lossy().starts_with('.');
+        if !hidden && path.is_dir() && !path.is_symlink() {
+            find_service_folders(&path, depth + 1, out);
+        }
+    }
+}
+
+/// One service folder, read back.
+fn read_service(dir: &Path) -> Result<zrobot_core::store::ServiceRecord, String> {
+    let read =
+        |file: &str| std::fs::read_to_string(dir.join(file)).map_err(|e| format!("{file}: {e}"));
+    let text = read("service.yaml")?;
+    let service: ServiceFileRead = zrobot_core::yaml::from_str(&text)
+        .map_err(|e| zrobot_core::yaml::describe_error(&e, "service.yaml", &text))?;
+    if TemplateUid::parse(&service.template).is_none() {
+        return Err(format!(
+            "service.yaml: `{}` is not a template UID",
+            service.template
+        ));
+    }
+    let data = match read("data.yaml") {
+        Ok(text) => zrobot_core::yaml::from_str(&text)
+            .map_err(|e| zrobot_core::yaml::describe_error(&e, "data.yaml", &text))?,
+        Err(_) => serde_json::Value::Object(Default::default()),
+    };
+    let state = match read("state.yaml") {
+        Ok(text) => zrobot_core::yaml::from_str(&text)
+            .map_err(|e| zrobot_core::yaml::describe_error(&e, "state.yaml", &text))?,
+        Err(_) => Default::default(),
+    };
+    Ok(zrobot_core::store::ServiceRecord {
+        guid: service.guid,
+        name: service.name,
+        template_uid: service.template,
+        public: service.public,
+        data,
+        state,
+        secrets: Vec::new(),
+        created: zrobot_core::time::now(),
+    })
 }
 
 /// Depth of the `<guid>` folders below the root.

@@ -324,7 +324,16 @@ pub async fn run(
         template_runtime.handle(),
     );
     let repos = TemplateRepos::new(&data_dir);
-    bring_back(&robot, &repos, template_repos, robots, &db).await?;
+    // Opened first: a robot starting on an empty data directory takes its
+    // services back from it.
+    let data = match &data_repo {
+        Some((url, _)) => Some(
+            zrobot_git::DataRepo::open(url, &data_dir)
+                .map_err(|e| anyhow::anyhow!("--data-repo: {e}"))?,
+        ),
+        None => None,
+    };
+    bring_back(&robot, &repos, template_repos, robots, &db, data.as_ref()).await?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
@@ -333,13 +342,9 @@ pub async fn run(
             let _ = rx.wait_for(|s| *s).await;
         }
     };
-    let mut data = None;
     let mut auto_push = None;
-    if let Some((url, every)) = &data_repo {
-        let repo = zrobot_git::DataRepo::open(url, &data_dir)
-            .map_err(|e| anyhow::anyhow!("--data-repo: {e}"))?;
+    if let (Some(repo), Some((_, every))) = (&data, &data_repo) {
         auto_push = Some(repo.spawn_auto_push(robot.clone(), *every, stopped()));
-        data = Some(repo);
     }
     api_config.repos = zrobot_api::repos::Repos(Some(Arc::new(repos::GitRepos {
         robot: robot.clone(),
@@ -388,12 +393,16 @@ async fn bring_back(
     template_repos: Vec<TemplateRepoUrl>,
     known_robots: Vec<(String, String, Option<String>)>,
     db: &std::path::Path,
+    data_repo: Option<&zrobot_git::DataRepo>,
 ) -> Result<()> {
     // Settings first: they say which revisions were checked out at run time.
-    let loaded = robot
+    let mut loaded = robot
         .read_store()
         .await
         .context("cannot read the database")?;
+    if let (Some(repo), true) = (data_repo, loaded.services.is_empty()) {
+        restore_from_data_repo(robot, repo, &mut loaded).await?;
+    }
     let given: Vec<_> = template_repos.iter().map(|u| u.repo_id()).collect();
     for url in template_repos {
         let url = match repos::pinned_at_run_time(robot, &url) {
@@ -448,6 +457,40 @@ async fn bring_back(
             some_of(&names)
         );
     }
+    Ok(())
+}
+
+/// An empty database on a robot with a data repository: the services the
+/// repository holds come back (stored first), without their secrets.
+async fn restore_from_data_repo(
+    robot: &Robot,
+    repo: &zrobot_git::DataRepo,
+    loaded: &mut zrobot_core::store::Loaded,
+) -> Result<()> {
+    let back = repo.read_services();
+    for (folder, why) in &back.skipped {
+        tracing::warn!("data repository: {folder} is left out: {why}");
+    }
+    if back.services.is_empty() {
+        return Ok(());
+    }
+    let ops = back
+        .services
+        .iter()
+        .cloned()
+        .map(zrobot_core::store::StoreOp::PutService)
+        .collect();
+    robot
+        .store()
+        .commit(ops)
+        .await
+        .context("cannot store the services of the data repository")?;
+    tracing::warn!(
+        services = back.services.len(),
+        "the database was empty: services restored from the data repository {} (their data, state and template versions; not their secrets, which it never holds: manage them with an admin JWT or the god token)",
+        repo.url()
+    );
+    loaded.services.extend(back.services);
     Ok(())
 }
 

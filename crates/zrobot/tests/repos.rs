@@ -572,3 +572,78 @@ async fn a_start_on_a_newer_revision_migrates_the_services() {
         "no task runs on unmoved data"
     );
 }
+
+/// A robot started on an empty data directory with a data repository takes
+/// its services back from it: identity, template version, data and state.
+/// Their secrets never were there: an admin or the god token manages them.
+/// A robot that has services of its own ignores the repository's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_robot_restores_the_services_of_its_data_repository() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = template_repo(
+        &tmp.path().join("acme").join("things"),
+        &[
+            ("templates/thing/template.yaml", THING_V1),
+            ("templates/thing/thing.lua", THING_LUA_V1),
+        ],
+    );
+    let bare = tmp.path().join("data.git");
+    git2::Repository::init_bare(&bare).unwrap();
+    let args = |_: ()| {
+        vec![
+            "--god".to_owned(),
+            "-T".to_owned(),
+            format!("file://{}", repo.display()),
+            "--data-repo".to_owned(),
+            format!("file://{}", bare.display()),
+        ]
+    };
+    let first_args = args(());
+    let first: Vec<&str> = first_args.iter().map(String::as_str).collect();
+    let mut old = RobotProcess::start(&tmp.path().join("old"), &first);
+    let client = old.god_client();
+    let svc = new_service(&client, "thing", "kept").await;
+    let t = client
+        .schedule(svc, "note", json!({"what": "before"}))
+        .await
+        .unwrap();
+    client
+        .wait_done(svc, t.guid, Duration::from_secs(30))
+        .await
+        .unwrap();
+    old.terminate();
+
+    // The host is lost; a new one starts on an empty data directory.
+    let log = tmp.path().join("new.log");
+    let mut new = RobotProcess::start_logged(&tmp.path().join("new"), &first, &log);
+    let client = new.god_client();
+    let back = client.service(svc).await.unwrap();
+    assert_eq!(back.name, "kept");
+    assert_eq!(back.version, "1.0.0");
+    assert_eq!(back.data.unwrap()["notes"], json!(["v1:before"]));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("services restored from the data repository") && text.contains("services=1"),
+        "{text}"
+    );
+    let t = client
+        .schedule(svc, "note", json!({"what": "after"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        client
+            .wait_done(svc, t.guid, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .state,
+        TaskState::Ok
+    );
+    // Stored: a restart brings it back from its own database.
+    new.restart();
+    let client = new.god_client();
+    let again = client.service(svc).await.unwrap();
+    assert_eq!(
+        again.data.unwrap()["notes"],
+        json!(["v1:before", "v1:after"])
+    );
+}
