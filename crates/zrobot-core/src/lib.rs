@@ -26,6 +26,7 @@ mod recurring;
 pub mod remote;
 pub mod robot;
 pub mod schema;
+pub mod sealed;
 pub mod service;
 pub mod store;
 pub mod task;

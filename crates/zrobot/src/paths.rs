@@ -65,6 +65,39 @@ pub fn god_token(data_dir: &Path) -> Result<String> {
     Ok(token)
 }
 
+const DATA_KEY_FILE: &str = "data.key";
+
+/// The key that seals secret data fields: read from `file`, or from the
+/// data directory's `data.key`, made (mode 0600, 64 hex digits) if missing.
+/// Also says whether it was made now.
+pub fn data_key(
+    data_dir: &Path,
+    file: Option<&Path>,
+) -> Result<(zrobot_core::sealed::DataKey, Option<PathBuf>)> {
+    let read = |path: &Path| -> Result<zrobot_core::sealed::DataKey> {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read the data key {}", path.display()))?;
+        zrobot_core::sealed::DataKey::parse(&bytes)
+            .map_err(|e| anyhow::anyhow!("the data key {} is not one: {e}", path.display()))
+    };
+    if let Some(file) = file {
+        return Ok((read(file)?, None));
+    }
+    let path = data_dir.join(DATA_KEY_FILE);
+    if path.exists() {
+        return Ok((read(&path)?, None));
+    }
+    let bytes = zrobot_core::sealed::DataKey::generate();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot write the data key to {}", path.display()))?;
+    f.write_all(format!("{}\n", zrobot_core::sealed::DataKey::hex(&bytes)).as_bytes())?;
+    Ok((zrobot_core::sealed::DataKey::from_bytes(&bytes), Some(path)))
+}
+
 /// Reads the god token without making one.
 pub fn read_god_token(data_dir: &Path) -> Result<String> {
     let path = data_dir.join(GOD_TOKEN_FILE);

@@ -120,6 +120,12 @@ pub struct StartArgs {
     /// ...and this private key (PEM).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// The key that seals secret data fields (`x-secret: true`, `format:
+    /// password`) at rest: 64 hexadecimal digits. Give every instance of a
+    /// robot the same file, and a robot restored from its data repository
+    /// too. Default: DATA_DIR/data.key, made at the first start.
+    #[arg(long, value_name = "FILE")]
+    pub secret_key_file: Option<PathBuf>,
     /// Development switch: accept the god token (see `zrobot godtoken get`), which grants everything.
     #[arg(long)]
     pub god: bool,
@@ -174,6 +180,8 @@ pub struct ServerConfig {
     pub lua: LuaConfig,
     /// Robots reached by name: `(name, url, token)`.
     pub robots: Vec<(String, String, Option<String>)>,
+    /// Seals secret data fields at rest.
+    pub data_key: Arc<zrobot_core::sealed::DataKey>,
 }
 
 impl ServerConfig {
@@ -255,6 +263,14 @@ impl ServerConfig {
         if args.god {
             api.auth.god_token = Some(paths::god_token(&data_dir)?);
         }
+        let (data_key, made) = paths::data_key(&data_dir, args.secret_key_file.as_deref())
+            .context("--secret-key-file")?;
+        if let Some(path) = made {
+            tracing::warn!(
+                "secret data fields are sealed with a key made now in {}: keep it (a robot restored from its data repository needs it), or give every instance the same --secret-key-file",
+                path.display()
+            );
+        }
         Ok((
             addr,
             ServerConfig {
@@ -273,6 +289,7 @@ impl ServerConfig {
                 },
                 lua,
                 robots,
+                data_key: Arc::new(data_key),
             },
         ))
     }
@@ -310,6 +327,7 @@ pub async fn run(
         retention,
         lua,
         robots,
+        data_key,
     } = config;
     // Before anything of the directory is read: a second robot on it would
     // share its database and clones.
@@ -323,6 +341,7 @@ pub async fn run(
         Arc::new(store),
         template_runtime.handle(),
     );
+    robot.set_data_key(data_key);
     let repos = TemplateRepos::new(&data_dir);
     // Opened first: a robot starting on an empty data directory takes its
     // services back from it.
@@ -436,6 +455,12 @@ async fn bring_back(
             .add_remote_robot(&name, &url, token)
             .await
             .with_context(|| format!("--robot {name}"))?;
+    }
+    for (name, fields) in &report.lost_secrets {
+        tracing::error!(
+            "service {name}: secret field(s) {} were sealed with another data key and are absent: give the robot that key (--secret-key-file) or set them again",
+            fields.join(", ")
+        );
     }
     tracing::info!(
         services = report.services,

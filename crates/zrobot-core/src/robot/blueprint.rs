@@ -298,7 +298,7 @@ impl Robot {
                     .store
                     .commit(vec![StoreOp::SaveData {
                         service: svc.guid,
-                        data: d.clone(),
+                        data: self.stored_data(&template, &d),
                     }])
                     .await
                     .map_err(|e| format!("the new data could not be stored: {e}"))?;

@@ -287,7 +287,7 @@ impl Robot {
         if let Some(d) = &new_data {
             ops.push(StoreOp::SaveData {
                 service: svc.guid,
-                data: d.clone(),
+                data: self.stored_data(&svc.template(), d),
             });
         }
         if let Some(state) = svc.take_dirty_state() {

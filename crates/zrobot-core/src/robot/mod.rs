@@ -115,6 +115,9 @@ pub struct RestoreReport {
     pub fallbacks: Vec<(String, String, String)>,
     /// Services kept aside until their template is loaded: `(name, UID)`.
     pub missing: Vec<(String, String)>,
+    /// Services whose secret data fields this robot's key could not open
+    /// (they come back without them): `(name, field paths)`.
+    pub lost_secrets: Vec<(String, Vec<String>)>,
 }
 
 /// A handle on the robot; cheap to clone.
@@ -141,6 +144,10 @@ pub(crate) struct RobotInner {
     missing: std::sync::Mutex<Vec<(ServiceRecord, Vec<TaskRecord>)>>,
     /// Serializes read-modify-write updates of the known robots.
     remote_lock: tokio::sync::Mutex<()>,
+    /// Seals secret data fields at rest: random unless the host gives one
+    /// ([`Robot::set_data_key`]), so that nothing secret is ever stored in
+    /// clear.
+    data_key: RwLock<Arc<crate::sealed::DataKey>>,
     /// Idempotency keys of recently scheduled tasks: a retried request gets
     /// the task its first try scheduled.
     keys: std::sync::Mutex<idempotency::Keys>,
@@ -193,6 +200,9 @@ impl Robot {
                 settings: RwLock::new(Default::default()),
                 remotes: RwLock::default(),
                 remote_lock: tokio::sync::Mutex::new(()),
+                data_key: RwLock::new(Arc::new(crate::sealed::DataKey::from_bytes(
+                    &crate::sealed::DataKey::generate(),
+                ))),
                 keys: std::sync::Mutex::new(idempotency::Keys::default()),
                 work: TemplateWork::new(template_runtime),
                 background,
@@ -202,6 +212,46 @@ impl Robot {
 
     pub(crate) fn from_inner(inner: Arc<RobotInner>) -> Robot {
         Robot(inner)
+    }
+
+    /// The key that seals secret data fields at rest; set it before the
+    /// robot reads its store.
+    pub fn set_data_key(&self, key: Arc<crate::sealed::DataKey>) {
+        *self.0.data_key.write().unwrap_or_else(|e| e.into_inner()) = key;
+    }
+
+    fn data_key(&self) -> Arc<crate::sealed::DataKey> {
+        self.0
+            .data_key
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// `data` as it is stored: its secret fields (of `template`) sealed. The
+    /// same `Arc` for a template without any.
+    pub(crate) fn stored_data(
+        &self,
+        template: &crate::template::Template,
+        data: &Arc<Value>,
+    ) -> Arc<Value> {
+        if template.secret_paths.is_empty() {
+            return data.clone();
+        }
+        Arc::new(self.data_key().seal(&template.secret_paths, data))
+    }
+
+    /// Stored `data` opened: its secret fields of `template` as written, and
+    /// the paths of those this robot's key cannot open (they are dropped).
+    pub(crate) fn opened_data(
+        &self,
+        template: &crate::template::Template,
+        data: Value,
+    ) -> (Value, Vec<String>) {
+        if template.secret_paths.is_empty() {
+            return (data, Vec::new());
+        }
+        self.data_key().open(&template.secret_paths, data)
     }
 
     pub fn config(&self) -> &RobotConfig {

@@ -204,15 +204,16 @@ impl Robot {
         Ok(svc)
     }
 
-    /// The service as the store keeps it.
+    /// The service as the store keeps it: its secret data fields sealed.
     pub fn service_record(&self, svc: &Service) -> ServiceRecord {
+        let template = svc.template();
         let inner = svc.lock();
         ServiceRecord {
             guid: svc.guid,
             name: svc.name.clone(),
-            template_uid: svc.template_uid(),
+            template_uid: template.uid_text.clone(),
             public: svc.public,
-            data: (*inner.data).clone(),
+            data: (*self.stored_data(&template, &inner.data)).clone(),
             state: inner.state.clone(),
             secrets: inner.secrets.clone(),
             created: svc.created,

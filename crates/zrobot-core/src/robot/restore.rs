@@ -113,16 +113,31 @@ impl Robot {
                 }
             },
         };
+        let (data, lost) = self.opened_data(&template, record.data);
+        if !lost.is_empty() {
+            report
+                .lost_secrets
+                .push((record.name.clone(), lost.clone()));
+        }
         let svc = Arc::new(Service::new(
             record.guid,
             record.name.clone(),
             template.clone(),
-            record.data,
+            data,
             record.public,
             record.created,
             ServiceStatus::Invalid("not validated yet since the robot started".into()),
             self.0.events.clone(),
         ));
+        if !lost.is_empty() {
+            svc.log(
+                LogLevel::Error,
+                format!(
+                    "secret field(s) {} could not be opened with this robot's data key (sealed with another): they are absent; give the robot the key they were sealed with (--secret-key-file), or set them again",
+                    lost.join(", ")
+                ),
+            );
+        }
         {
             let mut inner = svc.lock();
             inner.state = record.state;

@@ -154,7 +154,7 @@ impl Robot {
                 },
                 StoreOp::SaveData {
                     service: svc.guid,
-                    data: data.clone(),
+                    data: self.stored_data(target, &data),
                 },
             ])
             .await;

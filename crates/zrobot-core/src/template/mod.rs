@@ -33,6 +33,9 @@ pub struct Template {
     pub digest: u64,
     /// The commit its repository was checked out at, when it came from git.
     pub commit: Option<String>,
+    /// The paths of its data's secret properties, sealed at rest
+    /// ([`crate::sealed`]).
+    pub secret_paths: Vec<Vec<String>>,
 }
 
 impl std::fmt::Debug for Template {
@@ -256,6 +259,7 @@ pub fn load_template(
         code_path,
     })?;
     manifest.check_actions(&manifest_path, code.actions())?;
+    let secret_paths = manifest_secret_paths(&manifest);
     Ok(Template {
         uid_text: uid.to_string(),
         uid,
@@ -264,8 +268,17 @@ pub fn load_template(
         repo_root: repo_root.to_path_buf(),
         code,
         digest: folder_digest(dir),
+        secret_paths,
         commit: None,
     })
+}
+
+fn manifest_secret_paths(manifest: &Manifest) -> Vec<Vec<String>> {
+    manifest
+        .data
+        .as_ref()
+        .map(|s| crate::sealed::secret_paths(s.raw()))
+        .unwrap_or_default()
 }
 
 /// A digest of every file under `dir` (names and contents, in name order),
