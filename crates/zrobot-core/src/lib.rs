@@ -28,6 +28,7 @@ pub mod robot;
 pub mod schema;
 pub mod sealed;
 pub mod service;
+pub mod sources;
 pub mod store;
 pub mod task;
 pub mod template;

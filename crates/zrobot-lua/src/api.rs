@@ -18,6 +18,38 @@ use crate::convert;
 use crate::engine::LuaConfig;
 use crate::handles::{ServiceHandle, TaskHandle};
 
+/// `robot.templates`: `add_repo(url[, ref])` and `checkout_repo(url, ref)`,
+/// as 0-robot's `self.api.templates` had them; each answers `{commit,
+/// templates}` once the templates are loaded (services move afterwards).
+/// Refused unless the robot's operator allowed it.
+fn templates_table(lua: &Lua) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    let call = |known: bool| {
+        move |lua: Lua, (url, reference): (String, Option<String>)| async move {
+            let (robot, sources) = ctx(&lua, |c| (c.robot.clone(), c.robot.template_sources()))?;
+            let sources = sources.ok_or_else(|| {
+                rt("this robot does not let template code add template repositories (they bring code into it): its operator starts it with --allow-template-repos-from-templates")
+            })?;
+            let fetched = sources
+                .fetch(&robot, url, reference, known)
+                .await
+                .map_err(rt)?;
+            let out = lua.create_table()?;
+            out.set("commit", fetched.commit)?;
+            out.set("templates", fetched.templates)?;
+            Ok(out)
+        }
+    };
+    t.set("add_repo", lua.create_async_function(call(false))?)?;
+    t.set(
+        "checkout_repo",
+        lua.create_async_function(move |lua, (url, reference): (String, String)| {
+            call(true)(lua, (url, Some(reference)))
+        })?,
+    )?;
+    Ok(t)
+}
+
 /// What all states of the engine share: the HTTP client keeps its connections.
 #[derive(Default)]
 pub(crate) struct Shared {
@@ -127,6 +159,7 @@ pub(crate) fn install(
     robot.set("json", json_table(lua)?)?;
     robot.set("yaml", yaml_table(lua)?)?;
     robot.set("wait_all", crate::handles::wait_all_function(lua)?)?;
+    robot.set("templates", templates_table(lua)?)?;
     g.set("robot", robot)?;
 
     g.set(

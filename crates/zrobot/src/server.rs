@@ -126,6 +126,11 @@ pub struct StartArgs {
     /// too. Default: DATA_DIR/data.key, made at the first start.
     #[arg(long, value_name = "FILE")]
     pub secret_key_file: Option<PathBuf>,
+    /// Let template code add and check out template repositories
+    /// (`robot.templates` in Lua, 0-robot's `self.api.templates`). Off by
+    /// default: it brings code into the robot.
+    #[arg(long)]
+    pub allow_template_repos_from_templates: bool,
     /// Development switch: accept the god token (see `zrobot godtoken get`), which grants everything.
     #[arg(long)]
     pub god: bool,
@@ -182,6 +187,8 @@ pub struct ServerConfig {
     pub robots: Vec<(String, String, Option<String>)>,
     /// Seals secret data fields at rest.
     pub data_key: Arc<zrobot_core::sealed::DataKey>,
+    /// `--allow-template-repos-from-templates`.
+    pub template_code_repos: bool,
 }
 
 impl ServerConfig {
@@ -290,6 +297,7 @@ impl ServerConfig {
                 lua,
                 robots,
                 data_key: Arc::new(data_key),
+                template_code_repos: args.allow_template_repos_from_templates,
             },
         ))
     }
@@ -328,6 +336,7 @@ pub async fn run(
         lua,
         robots,
         data_key,
+        template_code_repos,
     } = config;
     // Before anything of the directory is read: a second robot on it would
     // share its database and clones.
@@ -343,6 +352,12 @@ pub async fn run(
     );
     robot.set_data_key(data_key);
     let repos = TemplateRepos::new(&data_dir);
+    if template_code_repos {
+        robot.allow_template_sources(Arc::new(repos::TemplateCodeSources {
+            repos: repos.clone(),
+        }));
+        tracing::warn!("template code may add and check out template repositories (--allow-template-repos-from-templates)");
+    }
     // Opened first: a robot starting on an empty data directory takes its
     // services back from it.
     let data = match &data_repo {

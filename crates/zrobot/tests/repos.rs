@@ -647,3 +647,149 @@ async fn an_empty_robot_restores_the_services_of_its_data_repository() {
         json!(["v1:before", "v1:after"])
     );
 }
+
+const ADMIN_LUA: &str = r#"
+local a = {}
+function a.add(self, args) return robot.templates.add_repo(args.url) end
+function a.checkout(self, args) return robot.templates.checkout_repo(args.url, args.ref) end
+return a
+"#;
+
+/// Template code adds and checks out template repositories (0-robot's
+/// `self.api.templates`), only on a robot started with
+/// --allow-template-repos-from-templates; checking out its own repository
+/// does not hang the action that asks, and its service moves afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn template_code_adds_repositories_only_when_allowed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let own = template_repo(
+        &tmp.path().join("own"),
+        &[
+            ("templates/admin/template.yaml", "version: 1.0.0\n"),
+            ("templates/admin/admin.lua", ADMIN_LUA),
+        ],
+    );
+    tag_head(&own, "v1");
+    let extra = template_repo(
+        &tmp.path().join("extra"),
+        &[
+            ("templates/thing/template.yaml", THING_V1),
+            ("templates/thing/thing.lua", THING_LUA_V1),
+        ],
+    );
+    let own_url = format!("file://{}", own.display());
+    let extra_url = format!("file://{}", extra.display());
+    let own_v1 = format!("{own_url}#v1");
+    let mut robot = RobotProcess::start(&tmp.path().join("data"), &["--god", "-T", &own_v1]);
+    let client = robot.god_client();
+    let admin = new_service(&client, "admin", "admin").await;
+    let run = |action: &'static str, args: serde_json::Value| {
+        let client = robot.god_client();
+        async move {
+            let t = client.schedule(admin, action, args).await.unwrap();
+            client
+                .wait_done(admin, t.guid, Duration::from_secs(60))
+                .await
+                .unwrap()
+        }
+    };
+    let refused = run("add", json!({"url": extra_url})).await;
+    assert_eq!(refused.state, TaskState::Error);
+    assert!(
+        refused
+            .eco
+            .unwrap()
+            .message
+            .contains("--allow-template-repos-from-templates"),
+        "refused without the flag"
+    );
+
+    robot.args = vec![
+        "--god".into(),
+        "-T".into(),
+        own_v1.clone(),
+        "--allow-template-repos-from-templates".into(),
+    ];
+    robot.restart();
+    let client = robot.god_client();
+    let run = |action: &'static str, args: serde_json::Value| {
+        let client = robot.god_client();
+        async move {
+            let t = client.schedule(admin, action, args).await.unwrap();
+            client
+                .wait_done(admin, t.guid, Duration::from_secs(60))
+                .await
+                .unwrap()
+        }
+    };
+    let added = run("add", json!({"url": extra_url})).await;
+    assert_eq!(added.state, TaskState::Ok, "{:?}", added.eco);
+    let r = added.result_value().unwrap();
+    assert_eq!(r["commit"].as_str().unwrap().len(), 40, "{r}");
+    assert!(
+        r["templates"][0]
+            .as_str()
+            .unwrap()
+            .ends_with("/thing/1.0.0"),
+        "{r}"
+    );
+    assert!(client
+        .templates()
+        .await
+        .unwrap()
+        .iter()
+        .any(|t| t.name == "thing"));
+    let thing = new_service(&client, "thing", "t1").await;
+
+    commit_files(
+        &extra,
+        &[
+            ("templates/thing/template.yaml", THING_V2),
+            ("templates/thing/thing.lua", THING_LUA_V2),
+        ],
+        Some("v2"),
+    );
+    let out = run("checkout", json!({"url": extra_url, "ref": "v2"})).await;
+    assert_eq!(out.state, TaskState::Ok, "{:?}", out.eco);
+    assert!(
+        eventually_async(Duration::from_secs(30), || async {
+            client
+                .service(thing)
+                .await
+                .is_ok_and(|s| s.version == "1.1.0")
+        })
+        .await
+    );
+
+    // Its own repository: the action ends, then its service moves.
+    commit_files(
+        &own,
+        &[("templates/admin/template.yaml", "version: 1.1.0\n")],
+        Some("v2"),
+    );
+    let started = std::time::Instant::now();
+    let out = run("checkout", json!({"url": own_v1, "ref": "v2"})).await;
+    assert_eq!(out.state, TaskState::Ok, "{:?}", out.eco);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        eventually_async(Duration::from_secs(30), || async {
+            client
+                .service(admin)
+                .await
+                .is_ok_and(|s| s.version == "1.1.0")
+        })
+        .await
+    );
+
+    let never = run(
+        "checkout",
+        json!({"url": "file:///no/such/repo", "ref": "main"}),
+    )
+    .await;
+    assert_eq!(never.state, TaskState::Error);
+    assert!(never.eco.unwrap().message.contains("was never added"));
+}

@@ -148,6 +148,8 @@ pub(crate) struct RobotInner {
     /// ([`Robot::set_data_key`]), so that nothing secret is ever stored in
     /// clear.
     data_key: RwLock<Arc<crate::sealed::DataKey>>,
+    /// Template repositories template code may add; none by default.
+    pub(crate) sources: RwLock<Option<Arc<dyn crate::sources::TemplateSources>>>,
     /// Idempotency keys of recently scheduled tasks: a retried request gets
     /// the task its first try scheduled.
     keys: std::sync::Mutex<idempotency::Keys>,
@@ -203,6 +205,7 @@ impl Robot {
                 data_key: RwLock::new(Arc::new(crate::sealed::DataKey::from_bytes(
                     &crate::sealed::DataKey::generate(),
                 ))),
+                sources: RwLock::new(None),
                 keys: std::sync::Mutex::new(idempotency::Keys::default()),
                 work: TemplateWork::new(template_runtime),
                 background,
@@ -212,6 +215,21 @@ impl Robot {
 
     pub(crate) fn from_inner(inner: Arc<RobotInner>) -> Robot {
         Robot(inner)
+    }
+
+    /// Lets template code add and check out template repositories.
+    pub fn allow_template_sources(&self, sources: Arc<dyn crate::sources::TemplateSources>) {
+        *self.0.sources.write().unwrap_or_else(|e| e.into_inner()) = Some(sources);
+    }
+
+    /// The template repositories template code may reach; `None` unless
+    /// the operator allowed it.
+    pub fn template_sources(&self) -> Option<Arc<dyn crate::sources::TemplateSources>> {
+        self.0
+            .sources
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The key that seals secret data fields at rest; set it before the

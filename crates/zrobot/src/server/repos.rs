@@ -96,6 +96,25 @@ async fn fetch_and_load(
     parsed: TemplateRepoUrl,
     reference: Option<String>,
 ) -> Result<(Vec<Arc<Template>>, CheckoutReport), RepoError> {
+    let loaded = fetch_and_load_only(&robot, &repos, parsed, reference).await?;
+    let report = move_services(&robot, &loaded).await;
+    Ok((loaded.templates, report))
+}
+
+/// A repository checked out and its templates loaded; services not moved yet.
+struct Fetched {
+    templates: Vec<Arc<Template>>,
+    commit: String,
+    repo_id: RepoId,
+    reloaded: Vec<(String, String)>,
+}
+
+async fn fetch_and_load_only(
+    robot: &Robot,
+    repos: &TemplateRepos,
+    parsed: TemplateRepoUrl,
+    reference: Option<String>,
+) -> Result<Fetched, RepoError> {
     let reference = reference.or_else(|| parsed.reference().map(str::to_owned));
     let parsed = parsed
         .with_reference(reference.as_deref())
@@ -114,17 +133,81 @@ async fn fetch_and_load(
         checkout.commit,
         names.join(", ")
     );
-    remember(&robot, &parsed, reference.as_deref()).await?;
+    remember(robot, &parsed, reference.as_deref()).await?;
+    Ok(Fetched {
+        templates,
+        commit: checkout.commit,
+        repo_id: checkout.repo_id,
+        reloaded,
+    })
+}
+
+/// Moves services to the newest versions after a fetch, and tells what it did.
+async fn move_services(robot: &Robot, fetched: &Fetched) -> CheckoutReport {
     let upgrade = robot.upgrade_services().await;
     for (name, to, why) in &upgrade.failed {
         tracing::warn!("service {name} stays where it is: moving to {to} failed: {why}");
     }
-    let report = CheckoutReport {
-        templates: templates.iter().map(|t| wire::template(t)).collect(),
-        commit: checkout.commit.clone(),
-        services: moves(&robot, &checkout.repo_id, upgrade, reloaded),
-    };
-    Ok((templates, report))
+    CheckoutReport {
+        templates: fetched
+            .templates
+            .iter()
+            .map(|t| wire::template(t))
+            .collect(),
+        commit: fetched.commit.clone(),
+        services: moves(robot, &fetched.repo_id, upgrade, fetched.reloaded.clone()),
+    }
+}
+
+/// Template repositories for template code (`robot.templates`), when the
+/// operator allows it: answers once the templates are loaded, and moves
+/// services afterwards, so that the calling action's own service (which
+/// waits for its action to end before it moves) is never waited on.
+pub struct TemplateCodeSources {
+    pub repos: TemplateRepos,
+}
+
+impl zrobot_core::sources::TemplateSources for TemplateCodeSources {
+    fn fetch(
+        &self,
+        robot: &Robot,
+        url: String,
+        reference: Option<String>,
+        known: bool,
+    ) -> zrobot_core::engine::BoxFuture<'static, Result<zrobot_core::sources::Fetched, String>>
+    {
+        let (robot, repos) = (robot.clone(), self.repos.clone());
+        Box::pin(async move {
+            let parsed = TemplateRepoUrl::parse(&url).map_err(|e| e.to_string())?;
+            if known && repos.current(&parsed).is_none() {
+                return Err(format!(
+                    "template repository {parsed} was never added to this robot: add it first (robot.templates.add_repo)"
+                ));
+            }
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let owner = robot.clone();
+            owner.spawn_owned(async move {
+                match fetch_and_load_only(&robot, &repos, parsed, reference).await {
+                    Err(e) => {
+                        let _ = tx.send(Err(e.to_string()));
+                    }
+                    Ok(fetched) => {
+                        let _ = tx.send(Ok(zrobot_core::sources::Fetched {
+                            commit: fetched.commit.clone(),
+                            templates: fetched
+                                .templates
+                                .iter()
+                                .map(|t| t.uid.to_string())
+                                .collect(),
+                        }));
+                        move_services(&robot, &fetched).await;
+                    }
+                }
+            });
+            rx.await
+                .map_err(|_| "the robot stopped before the repository was loaded".to_owned())?
+        })
+    }
 }
 
 /// What the upgrade did to each service: every move and failed move, and
