@@ -246,7 +246,9 @@ fn remote_error(robot: &str, what: &str, e: &ClientError) -> mlua::Error {
     }
 }
 
-fn wire_filter(lua: &Lua, v: LuaValue) -> mlua::Result<WireFilter> {
+/// A Lua service filter as the REST API takes it, and its `guid`, which the
+/// API's listing has no parameter for: the caller keeps only that service.
+fn wire_filter(lua: &Lua, v: LuaValue) -> mlua::Result<(WireFilter, Option<Uuid>)> {
     let f: ServiceFilter = if v.is_nil() {
         ServiceFilter::default()
     } else {
@@ -257,15 +259,58 @@ fn wire_filter(lua: &Lua, v: LuaValue) -> mlua::Result<WireFilter> {
             ))
         })?
     };
-    Ok(WireFilter {
-        name: f.name,
-        template_uid: f.template_uid,
-        template_host: f.template_host,
-        template_account: f.template_account,
-        template_repo: f.template_repo,
-        template_name: f.template_name,
-        template_version: f.template_version,
-    })
+    let guid = match &f.guid {
+        None => None,
+        Some(g) => Some(
+            Uuid::parse_str(g)
+                .map_err(|_| rt(format!("bad service filter: guid `{g}` is not a guid")))?,
+        ),
+    };
+    Ok((
+        WireFilter {
+            name: f.name,
+            template_uid: f.template_uid,
+            template_host: f.template_host,
+            template_account: f.template_account,
+            template_repo: f.template_repo,
+            template_name: f.template_name,
+            template_version: f.template_version,
+        },
+        guid,
+    ))
+}
+
+/// The services of robot `name` that match the Lua filter `filter`.
+async fn listed(
+    lua: &Lua,
+    name: &str,
+    filter: LuaValue,
+) -> mlua::Result<(WireFilter, Vec<zrobot_client::wire::Service>)> {
+    let (filter, guid) = wire_filter(lua, filter)?;
+    let (remote, _) = client(lua, name).await?;
+    let c = remote.listing();
+    let mut found = retried(name, &remote.url, "find services", || c.services(&filter)).await?;
+    if let Some(g) = guid {
+        found.retain(|s| s.guid == g);
+    }
+    Ok((filter, found))
+}
+
+/// Whether the template reference `reference` (any suffix of a UID, as
+/// `find_or_create` takes it) names the template of the UID `uid`, whatever
+/// the version.
+fn same_template(reference: &str, uid: &str) -> bool {
+    let mut wanted: Vec<&str> = reference.trim_matches('/').split('/').collect();
+    if wanted.len() > 1
+        && wanted
+            .last()
+            .is_some_and(|v| semver::Version::parse(v).is_ok())
+    {
+        wanted.pop();
+    }
+    let mut have: Vec<&str> = uid.split('/').collect();
+    have.pop(); // its version
+    wanted.len() <= have.len() && have.ends_with(&wanted)
 }
 
 /// Installs `robot.robots`.
@@ -331,36 +376,18 @@ struct RemoteServices {
 impl UserData for RemoteServices {
     fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
         m.add_async_method("find", |lua, this, filter: LuaValue| async move {
-            let filter = wire_filter(&lua, filter)?;
-            let (remote, _) = client(&lua, &this.robot).await?;
-            let c = remote.listing();
-            let found = retried(&this.robot, &remote.url, "find services", || {
-                c.services(&filter)
-            })
-            .await?;
+            let (_, found) = listed(&lua, &this.robot, filter).await?;
             Ok(found
                 .into_iter()
                 .map(|s| RemoteService::handle(&this.robot, &s))
                 .collect::<Vec<_>>())
         });
         m.add_async_method("exists", |lua, this, filter: LuaValue| async move {
-            let filter = wire_filter(&lua, filter)?;
-            let (remote, _) = client(&lua, &this.robot).await?;
-            let c = remote.listing();
-            let found = retried(&this.robot, &remote.url, "find services", || {
-                c.services(&filter)
-            })
-            .await?;
+            let (_, found) = listed(&lua, &this.robot, filter).await?;
             Ok(!found.is_empty())
         });
         m.add_async_method("get", |lua, this, filter: LuaValue| async move {
-            let filter = wire_filter(&lua, filter)?;
-            let (remote, _) = client(&lua, &this.robot).await?;
-            let c = remote.listing();
-            let mut found = retried(&this.robot, &remote.url, "find services", || {
-                c.services(&filter)
-            })
-            .await?;
+            let (filter, mut found) = listed(&lua, &this.robot, filter).await?;
             match found.len() {
                 1 => Ok(RemoteService::handle(&this.robot, &found.remove(0))),
                 0 => Err(rt(format!(
@@ -401,6 +428,12 @@ impl UserData for RemoteServices {
                 })
                 .await?;
                 if let Some(s) = found.first() {
+                    if !same_template(&template, &s.template) {
+                        return Err(rt(format!(
+                            "robot `{}`: a service named `{name}` exists, but from template {} rather than {template}",
+                            this.robot, s.template
+                        )));
+                    }
                     return Ok(RemoteService::handle(&this.robot, s));
                 }
                 // Another caller may create it meanwhile: then it is found.
@@ -798,6 +831,33 @@ impl RemoteTask {
                     ))
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_template;
+
+    #[test]
+    fn a_template_reference_names_its_template_whatever_the_version() {
+        let uid = "github.com/acme/templates/node/1.2.0";
+        for r in [
+            "node",
+            "templates/node",
+            "github.com/acme/templates/node",
+            "node/1.0.0",
+            "github.com/acme/templates/node/2.0.0",
+        ] {
+            assert!(same_template(r, uid), "{r}");
+        }
+        for r in [
+            "vm",
+            "other/node",
+            "ode",
+            "x/github.com/acme/templates/node",
+        ] {
+            assert!(!same_template(r, uid), "{r}");
         }
     }
 }

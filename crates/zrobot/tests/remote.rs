@@ -123,6 +123,17 @@ function vm.inspect(self, args)
   end
   return out
 end
+function vm.pick(self, args)
+  -- Finds one service of robot b by guid, and asks find_or_create for a
+  -- name taken by another template.
+  local services = robot.robots[args.robot].services
+  local a = services:find_or_create("node", "pa", {})
+  services:find_or_create("node", "pb", {})
+  local by_guid = services:find({guid = a.guid})
+  local ok, err = pcall(function() return services:find_or_create("vm", "pa", {}) end)
+  return {count = #by_guid, name = by_guid[1].name, exists = services:exists({guid = robot.uuid()}),
+          same = services:find_or_create("node", "pa", {}).guid == a.guid, wrong = tostring(err)}
+end
 function vm.drop(self, args)
   robot.robots[args.robot].services:get({name = args.node}):delete()
 end
@@ -370,6 +381,33 @@ async fn handles_read_logs_tasks_and_data_here_and_there() {
     assert!(
         refused.contains("robot `b` shows the data of service `far` only to its god token"),
         "{refused}"
+    );
+}
+
+/// On another robot as here: a `guid` filter finds that service only, and
+/// `find_or_create` refuses a name taken by another template.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_filters_and_find_or_create_behave_as_local_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let url = repo(&tmp.path().join("acme/templates"));
+    let b = RobotProcess::start(&tmp.path().join("b"), &["--god", "-T", &url]);
+    let a = RobotProcess::start(
+        &tmp.path().join("a"),
+        &["--god", "-T", &url, "--robot", &format!("b={}", b.url)],
+    );
+    vm(&a, "vm1").await;
+    let t = run(&a, "vm1", "pick", json!({"robot": "b"})).await;
+    assert_eq!(t.state, TaskState::Ok, "{:?}", t.eco);
+    let r = t.result_value().unwrap();
+    assert_eq!(r["count"], 1, "{r}");
+    assert_eq!(r["name"], "pa");
+    assert_eq!(r["exists"], false);
+    assert_eq!(r["same"], true);
+    let wrong = r["wrong"].as_str().unwrap();
+    assert!(
+        wrong.contains("a service named `pa` exists, but from template")
+            && wrong.contains("rather than vm"),
+        "{wrong}"
     );
 }
 
